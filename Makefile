@@ -1,0 +1,51 @@
+# dupq — the two commands a person needs: `make demo` and `make test`.
+# Both create (or reuse) .venv and install the project from its own files.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test lint format bench-quality bench-encode bench-matcher bench-dedupe clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: on a CPU-only machine this takes the CPU wheel, never a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev,onnx,ray]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dupq demo --out demo_output
+
+test: $(STAMP)
+	$(BIN)/ruff check dupq tests benchmarks
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check dupq tests benchmarks
+	$(BIN)/ruff format --check dupq tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format dupq tests benchmarks
+	$(BIN)/ruff check --fix dupq tests benchmarks
+
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py
+
+bench-encode: $(STAMP)
+	$(BIN)/python benchmarks/encode.py
+
+bench-matcher: $(STAMP)
+	$(BIN)/python benchmarks/matcher.py
+
+bench-dedupe: $(STAMP)
+	$(BIN)/python benchmarks/dedupe.py
+
+clean:
+	rm -rf demo_output .pytest_cache .ruff_cache build dist *.egg-info
