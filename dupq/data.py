@@ -1,0 +1,792 @@
+"""Read labelled question pairs from the formats people actually have, and split them without leakage.
+
+Every reader returns the same canonical table (:data:`~dupq.datamodels.PAIR_COLUMNS`: ``qid1``, ``qid2``,
+``question1``, ``question2``, ``label``, ``source_row``) inside a :class:`~dupq.datamodels.PairData` that
+also accounts for every input row it did not keep — a pair with an empty question, a label that is not
+0/1, or a question paired with itself is reported by row number, never silently dropped.
+
+Why the split is by question components: in Quora Question Pairs the same question appears in many
+pairs. A random *pair* split puts "How do I learn Python?" in train and again in test, and the test
+score then measures memorisation. :func:`split_pairs` joins questions that share a qid *or* a
+normalised text into connected components and assigns whole components to one split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dupq.datamodels import PAIR_COLUMNS, PairData, RowIssue, Splits, empty_pairs
+from dupq.errors import DupqError, InputError
+from dupq.io import read_table, sha256_file
+from dupq.text import is_blank, text_key
+
+log = logging.getLogger(__name__)
+
+#: Formats :func:`load_pairs` understands (``auto`` detects one of the others from the header).
+FORMATS = ("auto", "quora", "kaggle", "glue", "mqp", "semeval-cqa", "mrpc", "generic")
+
+QUORA_COLUMNS = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]
+MQP_COLUMNS = ["dr_id", "question1", "question2", "label"]
+MRPC_COLUMNS = ["label", "id1", "id2", "sentence1", "sentence2"]
+MRPC_GLUE_COLUMNS = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+SEMEVAL_COLUMNS = ["orgq_id", "orgq_subject", "orgq_body", "relq_id", "relq_subject", "relq_body", "label"]
+
+#: Column names :func:`load_pairs` recognises in generic files, tried in order (case-insensitive).
+TEXT_COLUMN_PAIRS = [
+    ("question1", "question2"),
+    ("sentence1", "sentence2"),
+    ("text1", "text2"),
+    ("s1", "s2"),
+    ("text_a", "text_b"),
+    ("sentence_a", "sentence_b"),
+]
+LABEL_COLUMNS = ["label", "is_duplicate", "duplicate", "is_paraphrase", "labels"]
+QID_COLUMN_PAIRS = [("qid1", "qid2")]
+
+#: Shared evaluation sets (``../shared/data``): name -> (relative path, format). Not shipped.
+SHARED_SETS = {
+    "mqp": ("medical-question-pairs/mqp.tsv", "mqp"),
+    "semeval-cqa": ("semeval2016-task3-cqa-subtaskB/train-part2.tsv", "semeval-cqa"),
+    "mrpc": ("mrpc/train.tsv", "mrpc"),
+    "mrpc-test": ("mrpc/test.tsv", "mrpc"),
+}
+
+#: Hugging Face data sets with known schemas: alias -> (hub id, subset, split renames).
+HF_SETS = {
+    "sentence-transformers/quora-duplicates": ("sentence-transformers/quora-duplicates", "pair-class", {}),
+    "glue/qqp": ("nyu-mll/glue", "qqp", {"dev": "validation"}),
+    "nyu-mll/glue/qqp": ("nyu-mll/glue", "qqp", {"dev": "validation"}),
+}
+
+_QUOTED_FIELD_START = {"\t": re.compile(r'(?:^|\t)"', re.M), ",": re.compile(r'(?:^|,)"', re.M)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class _Spec:
+    """Which source columns make each canonical column (text may join several, e.g. subject + body)."""
+
+    q1: list[str]
+    q2: list[str]
+    label: str
+    qid1: str | None = None
+    qid2: str | None = None
+
+
+@dataclass
+class _Table:
+    """Column lists aligned with their 1-based source row numbers, plus rows that could not be parsed."""
+
+    columns: dict[str, list[Any]]
+    rows: list[int]
+    malformed: list[RowIssue]
+    n_input_rows: int
+
+
+def load_pairs(
+    path: str | Path,
+    *,
+    fmt: str = "auto",
+    question1: str | None = None,
+    question2: str | None = None,
+    label: str | None = None,
+    qid1: str | None = None,
+    qid2: str | None = None,
+    sep: str | None = None,
+    encoding: str | None = None,
+    strict: bool = False,
+) -> PairData:
+    """Read labelled pairs from ``path`` into a validated :class:`PairData`.
+
+    ``fmt`` is one of :data:`FORMATS`; ``auto`` recognises the real headers of Quora's
+    ``quora_duplicate_questions.tsv``, Kaggle's ``train.csv``, GLUE QQP ``train.tsv``/``dev.tsv``, MQP,
+    SemEval CQA subtask B and MRPC, and otherwise reads a generic CSV/TSV/Parquet/JSONL whose text and
+    label columns are given (``question1``, ``question2``, ``label``, optional ``qid1``/``qid2``) or
+    detected from common names. Rows with problems are excluded and listed in ``issues``; with
+    ``strict=True`` the first one raises :class:`InputError` naming the file, row and column.
+    """
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", file=path)
+    if not path.exists():
+        raise InputError("no such file", file=path)
+    if path.is_dir():
+        raise InputError("is a directory, not a pairs file", file=path)
+    overrides = {"question1": question1, "question2": question2, "label": label, "qid1": qid1, "qid2": qid2}
+    has_overrides = any(v is not None for v in overrides.values())
+
+    suffix_fmt = _suffix_kind(path)
+    if suffix_fmt in {"parquet", "jsonl"}:
+        if fmt not in {"auto", "generic"}:
+            raise InputError(
+                f"format {fmt!r} is a delimited text format, but this is {suffix_fmt}", file=path
+            )
+        df = read_table(path, fmt=suffix_fmt)
+        table = _table_from_frame(df)
+        spec = _generic_spec(path, list(df.columns), overrides)
+        return _build(path, table, spec, fmt="generic", strict=strict, sha=sha256_file(path))
+
+    text = _decode(path, encoding)
+    delim = sep or _guess_delimiter(path, text)
+    header = _first_record(text, delim)
+
+    if fmt == "auto":
+        fmt = "generic" if has_overrides else _detect_format(path, header, delim, text)
+    _check_not_unlabelled(path, header)
+
+    if fmt == "quora":
+        table = _parse(text, delim, "csv", path)
+        spec = _fixed_spec(path, table, ["question1"], ["question2"], "is_duplicate", "qid1", "qid2")
+    elif fmt == "kaggle":
+        table = _parse(text, delim if sep else ",", "csv", path)
+        spec = _fixed_spec(path, table, ["question1"], ["question2"], "is_duplicate", "qid1", "qid2")
+    elif fmt == "glue":
+        table = _parse(text, delim, "none", path)
+        spec = _fixed_spec(path, table, ["question1"], ["question2"], "is_duplicate", "qid1", "qid2")
+    elif fmt == "mqp":
+        headerless = header and header[0] != "dr_id" and len(header) == len(MQP_COLUMNS)
+        names = MQP_COLUMNS if headerless else None
+        table = _parse(text, delim, "csv" if delim == "," else "none", path, names=names)
+        spec = _fixed_spec(path, table, ["question1"], ["question2"], "label")
+    elif fmt == "semeval-cqa":
+        table = _parse(text, delim, "none", path)
+        spec = _fixed_spec(
+            path,
+            table,
+            ["orgq_subject", "orgq_body"],
+            ["relq_subject", "relq_body"],
+            "label",
+            "orgq_id",
+            "relq_id",
+        )
+    elif fmt == "mrpc":
+        table = _parse(text, delim, "none", path)
+        if "#1 String" in table.columns:
+            spec = _fixed_spec(path, table, ["#1 String"], ["#2 String"], "Quality", "#1 ID", "#2 ID")
+        else:
+            spec = _fixed_spec(path, table, ["sentence1"], ["sentence2"], "label", "id1", "id2")
+    else:  # generic
+        table = _parse(text, delim, "csv" if delim == "," else "auto", path)
+        spec = _generic_spec(path, list(table.columns), overrides)
+    return _build(path, table, spec, fmt=fmt, strict=strict, sha=sha256_file(path))
+
+
+def _suffix_kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        return "parquet"
+    if suffix in {".jsonl", ".ndjson", ".json"}:
+        return "jsonl"
+    return None
+
+
+def _decode(path: Path, encoding: str | None) -> str:
+    """The whole file as text; a decoding failure names the line, because a silent latin-1 fallback
+    would turn every accented question into mojibake that no model can match."""
+    data = path.read_bytes()
+    enc = encoding or "utf-8-sig"
+    try:
+        return data.decode(enc)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        bad = data[exc.start : exc.start + 4]
+        raise InputError(
+            f"not valid {encoding or 'UTF-8'} text at line {line} (byte offset {exc.start}: {bad!r}); "
+            "re-save the file as UTF-8 or pass its encoding (encoding='latin-1', CLI --encoding)",
+            file=path,
+        ) from exc
+    except LookupError as exc:
+        raise InputError(f"unknown encoding {encoding!r}", file=path) from exc
+
+
+def _guess_delimiter(path: Path, text: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".tsv":
+        return "\t"
+    if suffix == ".csv":
+        return ","
+    first = text.split("\n", 1)[0]
+    return "\t" if "\t" in first else ","
+
+
+def _first_record(text: str, delim: str) -> list[str]:
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if not first.strip():
+        return []
+    return next(csv.reader([first], delimiter=delim))
+
+
+def _check_not_unlabelled(path: Path, header: list[str]) -> None:
+    """GLUE ``test.tsv`` and Kaggle ``test.csv`` carry no labels: say so instead of 'missing column'."""
+    names = [h.strip() for h in header]
+    if names == ["id", "question1", "question2"]:
+        raise InputError(
+            "this is GLUE QQP test.tsv, which has no labels (GLUE keeps them private); "
+            "use train.tsv or dev.tsv for training and evaluation",
+            file=path,
+            column="is_duplicate",
+        )
+    if names == ["test_id", "question1", "question2"]:
+        raise InputError(
+            "this is Kaggle's Quora test.csv, which has no labels; use train.csv",
+            file=path,
+            column="is_duplicate",
+        )
+
+
+def _detect_format(path: Path, header: list[str], delim: str, text: str) -> str:
+    names = [h.strip() for h in header]
+    if names == QUORA_COLUMNS:
+        if delim == ",":
+            return "kaggle"
+        # Quora's original file and GLUE's QQP share the header; Quora's is CSV-quoted, GLUE's is not.
+        if "quora" in path.name.lower():
+            return "quora"
+        return "quora" if _uses_csv_quoting(text, delim) else "glue"
+    if names == MQP_COLUMNS:
+        return "mqp"
+    if names in (MRPC_COLUMNS, MRPC_GLUE_COLUMNS):
+        return "mrpc"
+    if all(c in names for c in SEMEVAL_COLUMNS):
+        return "semeval-cqa"
+    return "generic"
+
+
+def _uses_csv_quoting(text: str, delim: str) -> bool:
+    """True when some field starts with a quote and the whole file parses as strict CSV quoting."""
+    pattern = _QUOTED_FIELD_START.get(delim) or re.compile(rf'(?:^|{re.escape(delim)})"', re.M)
+    if not pattern.search(text):
+        return False
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True) if r]
+    except csv.Error:
+        return False
+    return bool(records) and all(len(r) == len(records[0]) for r in records)
+
+
+def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None = None) -> _Table:
+    """Parse delimited text into aligned columns.
+
+    ``mode``: ``csv`` (quoted fields may hold delimiters, doubled quotes and newlines — Quora's TSV and
+    every CSV), ``none`` (quotes are plain characters — GLUE, MQP, MRPC, SemEval), or ``auto`` (CSV
+    quoting when the whole file parses strictly that way, else none; for generic TSVs).
+    Rows with the wrong number of fields become ``malformed_row`` issues.
+    """
+    if mode == "auto":
+        mode = "csv" if _uses_csv_quoting(text, delim) else "none"
+    quoting = csv.QUOTE_NONE if mode == "none" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=quoting)
+    try:
+        records = [r for r in reader if r]
+    except csv.Error as exc:
+        raise InputError(f"cannot parse near line {reader.line_num}: {exc}", file=path) from exc
+    if names is None:
+        if not records:
+            raise InputError("empty file (no header)", file=path)
+        header, records = [h.strip() for h in records[0]], records[1:]
+    else:
+        header = names
+    width = len(header)
+    columns: dict[str, list[Any]] = {h: [] for h in header}
+    if len(columns) != width:
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise InputError(f"duplicate column name(s) {dupes} in the header", file=path, column=dupes[0])
+    rows: list[int] = []
+    malformed: list[RowIssue] = []
+    lists = [columns[h] for h in header]
+    for i, rec in enumerate(records, start=1):
+        if len(rec) != width:
+            shown = delim.join(rec)
+            malformed.append(
+                RowIssue(i, None, "malformed_row", f"{len(rec)} fields, expected {width}: {_show(shown)}")
+            )
+            continue
+        rows.append(i)
+        for lst, value in zip(lists, rec, strict=True):
+            lst.append(value)
+    return _Table(columns, rows, malformed, len(records))
+
+
+def _table_from_frame(df: pd.DataFrame) -> _Table:
+    columns = {str(c): df[c].tolist() for c in df.columns}
+    return _Table(columns, list(range(1, len(df) + 1)), [], len(df))
+
+
+def _fixed_spec(
+    path: Path,
+    table: _Table,
+    q1: list[str],
+    q2: list[str],
+    label: str,
+    qid1: str | None = None,
+    qid2: str | None = None,
+) -> _Spec:
+    needed = [*q1, *q2, label, *(c for c in (qid1, qid2) if c)]
+    _require(path, list(table.columns), needed)
+    return _Spec(q1, q2, label, qid1, qid2)
+
+
+def _require(path: Path, found: list[str], needed: list[str]) -> None:
+    missing = [c for c in needed if c not in found]
+    if missing:
+        raise InputError(
+            f"missing column {missing[0]!r}; the file has columns {found}", file=path, column=missing[0]
+        )
+
+
+def _generic_spec(path: Path, found: list[str], overrides: dict[str, str | None]) -> _Spec:
+    """Resolve the text, label and qid columns of a generic file (explicit names win over detection)."""
+    lower = {c.lower(): c for c in found}
+
+    def pick_pair(options: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+        for a, b in options:
+            if a in lower and b in lower:
+                return lower[a], lower[b]
+        return None
+
+    q1, q2 = overrides["question1"], overrides["question2"]
+    if q1 is None or q2 is None:
+        detected = pick_pair(TEXT_COLUMN_PAIRS)
+        if detected is None:
+            expected = ", ".join("/".join(p) for p in TEXT_COLUMN_PAIRS)
+            raise InputError(
+                f"cannot find the two question columns (tried {expected}); the file has columns {found}; "
+                "name them with question1=/question2= (CLI --question1/--question2)",
+                file=path,
+                column=q1 or "question1",
+            )
+        q1, q2 = q1 or detected[0], q2 or detected[1]
+    lab = overrides["label"]
+    if lab is None:
+        lab = next((lower[c] for c in LABEL_COLUMNS if c in lower), None)
+        if lab is None:
+            raise InputError(
+                f"cannot find a 0/1 label column (tried {', '.join(LABEL_COLUMNS)}); the file has columns "
+                f"{found}; name it with label= (CLI --label)",
+                file=path,
+                column="label",
+            )
+    id1, id2 = overrides["qid1"], overrides["qid2"]
+    if (id1 is None) != (id2 is None):
+        raise InputError("give both qid1= and qid2= or neither", file=path, column=id1 or id2)
+    if id1 is None:
+        detected_ids = pick_pair(QID_COLUMN_PAIRS)
+        if detected_ids is not None:
+            id1, id2 = detected_ids
+    _require(path, found, [q1, q2, lab, *(c for c in (id1, id2) if c)])
+    return _Spec([q1], [q2], lab, id1, id2)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """Short printable rendering of a bad value for reports."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    text = repr(value) if isinstance(value, str) or value is None else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_text(value: Any) -> str | None:
+    """A question's text, or None when there is nothing a model could encode."""
+    if is_blank(value):
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (bytes, bytearray)):
+        return None
+    return str(value).strip() or None
+
+
+def _join_text(values: list[Any]) -> str | None:
+    """Join subject and body (SemEval) into one question; a single column passes through."""
+    parts = [t for t in (_as_text(v) for v in values) if t]
+    if not parts:
+        return None
+    out = parts[0]
+    for part in parts[1:]:
+        if part.startswith(out):  # bodies often repeat the subject
+            out = part
+            continue
+        out = f"{out} {part}" if out[-1] in ".?!:;" else f"{out}. {part}"
+    return out
+
+
+_LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
+
+
+def parse_label(value: Any) -> int | None:
+    """0 or 1 from the ways files spell a binary label (``1``, ``"1"``, ``1.0``, ``True``); else None."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value) if value in (0, 1) else None
+    if isinstance(value, (float, np.floating)):
+        return int(value) if value in (0.0, 1.0) else None
+    if isinstance(value, str):
+        return _LABELS.get(value.strip().lower())
+    return None
+
+
+def _as_qid(value: Any) -> str | None:
+    if is_blank(value):
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))  # Parquet/JSON turn nullable integer ids into floats
+    return str(value).strip()
+
+
+def _build(
+    path: Path | str, table: _Table, spec: _Spec, *, fmt: str, strict: bool, sha: str | None
+) -> PairData:
+    """Validate every row into the canonical table; collect (or, strictly, raise) per-row issues."""
+    cols = table.columns
+    c_q1 = [cols[c] for c in spec.q1]
+    c_q2 = [cols[c] for c in spec.q2]
+    c_label = cols[spec.label]
+    c_id1 = cols[spec.qid1] if spec.qid1 else None
+    c_id2 = cols[spec.qid2] if spec.qid2 else None
+    name_q1 = "+".join(spec.q1)
+    name_q2 = "+".join(spec.q2)
+    keys: dict[str, str] = {}
+
+    def key(t: str) -> str:
+        k = keys.get(t)
+        if k is None:
+            k = keys[t] = text_key(t)
+        return k
+
+    out: dict[str, list[Any]] = {c: [] for c in PAIR_COLUMNS}
+    issues: list[RowIssue] = list(table.malformed)
+    first_malformed = table.malformed[0].row if table.malformed else None
+    for i, row in enumerate(table.rows):
+        if strict and first_malformed is not None and first_malformed < row:
+            break
+        row_issues: list[RowIssue] = []
+        raw1 = [c[i] for c in c_q1]
+        raw2 = [c[i] for c in c_q2]
+        t1, t2 = _join_text(raw1), _join_text(raw2)
+        if t1 is None:
+            row_issues.append(
+                RowIssue(row, name_q1, "missing_text", _show(raw1[0] if len(raw1) == 1 else raw1))
+            )
+        if t2 is None:
+            row_issues.append(
+                RowIssue(row, name_q2, "missing_text", _show(raw2[0] if len(raw2) == 1 else raw2))
+            )
+        lab = parse_label(c_label[i])
+        if lab is None:
+            row_issues.append(RowIssue(row, spec.label, "bad_label", _show(c_label[i])))
+        id1 = _as_qid(c_id1[i]) if c_id1 is not None else None
+        id2 = _as_qid(c_id2[i]) if c_id2 is not None else None
+        if t1 is not None and t2 is not None:
+            k1, k2 = key(t1), key(t2)
+            id1 = id1 or k1
+            id2 = id2 or k2
+            if id1 == id2 and spec.qid2 is not None and k1 != k2:
+                row_issues.append(RowIssue(row, spec.qid2, "self_pair", f"same qid {id1!r} on both sides"))
+            elif k1 == k2:
+                row_issues.append(RowIssue(row, name_q2, "self_pair", f"same text as {name_q1}: {_show(t2)}"))
+        if row_issues:
+            if strict:
+                issues = row_issues
+                break
+            issues.extend(row_issues)
+            continue
+        out["qid1"].append(id1)
+        out["qid2"].append(id2)
+        out["question1"].append(t1)
+        out["question2"].append(t2)
+        out["label"].append(lab)
+        out["source_row"].append(row)
+    if strict and issues:
+        first = min(issues, key=lambda x: x.row)
+        raise InputError(f"{first.kind}: {first.value}", file=path, row=first.row, column=first.column)
+    issues.sort(key=lambda x: x.row)
+    pairs = empty_pairs() if not out["label"] else pd.DataFrame(out)
+    if len(pairs):
+        pairs["label"] = pairs["label"].astype("int64")
+        pairs["source_row"] = pairs["source_row"].astype("int64")
+    data = PairData(pairs, issues, str(path), sha, table.n_input_rows, fmt)
+    if issues:
+        log.warning(
+            "%s: %d of %d rows excluded (%s)",
+            path,
+            len(data.rows_with_issues),
+            table.n_input_rows,
+            ", ".join(f"{k}={v}" for k, v in data.issue_counts().items()),
+        )
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Hugging Face data sets
+
+
+def load_hf_pairs(
+    name: str = "sentence-transformers/quora-duplicates",
+    split: str = "train",
+    *,
+    subset: str | None = None,
+    question1: str | None = None,
+    question2: str | None = None,
+    label: str | None = None,
+    cache_dir: str | Path | None = None,
+    strict: bool = False,
+) -> PairData:
+    """Load a labelled pair set from the Hugging Face hub (or its local cache) with ``datasets``.
+
+    Known: ``sentence-transformers/quora-duplicates`` (subset ``pair-class``: sentence1, sentence2,
+    label) and ``glue/qqp`` (question1, question2, label, idx; ``dev`` means GLUE's validation split;
+    its test split has no labels). Other ids are read with generic column detection. ``split`` accepts
+    the ``datasets`` slicing syntax (``"train[:10000]"``). Where the hub is unreachable and the set is not
+    cached, raises :class:`DupqError` naming the data set.
+    """
+    hub_id, default_subset, renames = HF_SETS.get(name, (name, None, {}))
+    subset = subset or default_subset
+    base, _, rest = split.partition("[")
+    hf_split = renames.get(base, base) + (f"[{rest}" if rest else "")
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a declared dependency
+        raise DupqError("the 'datasets' package is needed to load Hugging Face data sets") from exc
+    try:
+        ds = datasets.load_dataset(
+            hub_id, subset, split=hf_split, cache_dir=str(cache_dir) if cache_dir else None
+        )
+    except Exception as exc:  # offline, unknown id, unknown split: all need the same advice
+        raise DupqError(
+            f"cannot load Hugging Face data set {name!r} (hub id {hub_id!r}, subset {subset!r}, "
+            f"split {hf_split!r}): {type(exc).__name__}: {exc}. The hub may be unreachable from here "
+            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}); download the data where it is "
+            "reachable, or read a local copy with dupq.load_pairs / `dupq data inspect FILE`."
+        ) from exc
+    return pairs_from_hf(
+        ds,
+        source=f"hf:{hub_id}{'/' + subset if subset else ''}[{hf_split}]",
+        question1=question1,
+        question2=question2,
+        label=label,
+        strict=strict,
+    )
+
+
+def pairs_from_hf(
+    dataset: Any,
+    *,
+    source: str = "hf-dataset",
+    question1: str | None = None,
+    question2: str | None = None,
+    label: str | None = None,
+    strict: bool = False,
+) -> PairData:
+    """Convert an in-memory ``datasets.Dataset`` (or anything with ``column_names`` + ``to_dict``) to
+    :class:`PairData`, validating it like a file. GLUE marks unlabelled test rows with label -1: a split
+    whose labels are all -1 is refused rather than reported row by row."""
+    found = list(dataset.column_names)
+    overrides = {"question1": question1, "question2": question2, "label": label, "qid1": None, "qid2": None}
+    spec = _generic_spec(Path(source), found, overrides)
+    columns = dataset.to_dict()
+    n = len(columns[spec.label])
+    if n and all(v == -1 for v in columns[spec.label]):
+        raise DupqError(
+            f"{source}: every label is -1 — this split has no labels (GLUE test); use train or dev"
+        )
+    table = _Table({c: columns[c] for c in found}, list(range(1, n + 1)), [], n)
+    sha = _content_sha256(columns, [*spec.q1, *spec.q2, spec.label])
+    return _build(source, table, spec, fmt="hf", strict=strict, sha=sha)
+
+
+def _content_sha256(columns: dict[str, list[Any]], names: list[str]) -> str:
+    """A fingerprint of in-memory data (what a file's sha256 is for files), for model metadata."""
+    h = hashlib.sha256()
+    for row in zip(*(columns[c] for c in names), strict=True):
+        h.update("\x1f".join(str(v) for v in row).encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared evaluation sets
+
+
+def shared_data_dir() -> Path:
+    """``$DUPQ_SHARED_DATA``, else ``../shared/data`` beside the repository (or the working directory)."""
+    tried = []
+    env = os.environ.get("DUPQ_SHARED_DATA")
+    if env:
+        tried.append(Path(env))
+    tried.append(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    tried.append(Path.cwd().parent / "shared" / "data")
+    for p in tried:
+        if p.is_dir():
+            return p
+    raise DupqError(
+        f"shared data not found (tried {', '.join(str(p) for p in tried)}); set DUPQ_SHARED_DATA to the "
+        "folder holding medical-question-pairs/, mrpc/, semeval2016-task3-cqa-subtaskB/"
+    )
+
+
+def load_shared(name: str, *, strict: bool = False) -> PairData:
+    """Load one of the shared evaluation sets by name (:data:`SHARED_SETS`). For tests and benchmarks:
+    these sets are not shipped with dupq."""
+    if name not in SHARED_SETS:
+        raise DupqError(f"unknown shared data set {name!r}; known: {', '.join(SHARED_SETS)}")
+    rel, fmt = SHARED_SETS[name]
+    return load_pairs(shared_data_dir() / rel, fmt=fmt, strict=strict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Splitting
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+
+    def add(self) -> int:
+        self.parent.append(len(self.parent))
+        return len(self.parent) - 1
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def question_components(pairs: pd.DataFrame) -> np.ndarray:
+    """Component id per pair: pairs share a component when they are linked through a question that
+    has the same qid or the same normalised text (:func:`dupq.text.text_key`). Ids are numbered in
+    order of first appearance, so the result depends only on the table."""
+    uf = _UnionFind()
+    nodes: dict[tuple[str, str], int] = {}
+    keys: dict[str, str] = {}
+
+    def node(kind: str, value: str) -> int:
+        k = (kind, value)
+        n = nodes.get(k)
+        if n is None:
+            n = nodes[k] = uf.add()
+        return n
+
+    def tkey(t: str) -> str:
+        k = keys.get(t)
+        if k is None:
+            k = keys[t] = text_key(t)
+        return k
+
+    firsts = []
+    for q1, q2, t1, t2 in zip(
+        pairs["qid1"], pairs["qid2"], pairs["question1"], pairs["question2"], strict=True
+    ):
+        a, b = node("q", str(q1)), node("q", str(q2))
+        uf.union(a, b)
+        uf.union(a, node("t", tkey(str(t1))))
+        uf.union(b, node("t", tkey(str(t2))))
+        firsts.append(a)
+    comp_of_root: dict[int, int] = {}
+    out = np.empty(len(firsts), dtype=np.int64)
+    for i, a in enumerate(firsts):
+        r = uf.find(a)
+        out[i] = comp_of_root.setdefault(r, len(comp_of_root))
+    return out
+
+
+def split_pairs(
+    pairs: pd.DataFrame | PairData, *, dev: float = 0.1, test: float = 0.1, seed: int = 42
+) -> Splits:
+    """Split pairs into train/dev/test so that no question (by qid or normalised text) is in two splits.
+
+    Components of the question graph are shuffled with ``seed`` and dealt out one at a time to the
+    split furthest below its target share (a component goes to dev/test only if it fits), so pair
+    counts approach the fractions. A component too large for dev or test (QQP has a few giant ones)
+    stays in train. Same pairs + same seed ⇒ same split.
+    """
+    df = pairs.pairs if isinstance(pairs, PairData) else pairs
+    for name, frac in (("dev", dev), ("test", test)):
+        if not 0.0 <= frac < 1.0:
+            raise InputError(f"{name} fraction must be in [0, 1), got {frac}")
+    if dev + test >= 1.0:
+        raise InputError(f"dev + test fractions must leave something to train on, got {dev} + {test}")
+    missing = [c for c in ("qid1", "qid2", "question1", "question2", "label") if c not in df.columns]
+    if missing:
+        raise InputError(f"pairs table lacks column {missing[0]!r}", column=missing[0])
+    n = len(df)
+    comp = question_components(df) if n else np.empty(0, dtype=np.int64)
+    n_comp = int(comp.max()) + 1 if n else 0
+    sizes = np.bincount(comp, minlength=n_comp) if n else np.empty(0, dtype=np.int64)
+    targets = {"train": 0, "dev": int(round(dev * n)), "test": int(round(test * n))}
+    targets["train"] = n - targets["dev"] - targets["test"]
+    counts = dict.fromkeys(targets, 0)
+    assign = np.empty(n_comp, dtype=object)
+    order = np.random.default_rng(seed).permutation(n_comp)
+    for c in order:
+        s = int(sizes[c])
+        best, best_gap = "train", -math.inf
+        for name in ("test", "dev", "train"):
+            if name != "train" and counts[name] + s > targets[name]:
+                continue
+            gap = (targets[name] - counts[name]) / max(targets[name], 1)
+            if gap > best_gap:
+                best, best_gap = name, gap
+        assign[c] = best
+        counts[best] += s
+    per_pair = assign[comp] if n else np.empty(0, dtype=object)
+    frames = {name: df[per_pair == name].reset_index(drop=True) for name in ("train", "dev", "test")}
+    largest = int(sizes.max()) if n_comp else 0
+    info: dict[str, Any] = {
+        "components": n_comp,
+        "largest_component": largest,
+        "largest_component_split": str(assign[int(np.argmax(sizes))]) if n_comp else None,
+        "target_fractions": {"dev": dev, "test": test},
+    }
+    if n and largest > 0.5 * n:
+        log.warning("one question component holds %d of %d pairs; it stays in train", largest, n)
+    return Splits(frames["train"], frames["dev"], frames["test"], seed=seed, info=info)
+
+
+def split_file(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    fmt: str = "auto",
+    dev: float = 0.1,
+    test: float = 0.1,
+    seed: int = 42,
+    strict: bool = False,
+    **columns: str | None,
+) -> tuple[PairData, Splits]:
+    """Read ``path``, split it leakage-free and save the splits to ``out_dir`` (the CLI's one call)."""
+    data = load_pairs(path, fmt=fmt, strict=strict, **columns)
+    if not len(data.pairs):
+        raise InputError("no usable pairs to split (every row had an issue)", file=path)
+    splits = split_pairs(data, dev=dev, test=test, seed=seed)
+    splits.info["source"] = data.source
+    splits.info["sha256"] = data.sha256
+    splits.save(out_dir)
+    return data, splits
