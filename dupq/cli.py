@@ -44,6 +44,77 @@ def version() -> None:
 
 # --- data / train / evaluate (core) ------------------------------------------------------------
 
+data_app = typer.Typer(help="Inspect labelled pair files and split them without question leakage.")
+app.add_typer(data_app, name="data")
+
+_FORMAT_HELP = "auto, quora, kaggle, glue, mqp, semeval-cqa, mrpc or generic (auto detects by header)."
+
+
+@data_app.command("inspect")
+def data_inspect(
+    file: str = typer.Argument(..., help="Pair file: Quora/GLUE TSV, Kaggle CSV, any CSV/TSV/Parquet/JSONL."),
+    fmt: str = typer.Option("auto", "--format", help=_FORMAT_HELP),
+    question1: str | None = typer.Option(None, "--question1", help="First question column (generic)."),
+    question2: str | None = typer.Option(None, "--question2", help="Second question column (generic)."),
+    label: str | None = typer.Option(None, "--label", help="0/1 label column (generic)."),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding if not UTF-8."),
+    strict: bool = typer.Option(False, "--strict", help="Fail at the first bad row instead of reporting."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary and every issue as JSON."),
+) -> None:
+    """Read FILE, validate every row, and report what was kept and what was excluded (by row)."""
+    import dataclasses
+    import json
+
+    from dupq.data import load_pairs
+    from dupq.errors import DupqError
+
+    try:
+        data = load_pairs(
+            file,
+            fmt=fmt,
+            question1=question1,
+            question2=question2,
+            label=label,
+            encoding=encoding,
+            strict=strict,
+        )
+    except DupqError as exc:
+        _fail(exc)
+    if as_json:
+        out = data.summary() | {"issue_rows": [dataclasses.asdict(i) for i in data.issues]}
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        typer.echo(data.report())
+
+
+@data_app.command("split")
+def data_split(
+    file: str = typer.Argument(..., help="Pair file to split (any format `dupq data inspect` reads)."),
+    out: str = typer.Option(
+        ..., "--out", help="Output directory for {train,dev,test}.tsv + split_summary.json."
+    ),
+    dev: float = typer.Option(0.1, "--dev", help="Fraction of pairs for dev."),
+    test: float = typer.Option(0.1, "--test", help="Fraction of pairs for test."),
+    seed: int = typer.Option(42, "--seed", help="Seed for shuffling question components."),
+    fmt: str = typer.Option("auto", "--format", help=_FORMAT_HELP),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding if not UTF-8."),
+    strict: bool = typer.Option(False, "--strict", help="Fail at the first bad row instead of reporting."),
+) -> None:
+    """Split FILE into train/dev/test by question components (no question in two splits)."""
+    from dupq.data import split_file
+    from dupq.errors import DupqError
+
+    try:
+        data, splits = split_file(
+            file, out, fmt=fmt, dev=dev, test=test, seed=seed, strict=strict, encoding=encoding
+        )
+    except DupqError as exc:
+        _fail(exc)
+    typer.echo(data.report())
+    typer.echo(splits.format_summary())
+    typer.echo(f"written: {out}/{{train,dev,test}}.tsv and {out}/split_summary.json")
+
+
 # --- index / match / serve (Matcher) -----------------------------------------------------------
 
 # --- dedupe ------------------------------------------------------------------------------------
