@@ -6,6 +6,8 @@ data → encoder/embed → train → evaluate → index → matcher / dedupe →
 
 from __future__ import annotations
 
+from dupq.data import load_hf_pairs, load_pairs, split_pairs
+from dupq.datamodels import PairData, RowIssue, Splits
 from dupq.embed import Embedder
 from dupq.encoder import DEFAULT_MODEL, load_encoder
 from dupq.errors import DupqError, EncoderLoadError, InputError, StoreError
@@ -18,7 +20,13 @@ __all__ = [
     "Embedder",
     "EncoderLoadError",
     "InputError",
+    "PairData",
+    "RowIssue",
+    "Splits",
     "StoreError",
     "__version__",
     "load_encoder",
+    "load_hf_pairs",
+    "load_pairs",
+    "split_pairs",
 ]
