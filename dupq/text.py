@@ -13,12 +13,18 @@ import re
 import unicodedata
 
 _SPACE = re.compile(r"\s+")
+# ASCII punctuation and symbols (Unicode categories P* and S*) -> space. A table lookup in C keeps the
+# common all-ASCII case ~10x faster than the per-character category test (QQP has ~540k questions).
+_ASCII_PUNCT = str.maketrans({ch: " " for ch in map(chr, range(128)) if unicodedata.category(ch)[0] in "PS"})
 
 
 def normalize(text: str) -> str:
     """Case-folded, punctuation-free, whitespace-collapsed form of ``text``."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    text = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
+    if text.isascii():
+        text = text.translate(_ASCII_PUNCT)
+    else:
+        text = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
     return _SPACE.sub(" ", text).strip()
 
 

@@ -542,3 +542,25 @@ def test_sample_questions_file_has_planted_groups_and_blank_rows():
         if g:
             by_group[g] = by_group.get(g, 0) + 1
     assert sum(1 for n in by_group.values() if n >= 2) >= 20
+
+
+def test_normalize_ascii_fast_path_matches_the_category_definition():
+    """text_key drives splits: its ASCII fast path must equal the per-character Unicode definition."""
+    import re
+    import unicodedata
+
+    from dupq.text import normalize
+
+    def reference(text: str) -> str:
+        text = unicodedata.normalize("NFKC", text).casefold()
+        text = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
+        return re.sub(r"\s+", " ", text).strip()
+
+    data = load_pairs(SAMPLE_PAIRS)
+    texts = [
+        *data.pairs["question1"],
+        *data.pairs["question2"],
+        "".join(map(chr, range(128))),
+        "Ｐython — “café”!",
+    ]
+    assert [normalize(t) for t in texts] == [reference(t) for t in texts]
