@@ -188,7 +188,7 @@ def load_pairs(
 
 
 def _suffix_kind(path: Path) -> str | None:
-    suffix = path.suffix.lower()
+    suffix = _data_suffix(path)
     if suffix in {".parquet", ".pq"}:
         return "parquet"
     if suffix in {".jsonl", ".ndjson", ".json"}:
@@ -199,7 +199,7 @@ def _suffix_kind(path: Path) -> str | None:
 def _decode(path: Path, encoding: str | None) -> str:
     """The whole file as text; a decoding failure names the line, because a silent latin-1 fallback
     would turn every accented question into mojibake that no model can match."""
-    data = path.read_bytes()
+    data = _read_bytes(path)
     enc = encoding or "utf-8-sig"
     try:
         return data.decode(enc)
@@ -215,8 +215,51 @@ def _decode(path: Path, encoding: str | None) -> str:
         raise InputError(f"unknown encoding {encoding!r}", file=path) from exc
 
 
-def _guess_delimiter(path: Path, text: str) -> str:
+_COMPRESSED = {".gz", ".bz2", ".xz", ".zip"}
+
+
+def _read_bytes(path: Path) -> bytes:
+    """File bytes, decompressed for ``.gz``/``.bz2``/``.xz``/single-member ``.zip`` (Kaggle ships
+    ``train.csv.zip``)."""
     suffix = path.suffix.lower()
+    try:
+        if suffix == ".gz":
+            import gzip
+
+            return gzip.decompress(path.read_bytes())
+        if suffix == ".bz2":
+            import bz2
+
+            return bz2.decompress(path.read_bytes())
+        if suffix == ".xz":
+            import lzma
+
+            return lzma.decompress(path.read_bytes())
+        if suffix == ".zip":
+            import zipfile
+
+            with zipfile.ZipFile(path) as zf:
+                members = [m for m in zf.namelist() if not m.endswith("/") and not m.startswith("__MACOSX")]
+                if len(members) != 1:
+                    raise InputError(f"zip archive must hold exactly one file, found {members}", file=path)
+                return zf.read(members[0])
+    except InputError:
+        raise
+    except Exception as exc:  # corrupt archive: name the file
+        raise InputError(f"cannot decompress: {exc}", file=path) from exc
+    return path.read_bytes()
+
+
+def _data_suffix(path: Path) -> str:
+    """The suffix that says what the data is (``train.csv.zip`` -> ``.csv``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSED:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _guess_delimiter(path: Path, text: str) -> str:
+    suffix = _data_suffix(path)
     if suffix == ".tsv":
         return "\t"
     if suffix == ".csv":

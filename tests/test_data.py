@@ -169,6 +169,24 @@ def test_generic_tsv_written_by_pandas_round_trips_quoted_text(tmp_path):
     assert list(data.pairs["question2"]) == [t + " (b)" for t in texts]
 
 
+def test_compressed_downloads_are_read_directly(tmp_path):
+    import gzip
+    import zipfile
+
+    zipped = tmp_path / "train.csv.zip"  # how Kaggle ships it
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(FIXTURES / "kaggle_train.csv", "train.csv")
+    data = load_pairs(zipped)
+    assert data.fmt == "kaggle" and len(data.pairs) == 5 and data.rows_with_issues == [5]
+    gz = tmp_path / "quora_duplicate_questions.tsv.gz"
+    gz.write_bytes(gzip.compress((FIXTURES / "quora_duplicate_questions.tsv").read_bytes()))
+    assert load_pairs(gz).pairs.equals(load_pairs(FIXTURES / "quora_duplicate_questions.tsv").pairs)
+    broken = tmp_path / "pairs.tsv.gz"
+    broken.write_bytes(b"not gzip")
+    with pytest.raises(InputError, match="cannot decompress"):
+        load_pairs(broken)
+
+
 @pytest.mark.parametrize(
     "fixture, fmt",
     [
