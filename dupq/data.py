@@ -272,7 +272,7 @@ def _first_record(text: str, delim: str) -> list[str]:
     first = text.split("\n", 1)[0].rstrip("\r")
     if not first.strip():
         return []
-    return next(csv.reader([first], delimiter=delim))
+    return [h.strip().lstrip("\ufeff") for h in next(csv.reader([first], delimiter=delim))]
 
 
 def _check_not_unlabelled(path: Path, header: list[str]) -> None:
@@ -342,7 +342,7 @@ def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None
     if names is None:
         if not records:
             raise InputError("empty file (no header)", file=path)
-        header, records = [h.strip() for h in records[0]], records[1:]
+        header, records = [h.strip().lstrip("\ufeff") for h in records[0]], records[1:]
     else:
         header = names
     width = len(header)
@@ -440,7 +440,7 @@ def _show(value: Any, limit: int = 60) -> str:
     """Short printable rendering of a bad value for reports."""
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
-    text = repr(value) if isinstance(value, str) or value is None else repr(value)
+    text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -536,6 +536,7 @@ def _build(
         lab = parse_label(c_label[i])
         if lab is None:
             row_issues.append(RowIssue(row, spec.label, "bad_label", _show(c_label[i])))
+        # A blank qid falls back to the text key below, so the row is kept and still joins its component.
         id1 = _as_qid(c_id1[i]) if c_id1 is not None else None
         id2 = _as_qid(c_id2[i]) if c_id2 is not None else None
         if t1 is not None and t2 is not None:
@@ -810,6 +811,11 @@ def split_pairs(
     }
     if n and largest > 0.5 * n:
         log.warning("one question component holds %d of %d pairs; it stays in train", largest, n)
+    for name in ("dev", "test"):
+        if targets[name] and not counts[name]:
+            log.warning(
+                "%s split is empty: no question component is small enough for %d pairs", name, targets[name]
+            )
     return Splits(frames["train"], frames["dev"], frames["test"], seed=seed, info=info)
 
 

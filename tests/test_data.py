@@ -329,6 +329,11 @@ def test_load_shared_sets(shared_data, monkeypatch):
     # Subject and body make one question text.
     first = semeval.pairs.iloc[0]
     assert first["question1"].startswith("which mobile is best under 2000QR. i want to buy new mobile")
+    # MQP's original headerless CSV reads to the same pairs as the TSV.
+    original = load_pairs(shared_data / "medical-question-pairs" / "mqp_original.csv", fmt="mqp")
+    assert original.pairs[["question1", "question2", "label"]].equals(
+        mqp.pairs[["question1", "question2", "label"]]
+    )
     mrpc = load_shared("mrpc")
     assert mrpc.n_input_rows == 4076
     for d in (mqp, semeval, mrpc):
