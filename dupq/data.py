@@ -333,12 +333,27 @@ def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None
     """
     if mode == "auto":
         mode = "csv" if _uses_csv_quoting(text, delim) else "none"
-    quoting = csv.QUOTE_NONE if mode == "none" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=quoting)
-    try:
-        records = [r for r in reader if r]
-    except csv.Error as exc:
-        raise InputError(f"cannot parse near line {reader.line_num}: {exc}", file=path) from exc
+    records = None
+    if mode == "csv":
+        # Strict first: it stops at a stray or unclosed quote, which lenient parsing (pandas' and the
+        # csv module's default) would silently glue onto the following rows.
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+        try:
+            records = [r for r in reader if r]
+        except csv.Error as exc:
+            log.warning(
+                "%s: irregular quoting near line %d (%s); parsed leniently — check malformed_row issues",
+                path,
+                reader.line_num,
+                exc,
+            )
+    if records is None:
+        quoting = csv.QUOTE_NONE if mode == "none" else csv.QUOTE_MINIMAL
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=quoting)
+        try:
+            records = [r for r in reader if r]
+        except csv.Error as exc:
+            raise InputError(f"cannot parse near line {reader.line_num}: {exc}", file=path) from exc
     if names is None:
         if not records:
             raise InputError("empty file (no header)", file=path)
@@ -356,8 +371,15 @@ def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None
     for i, rec in enumerate(records, start=1):
         if len(rec) != width:
             shown = delim.join(rec)
+            lines = shown.rstrip("\r\n").count("\n") + 1
+            spans = f", spans {lines} lines (unclosed quote?)" if lines > 1 else ""
             malformed.append(
-                RowIssue(i, None, "malformed_row", f"{len(rec)} fields, expected {width}: {_show(shown)}")
+                RowIssue(
+                    i,
+                    None,
+                    "malformed_row",
+                    f"{len(rec)} fields, expected {width}{spans}: {_show(shown, 120)}",
+                )
             )
             continue
         rows.append(i)

@@ -282,6 +282,24 @@ def test_malformed_rows_are_reported_not_dropped():
     _accounted(data)
 
 
+def test_unclosed_quote_is_reported_not_glued_silently(tmp_path, caplog):
+    path = tmp_path / "quora_duplicate_questions.tsv"
+    path.write_text(
+        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+        "0\t1\t2\tHow do I learn Go?\tBest way to learn Go?\t1\n"
+        '1\t3\t4\t"Unclosed quote here?\tWhat is Go?\t0\n'
+        "2\t5\t6\tWhere is Peru?\tWhere is Chile?\t0\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level("WARNING", logger="dupq.data"):
+        data = load_pairs(path)
+    assert "irregular quoting near line" in caplog.text
+    assert data.pairs["source_row"].tolist() == [1]
+    assert [(i.row, i.kind) for i in data.issues] == [(2, "malformed_row")]
+    assert "spans 2 lines (unclosed quote?)" in data.issues[0].value  # the swallowed row is visible
+    _accounted(data)
+
+
 def test_non_utf8_file_names_the_line_and_reads_with_encoding():
     path = FIXTURES / "bad_latin1.csv"
     with pytest.raises(InputError) as err:
