@@ -482,3 +482,62 @@ def _json_safe(d: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _from_json(d: dict[str, Any]) -> dict[str, float]:
     return {k: (math.nan if v is None else v) for k, v in d.items()}
+
+
+# ================================================================================================
+# Matcher results (dupq.matcher)
+# ================================================================================================
+@dataclass(frozen=True)
+class Match:
+    """One stored question returned for a query, best first.
+
+    ``score`` is the cosine similarity (1.0 for an exact duplicate after normalisation, found by hash);
+    ``probability`` the calibrated P(duplicate) when the model's ``dupq.json`` has a calibration, else
+    ``None``; ``is_duplicate`` is ``score >= threshold``; ``exact`` says it was found by hash.
+    """
+
+    id: int
+    text: str
+    score: float
+    probability: float | None
+    is_duplicate: bool
+    metadata: dict[str, Any] | None = None
+    exact: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "score": round(float(self.score), 6),
+            "probability": None if self.probability is None else round(float(self.probability), 6),
+            "is_duplicate": bool(self.is_duplicate),
+            "exact": bool(self.exact),
+            "metadata": self.metadata,
+        }
+
+
+class QueryMatches(list):
+    """The ranked :class:`Match` list of one query, plus what happened to the query itself.
+
+    A plain ``list`` (index it, iterate it, ``len`` it) with two attributes: ``query`` (the text) and
+    ``truncated`` (the query had more tokens than the model reads, so only its beginning was matched).
+    """
+
+    def __init__(self, matches: list[Match] = (), *, query: str = "", truncated: bool = False) -> None:
+        super().__init__(matches)
+        self.query = query
+        self.truncated = truncated
+
+    @property
+    def best(self) -> Match | None:
+        return self[0] if self else None
+
+    @property
+    def duplicates(self) -> list[Match]:
+        return [m for m in self if m.is_duplicate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "truncated": self.truncated, "matches": [m.to_dict() for m in self]}
+
+    def __repr__(self) -> str:
+        return f"QueryMatches(query={self.query!r}, truncated={self.truncated}, {list.__repr__(self)})"

@@ -108,8 +108,9 @@ def default_nlist(n: int) -> int:
 
 
 def ivf_min_train(nlist: int | None) -> int:
-    """How many vectors an IVF index needs before it trains (else it stays exact flat)."""
-    return IVF_MIN_POINTS_PER_CELL * max(nlist or IVF_MIN_NLIST, IVF_MIN_NLIST)
+    """How many vectors an IVF index needs before it trains (else it stays exact flat): 39 per cell,
+    with :data:`IVF_MIN_NLIST` cells when ``nlist`` is left to :func:`default_nlist`."""
+    return IVF_MIN_POINTS_PER_CELL * (nlist or IVF_MIN_NLIST)
 
 
 class VectorIndex:
@@ -270,7 +271,7 @@ class VectorIndex:
         logger.info("index grew to %d vectors: converting flat -> %s", n, target)
         if target == "ivf":
             nlist = self.params["nlist"] or default_nlist(n)
-            if nlist < IVF_MIN_NLIST:
+            if not self.params["nlist"] and nlist < IVF_MIN_NLIST:
                 return
             new = self._new_faiss("ivf", nlist)
             new.train(vecs)

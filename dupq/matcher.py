@@ -1,0 +1,706 @@
+"""The Matcher: "has this question been asked before?" in milliseconds, next to a Q&A site's database.
+
+A :class:`Matcher` holds stored questions (int id, text, optional JSON metadata), their embeddings in
+a :class:`dupq.index.VectorIndex`, and a hash table of normalised texts. ``match`` answers, for one or
+many new questions, the ranked stored questions with cosine score, calibrated ``P(duplicate)`` (when
+the model carries a calibration) and a duplicate flag at the model's threshold.
+
+Design points, each with a reason:
+
+* **Exact duplicates by hash first.** A query whose :func:`dupq.text.normalize` form equals a stored
+  question's is answered from a dict, score 1.0, without running the model (``exact_first=True``):
+  re-posts are the most common duplicate and cost nothing to find.
+* **One encode path.** Everything is encoded by :class:`dupq.embed.Embedder`; a batch of queries is
+  encoded in one call.
+* **Thread-safe.** A readers–writer lock: any number of ``match`` calls run together, ``add``/``remove``
+  are exclusive and never observed half-done (an id is in the index iff its text is stored). Encoding
+  happens outside the store lock, serialised by its own lock (Hugging Face fast tokenizers raise
+  "Already borrowed" when one tokenizer is used from two threads at once).
+* **Durable, self-checking persistence.** One directory: ``index.dupqidx`` (FAISS, with its own
+  checksum), ``questions.parquet`` (id, text, key, truncated, metadata JSON) and ``manifest.json``
+  (model fingerprint, dimension, metric, count, index kind, threshold, calibration, format version and
+  the sha256 of every file). :meth:`Matcher.save` writes a complete new directory and swaps it in
+  (:func:`dupq.io.atomic_dir`); a process killed at any instant leaves the previous store loadable.
+  :meth:`Matcher.load` refuses a store built with another model (vectors of two models live in
+  different spaces) and any missing, short or altered file, with :class:`dupq.errors.StoreError`.
+
+Bad input, and what happens (all-or-nothing: a rejected batch changes nothing):
+
+* empty/whitespace-only or non-string question → :class:`dupq.errors.InputError` naming its position
+  (``row`` is 1-based, ``column="text"``), in ``add`` and in ``match``;
+* a text longer than the model reads (``max_seq_length`` tokens) → encoded from its beginning (the
+  tokenizer truncates), a :class:`TruncationWarning` is issued, stored rows keep ``truncated=True``,
+  and a query's :class:`~dupq.datamodels.QueryMatches` has ``truncated=True``;
+* ids: non-negative ints (``-1`` is FAISS's "no result"); a duplicate id within one ``add`` or an id
+  already stored → ``InputError`` (update = ``remove`` then ``add``); ``ids=None`` assigns
+  ``max(stored id) + 1 …``;
+* ``remove`` of an id that is not stored → :class:`UnknownIdError` listing them, nothing removed —
+  unless ``missing_ok=True``, where unknown ids are skipped and the count removed is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dupq.datamodels import Match, QueryMatches
+from dupq.embed import Embedder, as_embedder
+from dupq.encoder import read_metadata
+from dupq.errors import DupqError, InputError, StoreError
+from dupq.index import VectorIndex
+from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file
+from dupq.text import normalize, text_key
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+#: Cosine threshold used when neither the caller nor the model's ``dupq.json`` gives one. Chosen for the
+#: un-tuned all-MiniLM-L6-v2: its paraphrases of the same question mostly score above 0.8 and related
+#: but different questions below; a fine-tuned model's own best-F1 threshold replaces it.
+DEFAULT_THRESHOLD = 0.8
+STORE_FORMAT = "dupq-matcher"
+STORE_FORMAT_VERSION = 1
+INDEX_FILE = "index.dupqidx"
+QUESTIONS_FILE = "questions.parquet"
+MANIFEST_FILE = "manifest.json"
+#: Testing aid: seconds to sleep after writing each file of a save (lets a test kill a save midway).
+_SLOW_SAVE_ENV = "DUPQ_SLOW_SAVE"
+
+
+class TruncationWarning(UserWarning):
+    """Some texts were longer than the model's ``max_seq_length``; only their beginning was encoded."""
+
+
+class UnknownIdError(DupqError, LookupError):
+    """``remove`` was given ids that are not stored (``.ids`` lists them); nothing was removed."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
+        super().__init__(f"{len(ids)} unknown id(s): {shown}")
+
+    def __str__(self) -> str:  # LookupError would repr() the message
+        return self.args[0]
+
+
+class _RWLock:
+    """Readers–writer lock with writer preference (a waiting writer blocks new readers: no starvation)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class Matcher:
+    """Find stored questions that duplicate new ones (see the module docstring for the contract).
+
+    ``encoder``: ``None`` (the embedded all-MiniLM-L6-v2), a model directory, a loaded
+    ``SentenceTransformer`` or a :class:`dupq.embed.Embedder`. ``threshold``: cosine above which a
+    match is a duplicate; default the model's ``dupq.json`` threshold, else :data:`DEFAULT_THRESHOLD`.
+    ``index_kind``/``index_params``: see :mod:`dupq.index` (``auto``: exact up to 100k questions).
+    """
+
+    def __init__(
+        self,
+        encoder: Embedder | SentenceTransformer | str | Path | None = None,
+        *,
+        threshold: float | None = None,
+        index_kind: str = "auto",
+        index_params: dict[str, Any] | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self.embedder = as_embedder(encoder, device=device, batch_size=batch_size)
+        meta = read_metadata(self.embedder.source) if self.embedder.source else {}
+        self.calibration: dict[str, float] | None = _calibration(meta.get("calibration"))
+        if threshold is None:
+            threshold = meta.get("threshold", DEFAULT_THRESHOLD)
+        self.threshold = _check_threshold(threshold)
+        self.index = VectorIndex(self.embedder.dim, kind=index_kind, **(index_params or {}))
+        self._rows: dict[int, tuple[str, str, bool, dict | None]] = {}  # id -> (text, key, truncated, meta)
+        self._by_key: dict[str, list[int]] = {}
+        self._lock = _RWLock()
+        self._encode_lock = threading.Lock()
+        self._next_id = 0
+
+    @classmethod
+    def from_model(cls, model_dir: str | Path, **kwargs: Any) -> Matcher:
+        """A Matcher over a fine-tuned model directory, using its calibrated threshold and P(duplicate).
+
+        Reads ``dupq.json`` (``threshold``; ``calibration`` ``{"coef": a, "intercept": b}`` so that
+        ``P = 1 / (1 + exp(-(a*cos + b)))``). Without it, ``probability`` is ``None`` and the threshold
+        is :data:`DEFAULT_THRESHOLD` (a warning says so).
+        """
+        if not read_metadata(model_dir):
+            warnings.warn(
+                f"{model_dir} has no dupq.json: no calibrated P(duplicate); threshold {DEFAULT_THRESHOLD}",
+                stacklevel=2,
+            )
+        return cls(model_dir, **kwargs)
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def probability(self, score: float) -> float | None:
+        """Calibrated P(duplicate) for a cosine score, or ``None`` without a calibration."""
+        if self.calibration is None:
+            return None
+        z = self.calibration["coef"] * float(score) + self.calibration["intercept"]
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    # -- writes -------------------------------------------------------------------------------------
+    def add(
+        self,
+        texts: str | Sequence[str],
+        ids: Sequence[int] | None = None,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        show_progress: bool = False,
+    ) -> list[int]:
+        """Store questions; returns their ids. All-or-nothing: a bad item rejects the whole call."""
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple, np.ndarray, pd.Series)):
+            texts = [texts]
+        texts = list(texts)
+        _check_texts(texts)
+        if ids is not None:
+            ids = _check_ids(ids, len(texts))
+        if metadata is not None:
+            metadata = _check_metadata(metadata, len(texts))
+        if not texts:
+            return []
+        vecs, truncated = self._encode(texts, show_progress=show_progress)
+        with self._lock.write():
+            if ids is None:
+                start = self._next_id
+                ids = list(range(start, start + len(texts)))
+            else:
+                present = [i for i in ids if i in self._rows]
+                if present:
+                    raise InputError(
+                        f"{len(present)} id(s) already stored, e.g. {present[:5]} "
+                        "(remove them first to replace)",
+                        row=ids.index(present[0]) + 1,
+                        column="id",
+                    )
+            self.index.add(vecs, np.asarray(ids, dtype=np.int64))
+            for j, (i, t) in enumerate(zip(ids, texts, strict=True)):
+                key = text_key(t)
+                self._rows[i] = (t, key, bool(truncated[j]), metadata[j] if metadata else None)
+                self._by_key.setdefault(key, []).append(i)
+            self._next_id = max(self._next_id, max(ids) + 1)
+        return list(ids)
+
+    def remove(self, ids: int | Iterable[int], *, missing_ok: bool = False) -> int:
+        """Remove stored questions by id; returns how many were removed (see module doc for unknown ids)."""
+        if isinstance(ids, (int, np.integer)):
+            ids = [int(ids)]
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        with self._lock.write():
+            unknown = [i for i in wanted if i not in self._rows]
+            if unknown and not missing_ok:
+                raise UnknownIdError(unknown)
+            hit = [i for i in wanted if i in self._rows]
+            self.index.remove(hit)
+            for i in hit:
+                _, key, _, _ = self._rows.pop(i)
+                same = self._by_key[key]
+                same.remove(i)
+                if not same:
+                    del self._by_key[key]
+        return len(hit)
+
+    def add_table(
+        self,
+        path: str | Path,
+        *,
+        text_column: str,
+        id_column: str | None = None,
+        metadata_columns: Sequence[str] | None = None,
+        show_progress: bool = True,
+        **read_kwargs: Any,
+    ) -> list[int]:
+        """Add every row of a CSV/TSV/Parquet/JSONL file (read by :func:`dupq.io.read_table`).
+
+        Errors name the file, the 1-based data row and the column. Every row is stored or the whole
+        file is rejected: a blank text, a non-integer or repeated id is an ``InputError``.
+        """
+        columns = [text_column] + ([id_column] if id_column else []) + list(metadata_columns or [])
+        df = read_table(path, columns=columns, **read_kwargs)
+        texts = df[text_column].tolist()
+        try:
+            _check_texts(texts)
+        except InputError as exc:
+            raise InputError(exc.reason, file=path, row=exc.row, column=text_column) from None
+        ids = None
+        if id_column:
+            ids = []
+            for r, v in enumerate(df[id_column].tolist(), start=1):
+                try:
+                    ids.append(_as_id(v))
+                except ValueError as exc:
+                    raise InputError(str(exc), file=path, row=r, column=id_column) from None
+            seen: dict[int, int] = {}
+            for r, i in enumerate(ids, start=1):
+                if i in seen:
+                    raise InputError(
+                        f"id {i} repeats row {seen[i]}", file=path, row=r, column=id_column
+                    ) from None
+                seen[i] = r
+        meta = None
+        if metadata_columns:
+            meta = [{c: row[c] for c in metadata_columns} for row in df.to_dict("records")]
+        try:
+            return self.add(texts, ids, meta, show_progress=show_progress)
+        except InputError as exc:
+            raise InputError(exc.reason, file=path, row=exc.row, column=id_column or exc.column) from None
+
+    # -- reads --------------------------------------------------------------------------------------
+    def match(
+        self,
+        text_or_texts: str | Sequence[str],
+        k: int = 5,
+        threshold: float | None = None,
+        *,
+        exact_first: bool = True,
+        only_duplicates: bool = False,
+    ) -> QueryMatches | list[QueryMatches]:
+        """Ranked stored questions for one query (a :class:`QueryMatches`) or for each of many (a list).
+
+        Exact duplicates (same :func:`dupq.text.normalize` form) come first with score 1.0. With
+        ``exact_first`` a query that has one is answered from the hash table alone (no model call);
+        with ``exact_first=False`` it is also encoded and the rest of its top-``k`` filled by cosine.
+        ``only_duplicates`` drops matches below the threshold.
+        """
+        single = isinstance(text_or_texts, str)
+        if not single and not isinstance(text_or_texts, (list, tuple, np.ndarray, pd.Series)):
+            # one non-string "question" (None, a number …): reported like a bad item of a batch
+            single, text_or_texts = True, [text_or_texts]
+        queries = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}", column="k")
+        thr = self.threshold if threshold is None else _check_threshold(threshold)
+        _check_texts(queries)
+        keys = [text_key(q) for q in queries]
+        with self._lock.read():
+            exact = [list(self._by_key.get(key, ())) for key in keys]
+        need = [i for i, hits in enumerate(exact) if not (exact_first and hits)]
+        vecs = np.zeros((0, self.embedder.dim), np.float32)
+        truncated = np.zeros(len(queries), bool)
+        if need:
+            vecs, trunc = self._encode([queries[i] for i in need])
+            truncated[need] = trunc
+        out: list[QueryMatches] = []
+        with self._lock.read():
+            if len(need) and len(self.index):
+                scores, found = self.index.search(vecs, k)
+            else:
+                scores = np.full((len(need), k), -np.inf, np.float32)
+                found = np.full((len(need), k), -1, np.int64)
+            row_of = {q: r for r, q in enumerate(need)}
+            for qi, query in enumerate(queries):
+                results: list[Match] = []
+                seen: set[int] = set()
+                for i in sorted(exact[qi]):
+                    if i in self._rows:  # not removed between the two locks
+                        results.append(self._match(i, 1.0, thr, exact=True))
+                        seen.add(i)
+                if qi in row_of:
+                    r = row_of[qi]
+                    for s, i in zip(scores[r], found[r], strict=True):
+                        i = int(i)
+                        if i < 0 or i in seen or i not in self._rows:
+                            continue
+                        results.append(self._match(i, float(s), thr))
+                        seen.add(i)
+                results = results[:k]
+                if only_duplicates:
+                    results = [m for m in results if m.is_duplicate]
+                out.append(QueryMatches(results, query=query, truncated=bool(truncated[qi])))
+        return out[0] if single else out
+
+    def _match(self, i: int, score: float, thr: float, exact: bool = False) -> Match:
+        text, _, _, meta = self._rows[i]
+        score = min(score, 1.0)
+        return Match(
+            id=i,
+            text=text,
+            score=score,
+            probability=self.probability(score),
+            is_duplicate=exact or score >= thr,
+            metadata=meta,
+            exact=exact,
+        )
+
+    def get(self, id_: int) -> dict[str, Any]:
+        """The stored question ``id_`` (``UnknownIdError`` if absent)."""
+        with self._lock.read():
+            if id_ not in self._rows:
+                raise UnknownIdError([id_])
+            text, _, truncated, meta = self._rows[id_]
+        return {"id": id_, "text": text, "truncated": truncated, "metadata": meta}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self._rows
+
+    @property
+    def ids(self) -> list[int]:
+        with self._lock.read():
+            return sorted(self._rows)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and configuration (what ``GET /stats`` returns)."""
+        with self._lock.read():
+            return {
+                "count": len(self._rows),
+                "distinct_normalised_texts": len(self._by_key),
+                "truncated": sum(1 for r in self._rows.values() if r[2]),
+                "index_kind": self.index.kind,
+                "index_requested_kind": self.index.requested_kind,
+                "index_params": dict(self.index.params),
+                "dim": self.embedder.dim,
+                "metric": "cosine",
+                "model_source": self.embedder.source,
+                "model_fingerprint": self.embedder.fingerprint,
+                "max_seq_length": self.embedder.max_seq_length,
+                "threshold": self.threshold,
+                "calibrated": self.calibration is not None,
+            }
+
+    def _encode(self, texts: list[str], show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        with self._encode_lock:
+            lengths = self.embedder.token_lengths(texts)
+            vecs = self.embedder.encode(texts, show_progress=show_progress, desc="encoding questions")
+        truncated = lengths > self.embedder.max_seq_length
+        if truncated.any():
+            first = int(np.flatnonzero(truncated)[0])
+            warnings.warn(
+                f"{int(truncated.sum())} of {len(texts)} text(s) exceed the model's "
+                f"{self.embedder.max_seq_length} tokens and were truncated (first: position {first + 1}, "
+                f"{int(lengths[first])} tokens)",
+                TruncationWarning,
+                stacklevel=3,
+            )
+        return vecs, truncated
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write the store to ``directory`` atomically (a complete new directory is swapped in)."""
+        directory = Path(directory)
+        delay = float(os.environ.get(_SLOW_SAVE_ENV, "0") or 0)
+        with self._lock.read(), atomic_dir(directory) as tmp:
+            self.index.save(tmp / INDEX_FILE)
+            _pause(delay)
+            ids = sorted(self._rows)
+            rows = [self._rows[i] for i in ids]
+            table = pd.DataFrame(
+                {
+                    "id": pd.Series(ids, dtype="int64"),
+                    "text": pd.Series([r[0] for r in rows], dtype=object),
+                    "key": pd.Series([r[1] for r in rows], dtype=object),
+                    "truncated": pd.Series([r[2] for r in rows], dtype=bool),
+                    "metadata": pd.Series(
+                        [None if r[3] is None else json.dumps(r[3], ensure_ascii=False) for r in rows],
+                        dtype=object,
+                    ),
+                }
+            )
+            table.to_parquet(tmp / QUESTIONS_FILE, index=False)
+            _pause(delay)
+            manifest = {
+                "format": STORE_FORMAT,
+                "format_version": STORE_FORMAT_VERSION,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "model_fingerprint": self.embedder.fingerprint,
+                "model_source": self.embedder.source,
+                "dim": self.embedder.dim,
+                "metric": "cosine (inner product of L2-normalised vectors)",
+                "count": len(ids),
+                "next_id": self._next_id,
+                "index_kind": self.index.kind,
+                "index_requested_kind": self.index.requested_kind,
+                "threshold": self.threshold,
+                "calibration": self.calibration,
+                "files": {
+                    name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                    for name in (INDEX_FILE, QUESTIONS_FILE)
+                },
+            }
+            atomic_write_json(tmp / MANIFEST_FILE, manifest)
+            _pause(delay)
+        return directory
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | Path,
+        encoder: Embedder | SentenceTransformer | str | Path | None = None,
+        *,
+        threshold: float | None = None,
+        device: str | None = None,
+    ) -> Matcher:
+        """Open a store written by :meth:`save`.
+
+        ``encoder`` defaults to the model the store was built with (its recorded directory, else the
+        embedded default). A store from another model, or with a missing/short/altered file, raises
+        :class:`StoreError`.
+        """
+        directory = recover_dir(directory)
+        manifest = _read_manifest(directory)
+        for name in (INDEX_FILE, QUESTIONS_FILE):
+            path = directory / name
+            want = manifest["files"].get(name)
+            if not path.exists() or want is None:
+                raise StoreError(f"{directory}: missing {name}")
+            size = path.stat().st_size
+            if size != want["bytes"]:
+                raise StoreError(
+                    f"{path}: {size} bytes, manifest says {want['bytes']} (truncated or replaced)"
+                )
+            if sha256_file(path) != want["sha256"]:
+                raise StoreError(f"{path}: checksum does not match the manifest (corrupt or edited)")
+        if encoder is None:
+            src = manifest.get("model_source")
+            encoder = src if src and Path(src).is_dir() else None
+        embedder = as_embedder(encoder, device=device)
+        if embedder.fingerprint != manifest["model_fingerprint"]:
+            raise StoreError(
+                f"{directory} was built with another model "
+                f"(fingerprint {manifest['model_fingerprint'][:12]}…, "
+                f"from {manifest.get('model_source')}); this encoder is {embedder.fingerprint[:12]}… "
+                f"({embedder.source}). Vectors of different models are not comparable: load it with the "
+                "same model, or rebuild the store."
+            )
+        if embedder.dim != manifest["dim"]:
+            raise StoreError(f"{directory}: dimension {manifest['dim']} != encoder's {embedder.dim}")
+        index = VectorIndex.load(directory / INDEX_FILE)
+        try:
+            table = pd.read_parquet(directory / QUESTIONS_FILE)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise StoreError(f"{directory / QUESTIONS_FILE}: unreadable: {exc}") from exc
+        if len(table) != manifest["count"] or len(index) != manifest["count"]:
+            raise StoreError(
+                f"{directory}: manifest count {manifest['count']}, questions {len(table)}, index {len(index)}"
+            )
+        self = cls.__new__(cls)
+        self.embedder = embedder
+        self.calibration = _calibration(manifest.get("calibration"))
+        self.threshold = _check_threshold(manifest["threshold"] if threshold is None else threshold)
+        self.index = index
+        self._rows = {}
+        self._by_key = {}
+        for i, text, key, trunc, meta in zip(
+            table["id"].tolist(),
+            table["text"].tolist(),
+            table["key"].tolist(),
+            table["truncated"].tolist(),
+            table["metadata"].tolist(),
+            strict=True,
+        ):
+            # a null metadata cell may come back as None or NaN depending on the pandas version
+            self._rows[int(i)] = (text, key, bool(trunc), json.loads(meta) if isinstance(meta, str) else None)
+            self._by_key.setdefault(key, []).append(int(i))
+        if set(self._rows) != set(index.ids.tolist()):
+            raise StoreError(f"{directory}: the index and the questions table hold different ids")
+        self._lock = _RWLock()
+        self._encode_lock = threading.Lock()
+        self._next_id = int(manifest.get("next_id", max(self._rows, default=-1) + 1))
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"Matcher(n={len(self)}, index={self.index.kind}, threshold={self.threshold}, "
+            f"model={self.embedder.source})"
+        )
+
+
+# -- CLI-facing helpers (one library call per command) ----------------------------------------------
+def build_store(
+    table: str | Path,
+    out: str | Path,
+    *,
+    text_column: str,
+    id_column: str | None = None,
+    metadata_columns: Sequence[str] | None = None,
+    model: str | Path | None = None,
+    index_kind: str = "auto",
+    threshold: float | None = None,
+) -> Matcher:
+    """``dupq index build``: a new store at ``out`` from one table."""
+    matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
+    matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
+    matcher.save(out)
+    return matcher
+
+
+def add_to_store(
+    store: str | Path,
+    tables: Sequence[str | Path],
+    *,
+    text_column: str,
+    id_column: str | None = None,
+    metadata_columns: Sequence[str] | None = None,
+    model: str | Path | None = None,
+) -> tuple[Matcher, int]:
+    """``dupq index add``: append tables to a store (saved once, after every table was accepted)."""
+    matcher = Matcher.load(store, model)
+    before = len(matcher)
+    for table in tables:
+        matcher.add_table(
+            table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns
+        )
+    matcher.save(store)
+    return matcher, len(matcher) - before
+
+
+# -- validation ---------------------------------------------------------------------------------------
+def _check_texts(texts: list[Any]) -> None:
+    for r, t in enumerate(texts, start=1):
+        if not isinstance(t, str):
+            raise InputError(f"question is {type(t).__name__}, not a string", row=r, column="text")
+        if not t.strip():
+            raise InputError("question is empty", row=r, column="text")
+        if not normalize(t):
+            # Only punctuation/symbols: nothing a model or the exact-match key can work with.
+            raise InputError(f"question {t[:40]!r} has no letters or digits", row=r, column="text")
+
+
+def _as_id(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError(f"id {v!r} is a boolean, not an integer")
+    if isinstance(v, (int, np.integer)):
+        i = int(v)
+    elif isinstance(v, str) and v.strip().lstrip("+").isdigit():
+        i = int(v.strip())
+    elif isinstance(v, float) and v.is_integer():
+        i = int(v)
+    else:
+        raise ValueError(f"id {v!r} is not a non-negative integer")
+    if not 0 <= i < 2**63:
+        raise ValueError(f"id {i} is out of range (0 .. 2**63-1)")
+    return i
+
+
+def _check_ids(ids: Sequence[Any], n: int) -> list[int]:
+    ids = list(ids)
+    if len(ids) != n:
+        raise InputError(f"{n} questions but {len(ids)} ids", column="id")
+    out, seen = [], {}
+    for r, v in enumerate(ids, start=1):
+        try:
+            i = _as_id(v)
+        except ValueError as exc:
+            raise InputError(str(exc), row=r, column="id") from None
+        if i in seen:
+            raise InputError(f"id {i} repeats row {seen[i]}", row=r, column="id")
+        seen[i] = r
+        out.append(i)
+    return out
+
+
+def _check_metadata(metadata: Sequence[Any], n: int) -> list[dict | None]:
+    metadata = list(metadata)
+    if len(metadata) != n:
+        raise InputError(f"{n} questions but {len(metadata)} metadata entries", column="metadata")
+    for r, m in enumerate(metadata, start=1):
+        if m is not None and not isinstance(m, dict):
+            raise InputError(
+                f"metadata is {type(m).__name__}, expected a dict or None", row=r, column="metadata"
+            )
+        try:
+            json.dumps(m)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"metadata is not JSON-serialisable: {exc}", row=r, column="metadata") from None
+    return metadata
+
+
+def _check_threshold(t: Any) -> float:
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise InputError(f"threshold {t!r} is not a number", column="threshold") from None
+    if not -1.0 <= t <= 1.0:
+        raise InputError(f"threshold {t} is outside the cosine range [-1, 1]", column="threshold")
+    return t
+
+
+def _calibration(c: Any) -> dict[str, float] | None:
+    if not c:
+        return None
+    try:
+        return {"coef": float(c["coef"]), "intercept": float(c["intercept"])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"calibration {c!r} is not {{'coef': a, 'intercept': b}}") from exc
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST_FILE
+    if not directory.is_dir():
+        raise StoreError(f"{directory}: no such store directory")
+    if not path.exists():
+        raise StoreError(
+            f"{directory}: no {MANIFEST_FILE} (not a Matcher store, or an interrupted first save)"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: unreadable manifest: {exc}") from exc
+    if manifest.get("format") != STORE_FORMAT:
+        raise StoreError(f"{path}: not a {STORE_FORMAT} manifest")
+    if manifest.get("format_version") != STORE_FORMAT_VERSION:
+        raise StoreError(f"{path}: unsupported store format version {manifest.get('format_version')}")
+    missing = {"model_fingerprint", "dim", "count", "threshold", "files"} - set(manifest)
+    if missing:
+        raise StoreError(f"{path}: manifest lacks {sorted(missing)}")
+    return manifest
+
+
+def _pause(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)
