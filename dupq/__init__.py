@@ -6,25 +6,31 @@ data → encoder/embed → train → evaluate → index → matcher / dedupe →
 
 from __future__ import annotations
 
+from dupq import evaluate  # a callable module: dupq.evaluate(model, pairs) runs the evaluation
 from dupq.data import load_hf_pairs, load_pairs, split_pairs
-from dupq.datamodels import PairData, RowIssue, Splits
+from dupq.datamodels import EvaluationReport, PairData, RowIssue, Splits
 from dupq.embed import Embedder
 from dupq.encoder import DEFAULT_MODEL, load_encoder
 from dupq.errors import DupqError, EncoderLoadError, InputError, StoreError
+from dupq.evaluate import Calibration, calibrate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Calibration",
     "DupqError",
     "Embedder",
     "EncoderLoadError",
+    "EvaluationReport",
     "InputError",
     "PairData",
     "RowIssue",
     "Splits",
     "StoreError",
     "__version__",
+    "calibrate",
+    "evaluate",
     "load_encoder",
     "load_hf_pairs",
     "load_pairs",

@@ -44,6 +44,68 @@ def version() -> None:
 
 # --- data / train / evaluate (core) ------------------------------------------------------------
 
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="Model directory (e.g. a `dupq train` output) or 'default'."),
+    data: str = typer.Argument(..., help="A split directory (train/dev/test.tsv) or a labelled pair file."),
+    split: str = typer.Option("test", "--split", help="Which split of a split directory to evaluate."),
+    fmt: str = typer.Option("auto", "--format", help="Pair-file format (see `dupq.data.load_pairs`)."),
+    out: str | None = typer.Option(
+        None, "--out", help="Report directory [default: evaluation/<model>-<data>]."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Decision threshold on the cosine (default: the model's dupq.json)."
+    ),
+    base_model: str | None = typer.Option(
+        None, "--base-model", help="Zero-shot baseline encoder (default: dupq.json's base_model)."
+    ),
+    no_baselines: bool = typer.Option(
+        False, "--no-baselines", help="Skip the TF-IDF and zero-shot baselines."
+    ),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write report.json/report.md only."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:1 … (default: cuda if present)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+) -> None:
+    """Score MODEL on labelled pairs against TF-IDF and the zero-shot base model; write a report."""
+    import json
+    from pathlib import Path
+
+    from dupq.errors import DupqError
+    from dupq.evaluate import evaluate as run_evaluation
+    from dupq.evaluate import load_eval_data
+
+    try:
+        pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)
+        data_path = Path(data)
+        if out is None:
+            tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
+            out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
+        report = run_evaluation(
+            model,
+            pairs,
+            threshold=threshold,
+            baselines=() if no_baselines else ("tfidf", "zero-shot"),
+            base_model=base_model,
+            train_pairs=train_pairs,
+            dev_pairs=dev_pairs,
+            out_dir=out,
+            plots=not no_plots,
+            device=device,
+            show_progress=not as_json,
+            data_info=info,
+        )
+    except DupqError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.format_table())
+        typer.echo(f"report: {report.files['report.md']}  (json: {report.files['report.json']})")
+
+
 data_app = typer.Typer(help="Inspect labelled pair files and split them without question leakage.")
 app.add_typer(data_app, name="data")
 
