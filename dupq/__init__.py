@@ -9,6 +9,7 @@ from __future__ import annotations
 from dupq import evaluate  # a callable module: dupq.evaluate(model, pairs) runs the evaluation
 from dupq.data import load_hf_pairs, load_pairs, split_pairs
 from dupq.datamodels import EvaluationReport, PairData, RowIssue, Splits
+from dupq.dedupe import DedupeResult, DedupeSummary, deduplicate
 from dupq.embed import Embedder
 from dupq.encoder import DEFAULT_MODEL, load_encoder
 from dupq.errors import DupqError, EncoderLoadError, InputError, StoreError
@@ -18,6 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DedupeResult",
+    "DedupeSummary",
     "Calibration",
     "DupqError",
     "Embedder",
@@ -29,6 +32,7 @@ __all__ = [
     "Splits",
     "StoreError",
     "__version__",
+    "deduplicate",
     "calibrate",
     "evaluate",
     "load_encoder",
