@@ -4,9 +4,10 @@
 
 Every question here was written for dupq (Apache-2.0, like the project). The groups are organised in
 *units*: one theme, one or more clusters of true paraphrases (same intent, same answer), a few
-questions on the same theme with a different intent (hard negatives), and one off-topic question (an
-easy negative). Pairs are drawn only inside a unit, so the question graph falls into ~40 components
-and a component-disjoint split of ``sample_pairs.tsv`` is meaningful. The output is deterministic.
+questions on the same theme with a different intent (hard negatives), a near miss that shares most
+words with a cluster member but asks something else (the hardest negatives), and one off-topic
+question (an easy negative). Pairs are drawn only inside a unit, so the question graph falls into ~40
+components and a component-disjoint split of ``sample_pairs.tsv`` is meaningful. The output is deterministic.
 """
 
 from __future__ import annotations
@@ -386,6 +387,67 @@ UNITS: list[dict] = [
 ]
 # fmt: on
 
+#: Near misses: a question from a unit -> a question that shares most of its words but asks something else
+#: (QQP's hardest negatives look like this). Each becomes a negative pair inside that unit.
+NEAR_MISSES = {
+    "How do I reverse a list in Python?": "How do I reverse a string in Python?",
+    "How do I undo the last commit in git?": "How do I undo a git push to the remote?",
+    "How do I delete a remote branch in Git?": "How do I delete a local branch in Git?",
+    "How do I check if an array is empty in JavaScript?": (
+        "How do I check if an object is empty in JavaScript?"
+    ),
+    "How do I find duplicate rows in a SQL table?": "How do I find duplicate rows in a pandas DataFrame?",
+    "How do I find which process is using a port on Linux?": (
+        "How do I find which process is using a port on Windows?"
+    ),
+    "What are the early signs of type 2 diabetes?": (
+        "What are the early signs of type 1 diabetes in children?"
+    ),
+    "How many hours of sleep does an adult need?": "How many hours of sleep does a newborn baby need?",
+    "Is it safe to take ibuprofen and paracetamol together?": "Is it safe to take ibuprofen while pregnant?",
+    "Do I need a visa to visit Japan as a US citizen?": "Do I need a visa to visit China as a US citizen?",
+    "How early should I arrive at the airport for an international flight?": (
+        "How early should I arrive at the airport for a domestic flight?"
+    ),
+    "What are some tips to beat jet lag?": "What are some tips to sleep on a plane?",
+    "Should I pay off my student loans or invest?": "Should I pay off my mortgage early or invest?",
+    "How can I improve my credit score fast?": "How can I check my credit score for free?",
+    "How much of my salary should I save each month?": "How much of my salary should I spend on rent?",
+    "Is it better to rent or buy a house?": "Is it better to lease or buy a car?",
+    "How do rainbows form?": "How do clouds form?",
+    "How do black holes form?": "How do neutron stars form?",
+    "How do vaccines work?": "How do antibiotics work?",
+    "Why does salt melt ice on roads?": "Does adding salt make water boil faster?",
+    "What questions should I ask at the end of a job interview?": (
+        "What questions should I ask at the end of a first date?"
+    ),
+    "How do I ask for a raise?": "How do I ask for a promotion?",
+    "How do I switch careers into software engineering at 30?": "How do I switch careers into nursing at 30?",
+    "How long should I rest a steak after cooking?": "How long should I rest a turkey after roasting?",
+    "What can I use instead of eggs in baking?": "What can I use instead of baking powder?",
+    "How do I cook perfect rice on the stove?": "How do I cook perfect quinoa on the stove?",
+    "How many times a week should I work out to build muscle?": (
+        "How many times a week should I work out to lose weight?"
+    ),
+    "How can I start running if I'm out of shape?": "How can I start swimming if I'm out of shape?",
+    "What is the fastest way to learn Spanish?": "What is the fastest way to learn Japanese?",
+    "How do I improve my English speaking skills?": "How do I improve my public speaking skills?",
+    "Why is my phone battery draining so fast?": "Why is my phone charging so slowly?",
+    "How do I speed up a slow Windows 10 laptop?": "How do I speed up a slow Mac?",
+    "How do I stop my dog from barking at strangers?": "How do I stop my dog from barking at night?",
+    "How do I get rid of mold in the bathroom?": "How do I get rid of ants in the kitchen?",
+    "How often should I change my car's oil?": "How often should I change my car's brake pads?",
+    "How do I keep basil alive indoors?": "How do I keep mint alive indoors?",
+    "What is the derivative of x^x?": "What is the integral of x^x?",
+    "Why did the Roman Empire fall?": "Why did the Ottoman Empire fall?",
+    "Is climate change caused by humans?": "Is climate change reversible?",
+    "What is the best way to learn machine learning from scratch?": (
+        "What is the best way to learn web development from scratch?"
+    ),
+    "What is the difference between PUT and PATCH?": "What is the difference between PUT and POST?",
+    "How do I stop overthinking everything?": "How do I stop people-pleasing?",
+}
+
 #: Extra planted duplicate groups for the dedupe/Matcher demo (not used in any pair).
 QUESTION_GROUPS: list[list[str]] = [
     [
@@ -515,7 +577,8 @@ def build_pairs(seed: int = 13, dup_rate: float = 0.37) -> list[tuple[str, str, 
         easy = [(q, unit["easy"]) for q in members + unit["others"]]
         rng.shuffle(hard)
         rng.shuffle(easy)
-        neg_pools.append((hard, easy))
+        near = [(q, NEAR_MISSES[q]) for q in members if q in NEAR_MISSES]
+        neg_pools.append((near + hard, easy))
     n_pos = sum(len(p) for p in positives)
     n_neg = round(n_pos * (1 - dup_rate) / dup_rate)
     per_unit = [n_neg // len(UNITS)] * len(UNITS)
@@ -553,6 +616,8 @@ def build_questions(seed: int = 7) -> list[tuple[str, str]]:
             rows.append((cluster[0], f"u{u}c{c}"))
         for o, other in enumerate(unit["others"]):
             rows.append((other, f"u{u}o{o}"))
+        for n, q in enumerate(q for c in unit["clusters"] for q in c if q in NEAR_MISSES):
+            rows.append((NEAR_MISSES[q], f"u{u}n{n}"))
         rows.append((unit["easy"], f"u{u}e"))
     for g, group in enumerate(QUESTION_GROUPS):
         for q in group:
