@@ -161,7 +161,7 @@ def train_model(
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio,
+        **_warmup(config.warmup_ratio),
         lr_scheduler_type=config.lr_scheduler,
         weight_decay=config.weight_decay,
         seed=config.seed,
@@ -329,6 +329,15 @@ def _dev_loss(metrics: dict[str, float]) -> float | None:
         return float(metrics["eval_loss"])
     parts = [v for k, v in metrics.items() if k.startswith("eval_") and k.endswith("_loss")]
     return float(sum(parts)) if parts else None
+
+
+def _warmup(ratio: float) -> dict[str, float]:
+    """transformers 5 takes the warm-up share as a float ``warmup_steps``; 4.x as ``warmup_ratio``."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return {"warmup_steps": float(ratio)}
+    return {"warmup_ratio": ratio}
 
 
 def _early_stopping(patience: int):

@@ -1,0 +1,195 @@
+"""Training: every loss trains and lowers dev loss; dupq.json carries the calibrated operating point."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dupq.cli import app
+from dupq.losses import LOSSES, LossSpec, build_datasets
+from dupq.training import TrainConfig, train_model
+from tests.tiny_model import WORDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pairs(n_groups: int, seed: int) -> pd.DataFrame:
+    """Lexical duplicates (same words, 1-3 dropped, shuffled) and hard negatives (1-3 words replaced).
+
+    A random tiny BERT sees both kinds as similar at first, so every loss has something to learn and
+    the dev split (disjoint questions) measures whether it generalised.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for g in range(n_groups):
+        words = rng.sample(WORDS, 8)
+        anchor = " ".join(words) + "?"
+        kept = words[:]
+        for _ in range(rng.randint(1, 3)):
+            kept.pop(rng.randrange(len(kept)))
+        rng.shuffle(kept)
+        positive = " ".join(kept) + "?"
+        changed = words[:]
+        for i in rng.sample(range(8), rng.randint(1, 3)):
+            changed[i] = rng.choice(WORDS)
+        negative = " ".join(changed) + "?"
+        rows.append((f"a{seed}-{g}", f"p{seed}-{g}", anchor, positive, 1))
+        rows.append((f"a{seed}-{g}", f"n{seed}-{g}", anchor, negative, 0))
+    df = pd.DataFrame(rows, columns=["qid1", "qid2", "question1", "question2", "label"])
+    df["source_row"] = np.arange(1, len(df) + 1)
+    return df
+
+
+@pytest.fixture(scope="module")
+def pair_splits():
+    return _pairs(48, seed=1), _pairs(16, seed=2)
+
+
+def _config(model_dir: Path, loss: str, **kw) -> TrainConfig:
+    base = dict(
+        base_model=str(model_dir),
+        loss=loss,
+        max_steps=6,
+        batch_size=16,
+        learning_rate=2e-3,
+        warmup_ratio=0.0,
+        eval_steps=3,
+        save_total_limit=1,
+        tensorboard=False,
+        show_progress=False,
+        max_seq_length=32,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_each_loss_trains_and_lowers_dev_loss(loss, tiny_model_dir, pair_splits, tmp_path):
+    train_pairs, dev_pairs = pair_splits
+    result = train_model(train_pairs, dev_pairs, tmp_path / "out", _config(tiny_model_dir, loss))
+    assert result.steps == 6
+    assert result.dev_loss_before is not None and result.dev_loss_after is not None
+    before, after = result.dev_loss_before, result.dev_loss_after
+    assert after < before, (loss, before, after)
+    meta = json.loads((tmp_path / "out" / "dupq.json").read_text())
+    assert meta["loss"]["name"] == loss
+    assert (tmp_path / "out" / "modules.json").exists()
+
+
+def test_metadata_threshold_is_dev_best_f1(tiny_model_dir, pair_splits, tmp_path):
+    """The stored threshold is the best-F1 cut on dev similarities of the saved (best) model."""
+    from dupq.embed import Embedder
+    from dupq.evaluate import pair_similarities
+
+    train_pairs, dev_pairs = pair_splits
+    out = tmp_path / "m"
+    result = train_model(train_pairs, dev_pairs, out, _config(tiny_model_dir, "online-contrastive"))
+    meta = result.metadata
+    keys = ("base_model", "loss", "config", "threshold", "calibration", "data_fingerprint", "split_sizes")
+    assert all(key in meta for key in keys)
+    scores = pair_similarities(Embedder(out, device="cpu"), dev_pairs)
+    labels = dev_pairs["label"].to_numpy()
+    t = meta["threshold"]
+
+    def f1(th: float) -> float:
+        pred = scores >= th
+        tp = int(np.sum(pred & (labels == 1)))
+        fp = int(np.sum(pred & (labels == 0)))
+        fn = int(np.sum(~pred & (labels == 1)))
+        return 2 * tp / max(2 * tp + fp + fn, 1)
+
+    best = max(f1(float(s)) for s in scores)
+    assert f1(t) == pytest.approx(best, abs=1e-6)
+    assert meta["calibration"]["coef"] > 0, "P(duplicate) must grow with similarity"
+    assert meta["data_fingerprint"]["train"] != meta["data_fingerprint"]["dev"]
+
+
+def test_resume_from_last_checkpoint(tiny_model_dir, pair_splits, tmp_path):
+    train_pairs, dev_pairs = pair_splits
+    out = tmp_path / "r"
+    cfg = _config(tiny_model_dir, "cosine", max_steps=3, save_total_limit=3)
+    train_model(train_pairs, dev_pairs, out, cfg)
+    assert list((out / "checkpoints").glob("checkpoint-3"))
+    cfg = _config(tiny_model_dir, "cosine", max_steps=6)
+    result = train_model(train_pairs, dev_pairs, out, cfg, resume_from_checkpoint=True)
+    assert result.steps == 6
+    assert result.dev_loss_before is None  # not re-measured on resume
+
+
+def test_bad_training_input(tiny_model_dir, pair_splits, tmp_path):
+    train_pairs, dev_pairs = pair_splits
+    with pytest.raises(ValueError, match="dev split"):
+        train_model(train_pairs, dev_pairs[dev_pairs.label == 1], tmp_path, _config(tiny_model_dir, "mnrl"))
+    with pytest.raises(ValueError, match="unknown loss"):
+        LossSpec(name="hinge")
+    with pytest.raises(ValueError, match="distance"):
+        LossSpec(name="contrastive", distance="hamming")
+
+
+def test_dataset_layouts(pair_splits):
+    train_pairs, _ = pair_splits
+    mnrl = build_datasets(train_pairs, LossSpec("mnrl"))
+    assert mnrl.column_names == ["anchor", "positive"] and len(mnrl) == int(train_pairs.label.sum())
+    trip = build_datasets(train_pairs, LossSpec("triplet"))
+    neg = train_pairs[train_pairs.label == 0]
+    negatives = dict(zip(neg.question1, neg.question2, strict=True))
+    # hard negatives: each anchor's labelled non-duplicate partner is used when it exists
+    assert all(negatives[a] == n for a, n in zip(trip["anchor"], trip["negative"], strict=True))
+    multi = build_datasets(train_pairs, LossSpec("mnrl+online-contrastive"))
+    assert set(multi) == {"mnrl", "online_contrastive"}
+    cos = build_datasets(train_pairs, LossSpec("cosine"))
+    assert isinstance(cos["label"][0], float)
+
+
+def test_cli_train_then_evaluate(tiny_model_dir, tmp_path):
+    """`dupq train` on the bundled sample → `dupq evaluate` on its held-out split."""
+    runner = CliRunner()
+    out = tmp_path / "model"
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(REPO / "data" / "sample_pairs.tsv"),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--eval-steps",
+            "2",
+            "--loss",
+            "online-contrastive",
+            "--no-tensorboard",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "threshold" in res.output
+    meta = json.loads((out / "dupq.json").read_text())
+    assert meta["data"]["format"] == "quora"
+    assert sum(meta["split_sizes"].values()) + meta["data"]["issues"] <= 10_000
+    assert (out / "splits" / "test.tsv").exists()
+
+    report_dir = tmp_path / "report"
+    args = ["evaluate", str(out), str(out / "splits"), "--out", str(report_dir)]
+    res = runner.invoke(app, [*args, "--base-model", str(tiny_model_dir)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((report_dir / "report.json").read_text())
+    text = json.dumps(report)
+    assert "tfidf" in text and "zero-shot" in text
+
+
+def test_cli_train_reports_bad_input(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("id\tqid1\tquestion1\n1\t2\thello\n")
+    res = CliRunner().invoke(app, ["train", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "bad.tsv" in res.output
