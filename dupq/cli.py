@@ -83,6 +83,7 @@ def evaluate(
         if out is None:
             tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
             out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
+        name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
         report = run_evaluation(
             model,
             pairs,
@@ -96,6 +97,7 @@ def evaluate(
             device=device,
             show_progress=not as_json,
             data_info=info,
+            name=name,
         )
     except DupqError as exc:
         _fail(exc)

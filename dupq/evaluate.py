@@ -605,6 +605,11 @@ def evaluate(
     source = embedder.source
     meta = _read_meta(source)
     notes: list[str] = []
+    if source and not meta:
+        notes.append(
+            "the evaluated model has no dupq.json (not a dupq training output): 'fine-tuned' is simply "
+            "the evaluated model."
+        )
 
     # -- fine-tuned: threshold precedence ---------------------------------------------------------
     fixed: tuple[Calibration | None, float, str] | None = None
