@@ -1,0 +1,45 @@
+"""The Ray engine gives the same groups as the local engine (one small Ray session, 2 CPUs)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dupq.dedupe import deduplicate
+from tests.test_dedupe import CRAFTED, THRESHOLD, _expected_partition, _groups
+
+ray = pytest.importorskip("ray", reason="the Ray engine is the optional extra dupq[ray]")
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_engine_gives_the_same_output_as_local(ray_session, tiny_model, tmp_path):
+    df = pd.DataFrame({"id": [c[0] for c in CRAFTED], "question": [c[1] for c in CRAFTED]})
+    df = pd.concat([df, df.assign(id=df["id"] + "x", question=df["question"].str.upper())], ignore_index=True)
+    path = tmp_path / "questions.parquet"
+    df.to_parquet(path, index=False)
+    kw = dict(text_column="question", id_column="id", threshold=THRESHOLD, show_progress=False, chunk_size=5)
+    local_res = deduplicate(path, model=tiny_model, **kw)
+    local = local_res.table
+    n_unique = local_res.summary.unique_texts
+    assert n_unique == 10
+    workdir = tmp_path / "work"
+    res = deduplicate(path, model=tiny_model, engine="ray", workdir=workdir, **kw)
+    remote = res.table
+    assert res.summary.engine == "ray" and res.summary.texts_encoded == n_unique
+    # the texts went through Ray Data as Parquet shards, and came back as Parquet shards
+    store = next(workdir.glob("emb-*"))
+    assert len(list((store / "texts").glob("*.parquet"))) == 2  # 10 unique texts, shards of 5
+    assert list((store / "ray-out").rglob("*.parquet"))
+    cols = ["id", "group_id", "is_representative", "duplicate_of", "status"]
+    pd.testing.assert_frame_equal(local[cols], remote[cols])
+    assert (local["score"].fillna(-1) - remote["score"].fillna(-1)).abs().max() < 2e-3
+    assert _groups(remote, "id") == {frozenset(g | {i + "x" for i in g}) for g in _expected_partition()}
+    # a rerun finds every vector in the workdir and starts no Ray job
+    again = deduplicate(path, model=tiny_model, engine="ray", workdir=workdir, **kw)
+    assert again.summary.texts_encoded == 0 and again.summary.embeddings_reused == n_unique
