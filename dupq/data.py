@@ -31,7 +31,7 @@ import pandas as pd
 from dupq.datamodels import PAIR_COLUMNS, PairData, RowIssue, Splits, empty_pairs
 from dupq.errors import DupqError, InputError
 from dupq.io import read_table, sha256_file
-from dupq.text import is_blank, text_key
+from dupq.text import is_blank, normalize, text_key
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,21 @@ def load_pairs(
         return _build(path, table, spec, fmt="generic", strict=strict, sha=sha256_file(path))
 
     text = _decode(path, encoding)
+    try:
+        return _load_text(path, text, fmt, sep, overrides, has_overrides, strict)
+    finally:
+        _strict_parse.clear()  # do not keep a large file's text alive
+
+
+def _load_text(
+    path: Path,
+    text: str,
+    fmt: str,
+    sep: str | None,
+    overrides: dict[str, str | None],
+    has_overrides: bool,
+    strict: bool,
+) -> PairData:
     delim = sep or _guess_delimiter(path, text)
     header = _first_record(text, delim)
 
@@ -311,15 +326,39 @@ def _detect_format(path: Path, header: list[str], delim: str, text: str) -> str:
     return "generic"
 
 
+class _StrictParse:
+    """Strict CSV-quoting parse of one text, kept for reuse: format sniffing and reading both need it,
+    and a QQP-sized file takes about a second per parse."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, str] | None = None
+        self.result: tuple[list[list[str]] | None, str, int] = (None, "", 0)
+
+    def __call__(self, text: str, delim: str) -> tuple[list[list[str]] | None, str, int]:
+        """``(records or None, error, line)`` for ``text``."""
+        key = (id(text), delim)
+        if key != self.key:
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+            try:
+                self.result = ([r for r in reader if r], "", reader.line_num)
+            except csv.Error as exc:
+                self.result = (None, str(exc), reader.line_num)
+            self.key = key
+        return self.result
+
+    def clear(self) -> None:
+        self.key, self.result = None, (None, "", 0)
+
+
+_strict_parse = _StrictParse()
+
+
 def _uses_csv_quoting(text: str, delim: str) -> bool:
     """True when some field starts with a quote and the whole file parses as strict CSV quoting."""
     pattern = _QUOTED_FIELD_START.get(delim) or re.compile(rf'(?:^|{re.escape(delim)})"', re.M)
     if not pattern.search(text):
         return False
-    try:
-        records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True) if r]
-    except csv.Error:
-        return False
+    records, _, _ = _strict_parse(text, delim)
     return bool(records) and all(len(r) == len(records[0]) for r in records)
 
 
@@ -337,15 +376,13 @@ def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None
     if mode == "csv":
         # Strict first: it stops at a stray or unclosed quote, which lenient parsing (pandas' and the
         # csv module's default) would silently glue onto the following rows.
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
-        try:
-            records = [r for r in reader if r]
-        except csv.Error as exc:
+        records, error, line = _strict_parse(text, delim)
+        if records is None:
             log.warning(
                 "%s: irregular quoting near line %d (%s); parsed leniently — check malformed_row issues",
                 path,
-                reader.line_num,
-                exc,
+                line,
+                error,
             )
     if records is None:
         quoting = csv.QUOTE_NONE if mode == "none" else csv.QUOTE_MINIMAL
@@ -365,6 +402,10 @@ def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None
     if len(columns) != width:
         dupes = sorted({h for h in header if header.count(h) > 1})
         raise InputError(f"duplicate column name(s) {dupes} in the header", file=path, column=dupes[0])
+    if all(len(rec) == width for rec in records):  # the common case: transpose in C
+        transposed = list(zip(*records, strict=True)) if records else [() for _ in header]
+        columns = {h: list(col) for h, col in zip(header, transposed, strict=True)}
+        return _Table(columns, list(range(1, len(records) + 1)), [], len(records))
     rows: list[int] = []
     malformed: list[RowIssue] = []
     lists = [columns[h] for h in header]
@@ -479,6 +520,12 @@ def _as_text(value: Any) -> str | None:
 
 def _join_text(values: list[Any]) -> str | None:
     """Join subject and body (SemEval) into one question; a single column passes through."""
+    if len(values) == 1:
+        v = values[0]
+        if type(v) is str:  # the common case, kept cheap: QQP has 800k question cells
+            v = v.strip()
+            return v or None
+        return _as_text(v)
     parts = [t for t in (_as_text(v) for v in values) if t]
     if not parts:
         return None
@@ -496,6 +543,8 @@ _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
 
 def parse_label(value: Any) -> int | None:
     """0 or 1 from the ways files spell a binary label (``1``, ``"1"``, ``1.0``, ``True``); else None."""
+    if type(value) is str:
+        return _LABELS.get(value) if value in _LABELS else _LABELS.get(value.strip().lower())
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -510,6 +559,8 @@ def parse_label(value: Any) -> int | None:
 
 
 def _as_qid(value: Any) -> str | None:
+    if type(value) is str:
+        return value.strip() or None
     if is_blank(value):
         return None
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -529,7 +580,14 @@ def _build(
     c_id2 = cols[spec.qid2] if spec.qid2 else None
     name_q1 = "+".join(spec.q1)
     name_q2 = "+".join(spec.q2)
+    norms: dict[str, str] = {}
     keys: dict[str, str] = {}
+
+    def norm(t: str) -> str:
+        n = norms.get(t)
+        if n is None:
+            n = norms[t] = normalize(t)
+        return n
 
     def key(t: str) -> str:
         k = keys.get(t)
@@ -562,12 +620,12 @@ def _build(
         id1 = _as_qid(c_id1[i]) if c_id1 is not None else None
         id2 = _as_qid(c_id2[i]) if c_id2 is not None else None
         if t1 is not None and t2 is not None:
-            k1, k2 = key(t1), key(t2)
-            id1 = id1 or k1
-            id2 = id2 or k2
-            if id1 == id2 and spec.qid2 is not None and k1 != k2:
+            same_text = norm(t1) == norm(t2)
+            id1 = id1 or key(t1)
+            id2 = id2 or key(t2)
+            if id1 == id2 and spec.qid2 is not None and not same_text:
                 row_issues.append(RowIssue(row, spec.qid2, "self_pair", f"same qid {id1!r} on both sides"))
-            elif k1 == k2:
+            elif same_text:
                 row_issues.append(RowIssue(row, name_q2, "self_pair", f"same text as {name_q1}: {_show(t2)}"))
         if row_issues:
             if strict:
