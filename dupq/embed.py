@@ -3,8 +3,11 @@
 Encoding is where nearly all the time goes, so the cheap wins are taken here once:
 
 * exact-duplicate texts are encoded once and the vector is copied back to every occurrence;
-* texts are sorted by token length so that each batch pads to a similar length (less wasted work);
-* inference runs under ``torch.inference_mode`` (and fp16/bf16 autocast on CUDA);
+* texts are tokenised **once** (in chunks, ids kept as int32) and sorted by token length so that each
+  batch pads to a similar length (less wasted work); batches are padded here and fed straight to the
+  model (torch) or to an exported runtime (:mod:`dupq.backends`: ONNX fp32 / int8);
+* inference runs under ``torch.inference_mode`` (and fp16/bf16 autocast on CUDA), with intra-op
+  threads capped at the physical cores (hyperthreads only add contention to dense matmuls);
 * results come back as float32, L2-normalised, **in input order** — so cosine similarity is a dot
   product and FAISS inner-product indexes work directly.
 """
@@ -12,9 +15,10 @@ Encoding is where nearly all the time goes, so the cheap wins are taken here onc
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 
 #: How many batches are sent to the backend per call (progress granularity).
 _BATCHES_PER_CALL = 8
+#: Texts tokenised per tokenizer call (bounds the transient Python lists of ids).
+_TOKENIZE_CHUNK = 65536
 
 
 class Embedder:
@@ -49,7 +55,9 @@ class Embedder:
         self.model = model
         self.batch_size = batch_size
         self.backend = backend
+        _configure_threads(str(model.device))
         self._run_batch = self._make_runner(backend)
+        self._run_ids = self._make_ids_runner()
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -96,16 +104,14 @@ class Embedder:
         if not texts:
             return out
         unique, inverse = _unique(texts)
-        order = np.argsort(-_approx_lengths(self, unique), kind="stable")
         unique_vecs = np.empty((len(unique), self.dim), dtype=np.float32)
         bs = batch_size or self.batch_size
-        step = bs * _BATCHES_PER_CALL
+        tokens = self._tokenize(unique) if self._run_ids is not None else None
         with tqdm(total=len(unique), desc=desc, unit="q", disable=not show_progress) as bar:
-            for start in range(0, len(unique), step):
-                idx = order[start : start + step]
-                vecs = self._run_batch([unique[i] for i in idx], bs)
-                unique_vecs[idx] = vecs
-                bar.update(len(idx))
+            if tokens is not None:
+                self._encode_tokens(tokens, bs, unique_vecs, bar)
+            else:
+                self._encode_texts(unique, bs, unique_vecs, bar)
         _normalise_inplace(unique_vecs)
         out[:] = unique_vecs[inverse]
         return out
@@ -117,6 +123,58 @@ class Embedder:
         for start in range(0, len(texts), chunk_size):
             yield start, self.encode(texts[start : start + chunk_size], **kwargs)
 
+    # -- the two encode loops ---------------------------------------------------------------------
+    def _tokenize(self, texts: list[str]) -> _Tokens | None:
+        """Token ids of every text, truncated to ``max_seq_length``, flat int32 + offsets.
+
+        Tokenising once (instead of once to sort and again per batch) and keeping the ids as one
+        int32 array (4 bytes a token, not a Python list of ints) keeps a million questions cheap.
+        """
+        tok = self.model.tokenizer
+        lengths, flats = [], []
+        try:
+            for start in range(0, len(texts), _TOKENIZE_CHUNK):
+                ids = tok(
+                    texts[start : start + _TOKENIZE_CHUNK],
+                    add_special_tokens=True,
+                    truncation=True,
+                    max_length=self.max_seq_length,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                )["input_ids"]
+                lengths.append(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
+                flats.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32))
+        except Exception:  # an exotic tokenizer: let the model's own encode handle it
+            return None
+        length = np.concatenate(lengths)
+        offsets = np.zeros(len(length) + 1, dtype=np.int64)
+        np.cumsum(length, out=offsets[1:])
+        return _Tokens(np.concatenate(flats), offsets, length)
+
+    def _encode_tokens(self, tokens: _Tokens, bs: int, out: np.ndarray, bar) -> None:
+        """Longest first, ``bs`` texts a batch, each padded only to its own longest text."""
+        order = np.argsort(-tokens.length, kind="stable")
+        pad_id = self.model.tokenizer.pad_token_id or 0
+        for start in range(0, len(order), bs):
+            idx = order[start : start + bs]
+            lens = tokens.length[idx]
+            width = int(lens.max())
+            ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+            mask = (np.arange(width)[None, :] < lens[:, None]).astype(np.int64)
+            for row, i in enumerate(idx):
+                ids[row, : lens[row]] = tokens.flat[tokens.offsets[i] : tokens.offsets[i + 1]]
+            out[idx] = self._run_ids(ids, mask)
+            bar.update(len(idx))
+
+    def _encode_texts(self, unique: list[str], bs: int, out: np.ndarray, bar) -> None:
+        """Fallback for models without a plain tokenizer: sort, then hand texts to the runner."""
+        order = np.argsort(-_approx_lengths(self, unique), kind="stable")
+        step = bs * _BATCHES_PER_CALL
+        for start in range(0, len(unique), step):
+            idx = order[start : start + step]
+            out[idx] = self._run_batch([unique[i] for i in idx], bs)
+            bar.update(len(idx))
+
     # -- backends ---------------------------------------------------------------------------------
     def _make_runner(self, backend: str) -> Callable[[list[str], int], np.ndarray]:
         if backend == "torch":
@@ -125,16 +183,36 @@ class Embedder:
 
         return backends.make_runner(self, backend)
 
+    def _make_ids_runner(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+        """A runner on padded token ids, when the model is a plain text Transformer (else ``None``)."""
+        run_ids = getattr(self._run_batch, "run_ids", None)
+        if run_ids is not None:
+            return run_ids
+        if self.backend != "torch" or not _plain_text_transformer(self.model):
+            return None
+        from dupq.backends import model_input_names
+
+        self._input_names = model_input_names(self.model)
+        return self._torch_ids
+
+    def _torch_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        device = self.model.device
+        features = {
+            "input_ids": torch.from_numpy(input_ids).to(device),
+            "attention_mask": torch.from_numpy(attention_mask).to(device),
+        }
+        if "token_type_ids" in self._input_names:
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        with torch.inference_mode(), _autocast(str(device)):
+            emb = self.model(features)["sentence_embedding"]
+        return emb.float().cpu().numpy()
+
     def _torch_batch(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
 
-        device = str(self.model.device)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-            if device.startswith("cuda")
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), _autocast(str(self.model.device)):
             emb = self.model.encode(
                 texts,
                 batch_size=batch_size,
@@ -143,6 +221,47 @@ class Embedder:
                 show_progress_bar=False,
             )
         return np.asarray(emb, dtype=np.float32)
+
+
+class _Tokens(NamedTuple):
+    """Token ids of many texts: text ``i`` is ``flat[offsets[i]:offsets[i + 1]]``."""
+
+    flat: np.ndarray
+    offsets: np.ndarray
+    length: np.ndarray
+
+
+def _autocast(device: str):
+    """bf16 (or fp16 on older GPUs) autocast on CUDA: about twice the throughput, same rankings."""
+    if not device.startswith("cuda"):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+
+def _configure_threads(device: str) -> None:
+    """Cap torch's intra-op threads at the physical cores (hyperthreads only add contention)."""
+    if not device.startswith("cpu"):
+        return
+    import torch
+
+    from dupq.backends import physical_cores
+
+    cores = physical_cores()
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
+
+
+def _plain_text_transformer(model: SentenceTransformer) -> bool:
+    """True for Transformer → Pooling … models with a fast text tokenizer (the tokenise-once path)."""
+    first = next(iter(model.children()), None)
+    tok = getattr(model, "tokenizer", None)
+    return (
+        type(first).__name__ == "Transformer"
+        and getattr(tok, "is_fast", False)
+        and getattr(first, "modalities", ["text"]) == ["text"]
+    )
 
 
 def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:

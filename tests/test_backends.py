@@ -1,0 +1,194 @@
+"""The encode path and the ONNX backends: same vectors as torch, input order kept, exports cached,
+re-exported for a changed model, refused when they disagree with the model."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dupq import backends
+from dupq.embed import Embedder
+from dupq.encoder import load_encoder, model_fingerprint
+from dupq.errors import DupqError
+from tests.tiny_model import sample_questions
+
+
+def _texts() -> list[str]:
+    """Mixed lengths (1 token … truncated at max_seq_length), exact duplicates, unsorted."""
+    qs = sample_questions(60, seed=7)
+    long_q = " ".join(["how do i learn python programming fast"] * 30)  # > 64 tokens: truncated
+    return [qs[0], long_q, "x", qs[1], qs[0], "", *qs[2:40], long_q, "x", qs[5], *qs[40:]]
+
+
+def _per_text(model, texts: list[str]) -> np.ndarray:
+    """The reference: sentence-transformers' own encode, one text at a time (no padding at all)."""
+    return np.vstack([model.encode([t], convert_to_numpy=True, normalize_embeddings=True) for t in texts])
+
+
+@pytest.fixture()
+def model_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny model dir, so each test sees its own ``onnx/`` cache."""
+    dst = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def shared_copy(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("backends") / "model"
+    shutil.copytree(tiny_model_dir, dst)
+    return dst
+
+
+# -- the encode path ------------------------------------------------------------------------------
+def test_torch_encode_keeps_order_and_encodes_duplicates_once(tiny_model):
+    texts = _texts()
+    emb = Embedder(tiny_model)
+    seen = []
+    real = emb._run_ids
+
+    def counting(ids, mask):
+        seen.append(len(ids))
+        # sorted longest first: each batch is padded only to its own longest text
+        assert mask[:, -1].any() and mask.sum(1).max() == ids.shape[1]
+        return real(ids, mask)
+
+    emb._run_ids = counting
+    got = emb.encode(texts, batch_size=8)
+    want = _per_text(tiny_model, texts)
+    assert got.shape == (len(texts), emb.dim) and got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    assert sum(seen) == len(set(texts)) < len(texts)  # each distinct text encoded once
+    assert max(seen) <= 8
+
+
+def test_text_fallback_path_matches_token_path(tiny_model):
+    texts = _texts()
+    fast = Embedder(tiny_model).encode(texts, batch_size=16)
+    slow_emb = Embedder(tiny_model)
+    slow_emb._run_ids = None  # models without a plain tokenizer go through model.encode
+    slow = slow_emb.encode(texts, batch_size=16)
+    np.testing.assert_allclose(fast, slow, atol=2e-5)
+    assert Embedder(tiny_model).encode([]).shape == (0, fast.shape[1])
+
+
+# -- backends agree with torch --------------------------------------------------------------------
+@pytest.mark.parametrize(("backend", "min_mean"), [("onnx", 0.9999), ("onnx-int8", 0.99)])
+def test_backend_agrees_with_torch(shared_copy, backend, min_mean):
+    model = load_encoder(shared_copy, device="cpu")
+    texts = _texts()
+    want = _per_text(model, texts)
+    emb = Embedder(model, backend=backend)
+    got = emb.encode(texts, batch_size=8)
+    assert got.shape == want.shape and got.dtype == np.float32
+    cos = np.einsum("ij,ij->i", got, want)
+    assert cos.mean() >= min_mean and cos.min() >= 0.98, (cos.mean(), cos.min())
+    # duplicates map to identical rows, in input order
+    for i, j in [(0, 4), (1, texts.index(texts[1], 2)), (2, texts.index("x", 3))]:
+        assert texts[i] == texts[j] and np.array_equal(got[i], got[j])
+    # cached next to the model, keyed by its fingerprint, with the verification recorded
+    path = backends.exported_path(model, backend)
+    assert path.parent == shared_copy / "onnx" and model_fingerprint(model)[:16] in path.name
+    meta = backends._meta_path(path).read_text()
+    assert '"probe_mean_cosine"' in meta and backend in meta
+
+
+# -- cache ----------------------------------------------------------------------------------------
+def test_export_is_cached_and_redone_for_a_changed_model(model_copy, monkeypatch):
+    calls = []
+    real = backends._torch_export
+    monkeypatch.setattr(backends, "_torch_export", lambda m, p: (calls.append(p), real(m, p)))
+
+    first = Embedder(load_encoder(model_copy, device="cpu"), backend="onnx")
+    path = backends.exported_path(first.model, "onnx")
+    mtime = path.stat().st_mtime_ns
+    second = Embedder(load_encoder(model_copy, device="cpu"), backend="onnx")  # a new process would do this
+    assert len(calls) == 1 and path.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(first.encode(["how do i cook rice"]), second.encode(["how do i cook rice"]))
+
+    # int8 is quantised from the cached fp32 export: no second torch export
+    Embedder(second.model, backend="onnx-int8")
+    assert len(calls) == 1
+
+    # a retrained model in the same directory: new fingerprint → exported again, old file removed
+    changed = load_encoder(model_copy, device="cpu")
+    import torch
+
+    with torch.no_grad():
+        for p in changed.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    changed._dupq_fingerprint = None
+    third = Embedder(changed, backend="onnx")
+    new_path = backends.exported_path(changed, "onnx")
+    assert len(calls) == 2 and new_path != path and new_path.exists() and not path.exists()
+    texts = sample_questions(20, seed=1)
+    cos = np.einsum("ij,ij->i", third.encode(texts), _per_text(changed, texts))
+    assert cos.min() > 0.9999
+
+
+def test_cache_falls_back_to_home_when_model_dir_is_read_only(model_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(backends, "_writable", lambda d: not str(d).startswith(str(model_copy)))
+    model = load_encoder(model_copy, device="cpu")
+    path = backends.export_onnx(model, "onnx")
+    fp = model_fingerprint(model)
+    assert path.parent == tmp_path / "home" / ".cache" / "dupq" / "onnx" / fp[:16]
+    assert not (model_copy / "onnx").exists()
+
+
+# -- refusal ----------------------------------------------------------------------------------------
+def _corrupt(path: Path) -> None:
+    """Overwrite every weight matrix of an exported model with noise (a real, broken file)."""
+    import onnx
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    proto = onnx.load(str(path))
+    for init in proto.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.ndim >= 2:
+            if np.issubdtype(arr.dtype, np.integer):
+                noise = rng.integers(-100, 100, size=arr.shape).astype(arr.dtype)
+            else:
+                noise = rng.normal(0, 1, size=arr.shape).astype(arr.dtype)
+            init.CopyFrom(numpy_helper.from_array(noise, init.name))
+    onnx.save(proto, str(path))
+
+
+@pytest.mark.parametrize(("backend", "step"), [("onnx", "_torch_export"), ("onnx-int8", "_quantize_int8")])
+def test_export_refused_when_it_disagrees(model_copy, monkeypatch, backend, step):
+    real = getattr(backends, step)
+
+    def broken(*args):
+        real(*args)
+        _corrupt(Path(args[-1]))
+
+    monkeypatch.setattr(backends, step, broken)
+    model = load_encoder(model_copy, device="cpu")
+    with pytest.raises(DupqError, match=r"refusing the .* export .*mean cosine"):
+        Embedder(model, backend=backend)
+    path = backends.exported_path(model, backend)
+    assert not path.exists() and not backends._meta_path(path).exists()
+    assert not list(path.parent.glob(f".{path.name}*"))  # no temporary left behind
+
+    monkeypatch.setattr(backends, step, real)  # fixed exporter: the same call now works
+    emb = Embedder(model, backend=backend)
+    assert path.exists() and emb.encode(["why is the sky blue"]).shape == (1, emb.dim)
+
+
+# -- errors -----------------------------------------------------------------------------------------
+def test_missing_onnxruntime_says_what_to_install(tiny_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(DupqError, match=r"pip install 'dupq\[onnx\]'"):
+        Embedder(tiny_model, backend="onnx")
+    assert backends.available_backends() == ["torch"]
+
+
+def test_unknown_backend(tiny_model):
+    with pytest.raises(DupqError, match="choose one of torch, onnx, onnx-int8"):
+        Embedder(tiny_model, backend="tensorrt")
