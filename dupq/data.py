@@ -649,7 +649,7 @@ def _build(
         pairs["source_row"] = pairs["source_row"].astype("int64")
     data = PairData(pairs, issues, str(path), sha, table.n_input_rows, fmt)
     if issues:
-        log.warning(
+        log.info(  # callers print data.report(); a warning here would say it twice
             "%s: %d of %d rows excluded (%s)",
             path,
             len(data.rows_with_issues),

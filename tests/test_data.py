@@ -568,6 +568,20 @@ def test_cli_data_inspect_and_split(tmp_path):
     _assert_component_disjoint(loaded)
 
 
+def test_cli_split_generic_file_with_named_columns(tmp_path):
+    src = tmp_path / "faq.csv"
+    rows = [(f"How do I do task {i}?", f"What is the way to do task {i}?", i % 2) for i in range(30)]
+    pd.DataFrame(rows, columns=["asked", "existing", "same"]).to_csv(src, index=False)
+    res = CliRunner().invoke(
+        app,
+        ["data", "split", str(src), "--out", str(tmp_path / "s"), "--question1", "asked"]
+        + ["--question2", "existing", "--label", "same", "--dev", "0.2", "--test", "0.2"],
+    )
+    assert res.exit_code == 0, res.output
+    loaded = Splits.load(tmp_path / "s")
+    assert [len(df) for _, df in loaded.items()] == [18, 6, 6]
+
+
 def test_sample_questions_file_has_planted_groups_and_blank_rows():
     with open(REPO / "data" / "sample_questions.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
