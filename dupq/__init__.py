@@ -8,20 +8,26 @@ from __future__ import annotations
 
 from dupq import evaluate  # a callable module: dupq.evaluate(model, pairs) runs the evaluation
 from dupq.data import load_hf_pairs, load_pairs, split_pairs
-from dupq.datamodels import EvaluationReport, PairData, RowIssue, Splits
+from dupq.datamodels import EvaluationReport, Match, PairData, QueryMatches, RowIssue, Splits
 from dupq.dedupe import DedupeResult, DedupeSummary, deduplicate
 from dupq.embed import Embedder
 from dupq.encoder import DEFAULT_MODEL, load_encoder
 from dupq.errors import DupqError, EncoderLoadError, InputError, StoreError
 from dupq.evaluate import Calibration, calibrate
+from dupq.index import VectorIndex
+from dupq.matcher import Matcher
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "VectorIndex",
+    "QueryMatches",
+    "Matcher",
+    "Match",
     "DEFAULT_MODEL",
+    "Calibration",
     "DedupeResult",
     "DedupeSummary",
-    "Calibration",
     "DupqError",
     "Embedder",
     "EncoderLoadError",
@@ -32,8 +38,8 @@ __all__ = [
     "Splits",
     "StoreError",
     "__version__",
-    "deduplicate",
     "calibrate",
+    "deduplicate",
     "evaluate",
     "load_encoder",
     "load_hf_pairs",

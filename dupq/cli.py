@@ -83,7 +83,6 @@ def evaluate(
         if out is None:
             tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
             out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
-        name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
         report = run_evaluation(
             model,
             pairs,
@@ -97,7 +96,6 @@ def evaluate(
             device=device,
             show_progress=not as_json,
             data_info=info,
-            name=name,
         )
     except DupqError as exc:
         _fail(exc)
@@ -161,9 +159,6 @@ def data_split(
     test: float = typer.Option(0.1, "--test", help="Fraction of pairs for test."),
     seed: int = typer.Option(42, "--seed", help="Seed for shuffling question components."),
     fmt: str = typer.Option("auto", "--format", help=_FORMAT_HELP),
-    question1: str | None = typer.Option(None, "--question1", help="First question column (generic)."),
-    question2: str | None = typer.Option(None, "--question2", help="Second question column (generic)."),
-    label: str | None = typer.Option(None, "--label", help="0/1 label column (generic)."),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding if not UTF-8."),
     strict: bool = typer.Option(False, "--strict", help="Fail at the first bad row instead of reporting."),
 ) -> None:
@@ -173,17 +168,7 @@ def data_split(
 
     try:
         data, splits = split_file(
-            file,
-            out,
-            fmt=fmt,
-            dev=dev,
-            test=test,
-            seed=seed,
-            strict=strict,
-            encoding=encoding,
-            question1=question1,
-            question2=question2,
-            label=label,
+            file, out, fmt=fmt, dev=dev, test=test, seed=seed, strict=strict, encoding=encoding
         )
     except DupqError as exc:
         _fail(exc)
@@ -193,6 +178,127 @@ def data_split(
 
 
 # --- index / match / serve (Matcher) -----------------------------------------------------------
+
+index_app = typer.Typer(
+    help="Build and extend a Matcher store (FAISS index + questions + manifest).", no_args_is_help=True
+)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    table: str = typer.Argument(..., help="Questions file: .csv, .tsv, .parquet or .jsonl."),
+    text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
+    out: str = typer.Option(..., "--out", "-o", help="Store directory to create (replaced atomically)."),
+    id_column: str | None = typer.Option(None, "--id-column", help="Integer id column [default: 0, 1, …]."),
+    metadata_column: list[str] = typer.Option(
+        [], "--metadata-column", help="Column kept as metadata (repeat)."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model directory [default: MiniLM]."),
+    index_kind: str = typer.Option("auto", "--index-kind", help="auto | flat | hnsw | ivf."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: model's]."),
+) -> None:
+    """Encode every question of TABLE and write a new store to --out."""
+    from dupq.errors import DupqError
+    from dupq.matcher import build_store
+
+    try:
+        m = build_store(
+            table,
+            out,
+            text_column=text_column,
+            id_column=id_column,
+            metadata_columns=metadata_column,
+            model=model,
+            index_kind=index_kind,
+            threshold=threshold,
+        )
+    except DupqError as exc:
+        _fail(exc)
+    typer.echo(f"stored {len(m)} questions in {out} (index {m.index.kind}, threshold {m.threshold:.3f})")
+
+
+@index_app.command("add")
+def index_add(
+    store: str = typer.Argument(..., help="Store directory written by `dupq index build`."),
+    tables: list[str] = typer.Argument(..., help="One or more questions files to append."),
+    text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
+    id_column: str | None = typer.Option(None, "--id-column", help="Integer id column [default: next ids]."),
+    metadata_column: list[str] = typer.Option(
+        [], "--metadata-column", help="Column kept as metadata (repeat)."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
+) -> None:
+    """Append TABLES to STORE (all-or-nothing: the store is saved once every table was accepted)."""
+    from dupq.errors import DupqError
+    from dupq.matcher import add_to_store
+
+    try:
+        m, added = add_to_store(
+            store,
+            tables,
+            text_column=text_column,
+            id_column=id_column,
+            metadata_columns=metadata_column,
+            model=model,
+        )
+    except DupqError as exc:
+        _fail(exc)
+    typer.echo(f"added {added} questions; {store} now holds {len(m)} (index {m.index.kind})")
+
+
+@app.command("match")
+def match_cmd(
+    questions: list[str] = typer.Argument(..., help="One or more new questions."),
+    store: str = typer.Option(..., "--store", "-s", help="Store directory."),
+    k: int = typer.Option(5, "-k", help="Matches per question."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: store's]."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Find the stored questions closest to each QUESTION."""
+    import json
+
+    from dupq.errors import DupqError
+    from dupq.matcher import Matcher, format_matches
+
+    try:
+        results = Matcher.load(store, model).match(questions, k=k, threshold=threshold)
+    except DupqError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
+    else:
+        typer.echo(format_matches(results))
+
+
+@app.command("serve")
+def serve_cmd(
+    store: str = typer.Option(..., "--store", "-s", help="Store directory."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
+    persist: str = typer.Option("write", "--persist", help="write | interval | manual (see dupq.server)."),
+    save_interval: float = typer.Option(30.0, "--save-interval", help="Seconds between saves (interval)."),
+    create: bool = typer.Option(False, "--create", help="Start an empty store if --store does not exist."),
+) -> None:
+    """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
+    from dupq.errors import DupqError
+    from dupq.server import serve
+
+    try:
+        serve(
+            store,
+            host=host,
+            port=port,
+            model=model,
+            persist=persist,
+            save_interval=save_interval,
+            create=create,
+        )
+    except (DupqError, ValueError) as exc:
+        _fail(exc)
+
 
 # --- dedupe ------------------------------------------------------------------------------------
 @app.command()

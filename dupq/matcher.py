@@ -704,3 +704,24 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 def _pause(seconds: float) -> None:
     if seconds > 0:
         time.sleep(seconds)
+
+
+def format_matches(results: Sequence[QueryMatches], width: int = 70) -> str:
+    """A plain-text table per query (what ``dupq match`` prints)."""
+    lines: list[str] = []
+    for r in results:
+        lines.append(f"query: {r.query}" + ("  [truncated to the model's length]" if r.truncated else ""))
+        if not r:
+            lines.append("  (no stored questions)")
+        else:
+            lines.append(f"  {'#':>2}  {'id':>8}  {'score':>6}  {'P(dup)':>6}  {'dup':<3}  text")
+        for rank, m in enumerate(r, start=1):
+            p = "-" if m.probability is None else f"{m.probability:.3f}"
+            text = m.text if len(m.text) <= width else m.text[: width - 1] + "…"
+            flag = "yes" if m.is_duplicate else "no"
+            lines.append(
+                f"  {rank:>2}  {m.id:>8}  {m.score:>6.3f}  {p:>6}  {flag:<3}  {text}"
+                + ("  (exact)" if m.exact else "")
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
