@@ -83,6 +83,7 @@ def evaluate(
         if out is None:
             tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
             out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
+        name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
         report = run_evaluation(
             model,
             pairs,
@@ -96,6 +97,7 @@ def evaluate(
             device=device,
             show_progress=not as_json,
             data_info=info,
+            name=name,
         )
     except DupqError as exc:
         _fail(exc)
@@ -159,6 +161,9 @@ def data_split(
     test: float = typer.Option(0.1, "--test", help="Fraction of pairs for test."),
     seed: int = typer.Option(42, "--seed", help="Seed for shuffling question components."),
     fmt: str = typer.Option("auto", "--format", help=_FORMAT_HELP),
+    question1: str | None = typer.Option(None, "--question1", help="First question column (generic)."),
+    question2: str | None = typer.Option(None, "--question2", help="Second question column (generic)."),
+    label: str | None = typer.Option(None, "--label", help="0/1 label column (generic)."),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding if not UTF-8."),
     strict: bool = typer.Option(False, "--strict", help="Fail at the first bad row instead of reporting."),
 ) -> None:
@@ -168,7 +173,17 @@ def data_split(
 
     try:
         data, splits = split_file(
-            file, out, fmt=fmt, dev=dev, test=test, seed=seed, strict=strict, encoding=encoding
+            file,
+            out,
+            fmt=fmt,
+            dev=dev,
+            test=test,
+            seed=seed,
+            strict=strict,
+            encoding=encoding,
+            question1=question1,
+            question2=question2,
+            label=label,
         )
     except DupqError as exc:
         _fail(exc)
