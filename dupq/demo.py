@@ -15,10 +15,13 @@ import typer
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data"
 
+#: New questions for the Matcher: paraphrases of questions in data/sample_questions.csv, and one
+#: question that has no duplicate there (a good matcher says so).
 QUERIES = (
-    "How can I learn to program in Python quickly?",
-    "What is the best way to lose weight fast?",
-    "Do I need a visa to travel to Japan?",
+    "As an American, do I have to get a visa before going to Japan?",
+    "What's the best method to clean a cast-iron skillet?",
+    "How can I remove a branch from the remote repository in git?",
+    "What is the airspeed velocity of an unladen swallow?",
 )
 
 
@@ -31,7 +34,7 @@ def run_demo(
     *,
     data_dir: str | Path = SAMPLE_DIR,
     base_model: str = "default",
-    epochs: float = 1.0,
+    epochs: float = 2.0,
     batch_size: int = 16,
     device: str | None = None,
 ) -> dict[str, Path]:
@@ -54,13 +57,16 @@ def run_demo(
     typer.echo(splits.format_summary())
     splits.save(out_dir / "splits")
 
-    _say(f"2. fine-tune {base_model} (MNRL, {epochs:g} epoch, batch {batch_size})")
+    # Multi-task: MNRL ranks duplicates above in-batch strangers, online-contrastive learns the
+    # sample's hard negatives (same topic, different intent) that the zero-shot model confuses.
+    _say(f"2. fine-tune {base_model} (MNRL + online-contrastive, {epochs:g} epochs, batch {batch_size})")
     config = TrainConfig(
         base_model=base_model,
-        loss="mnrl",
+        loss="mnrl+online-contrastive",
         epochs=epochs,
         batch_size=batch_size,
-        learning_rate=3e-5,
+        learning_rate=5e-5,
+        eval_steps=10,
         device=device,
         show_progress=True,
         tensorboard=True,
