@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# The venv first on PATH: notebook kernels and subprocess servers started by tests use its python.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install demo test lint format bench-quality bench-encode bench-matcher bench-dedupe clean
 
