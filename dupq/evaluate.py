@@ -507,6 +507,21 @@ def _is_sparse(x: Any) -> bool:
     return sp.issparse(x)
 
 
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest scores of each row and their columns (unordered; ties at the cut arbitrary).
+
+    ``torch.topk`` (torch is loaded anyway for the encoder) is about 10x faster than
+    ``np.argpartition`` on wide rows, and top-k selection dominates exact retrieval after the matmul.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        top = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
+        return np.take_along_axis(scores, top, axis=1), top
+    values, idx = torch.topk(torch.from_numpy(scores), k, dim=1, sorted=False)
+    return values.numpy(), idx.numpy()
+
+
 def _retrieval_from_vectors(
     vectors: Any, cluster: np.ndarray, *, ks: Sequence[int] = RETRIEVAL_KS, block_size: int | None = None
 ) -> dict[str, float]:
@@ -539,8 +554,7 @@ def _retrieval_from_vectors(
         scores = vectors[q] @ vectors.T if dense else (vectors[q] @ vectors_t).toarray()
         scores = np.asarray(scores, dtype=np.float32)
         scores[np.arange(len(q)), q] = -np.inf  # a question is not its own duplicate
-        top = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
-        top_scores = np.take_along_axis(scores, top, axis=1)
+        top_scores, top = _top_k(scores, kmax)
         order = np.lexsort((top, -top_scores), axis=-1)  # by score, then by question index
         top = np.take_along_axis(top, order, axis=1)
         rel = cluster[top] == cluster[q][:, None]  # (b, kmax) relevance of each ranked hit
