@@ -1,0 +1,442 @@
+"""Batch-dedupe benchmark: ``dupq.deduplicate`` vs sentence-transformers' ``paraphrase_mining`` and
+``community_detection`` (and SemHash with the same encoder), default model, this CPU, one run.
+
+Corpus (``--size`` texts): labelled pairs from ``../shared/data`` — MQP same-intent pairs, SemEval-2016
+Qatar Living question pairs (PerfectMatch/Relevant = positive, Irrelevant = negative; subject + body),
+MRPC paraphrase pairs — take up to half of the corpus; the rest is padding with other real sentences
+(STS-B, SICK), then, if still short, recombinations of two padding sentences (counted in the JSON as
+``synthetic_padding``). Every text is distinct (by :func:`dupq.text.text_key`).
+
+Measured per system, each in its own subprocess (so peak RSS is that system's own):
+
+* **dupq**: ``deduplicate(corpus.csv, out=deduped.csv)`` end to end (read → exact pass → encode →
+  index/search → group → write), with its own stage times;
+* **st-encode**: ``SentenceTransformer.encode`` of the corpus (what ``paraphrase_mining`` does first),
+  shared by the three baselines below — their *mining* stage is timed on these embeddings and their
+  end-to-end time is encode + mining (exactly what ``util.paraphrase_mining(model, sentences)`` runs);
+  ``--share-encoding`` gives them dupq's stored embeddings instead (for sizes where encoding twice
+  does not fit the time budget; the encode time then reported for them is dupq's, and marked so);
+* **paraphrase_mining**: ``util.paraphrase_mining_embeddings`` (top_k=100, max_pairs=500k: defaults);
+  a pair counts as found when it is mined with a score >= the threshold;
+* **community_detection**: ``util.community_detection(threshold, min_community_size=2)``;
+* **semhash**: ``SemHash.from_embeddings(...).self_deduplicate(threshold)`` (if installed).
+
+Quality: recall of the labelled positive pairs (both texts placed in one group / pair mined) and the
+"false merge" rate of the labelled negative pairs, per source. For dupq above its exact-search size
+the recall of its HNSW pairs against exact search on the same vectors is measured too.
+
+    python benchmarks/dedupe.py --sizes 10000
+    python benchmarks/dedupe.py --sizes 10000 100000 --share-encoding-above 20000
+    python benchmarks/dedupe.py --sizes 1000000 --systems dupq        # dupq alone at scale
+    python benchmarks/dedupe.py --calibrate                             # the default threshold
+
+Writes ``benchmarks/results/dedupe.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results" / "dedupe.json"
+SYSTEMS = ("dupq", "paraphrase_mining", "community_detection", "semhash")
+
+
+def _tsv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False, dtype=str)
+
+
+def labelled_pairs() -> list[tuple[str, str, int, str]]:
+    """``(text_a, text_b, label, source)`` from the shared real pair sets."""
+    out = []
+    m = _tsv(DATA / "medical-question-pairs" / "mqp.tsv")
+    out += [(a, b, int(y), "mqp") for a, b, y in zip(m.question1, m.question2, m.label, strict=True)]
+    s = _tsv(DATA / "semeval2016-task3-cqa-subtaskB" / "train-part2.tsv")
+    for r in s.itertuples(index=False):
+        a = f"{r.orgq_subject} {r.orgq_body}".strip()
+        b = f"{r.relq_subject} {r.relq_body}".strip()
+        out.append((a, b, int(r.relevance in ("PerfectMatch", "Relevant")), "semeval"))
+    for split in ("train", "test"):
+        p = _tsv(DATA / "mrpc" / f"{split}.tsv")
+        out += [(a, b, int(y), "mrpc") for a, b, y in zip(p.sentence1, p.sentence2, p.label, strict=True)]
+    return out
+
+
+def padding_sentences() -> list[str]:
+    texts: list[str] = []
+    for f in ("sts-train.tsv", "sts-dev.tsv", "sts-test.tsv"):
+        d = _tsv(DATA / "stsbenchmark" / f)
+        texts += list(d.sentence1) + list(d.sentence2)
+    for f in ("train.tsv", "trial.tsv", "test.tsv"):
+        d = _tsv(DATA / "sick" / f)
+        texts += list(d.sentence_A) + list(d.sentence_B)
+    return texts
+
+
+def build_corpus(size: int, seed: int = 0) -> tuple[list[str], list[tuple[int, int, int, str]], int]:
+    """``(texts, pairs as (i, j, label, source), synthetic padding count)``; all texts distinct."""
+    from dupq.text import text_key
+
+    rng = random.Random(seed)
+    pairs = labelled_pairs()
+    rng.shuffle(pairs)
+    texts: list[str] = []
+    index: dict[str, int] = {}
+
+    def add(t: str) -> int | None:
+        t = t.strip()
+        if not t:
+            return None
+        k = text_key(t)
+        if k not in index:
+            index[k] = len(texts)
+            texts.append(t)
+        return index[k]
+
+    out_pairs = []
+    budget = size // 2
+    for a, b, y, src in pairs:
+        if len(texts) >= budget:
+            break
+        i, j = add(a), add(b)
+        if i is not None and j is not None and i != j:
+            out_pairs.append((i, j, y, src))
+    pad = padding_sentences()
+    rng.shuffle(pad)
+    for t in pad:
+        if len(texts) >= size:
+            break
+        add(t)
+    synthetic = 0
+    while len(texts) < size:  # recombine halves of two real sentences: distinct, plausible text
+        a, b = rng.choice(pad).split(), rng.choice(pad).split()
+        n_before = len(texts)
+        add(" ".join(a[: max(1, len(a) // 2)] + b[len(b) // 2 :]))
+        synthetic += len(texts) - n_before
+    return texts[:size], [p for p in out_pairs if p[0] < size and p[1] < size], synthetic
+
+
+# ------------------------------------------------------------------------------------------------
+# workers (one subprocess per system)
+# ------------------------------------------------------------------------------------------------
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(args: argparse.Namespace) -> dict:
+    work = Path(args.work)
+    texts = pd.read_csv(work / "corpus.csv", dtype=str, keep_default_na=False)["question"].tolist()
+    t0 = time.perf_counter()
+    if args.worker == "dupq":
+        from dupq.dedupe import deduplicate
+
+        res = deduplicate(
+            work / "corpus.csv",
+            text_column="question",
+            out=work / "deduped.csv",
+            workdir=work / "dupq-work",
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            show_progress=False,
+        )
+        total = time.perf_counter() - t0
+        df = pd.read_csv(work / "deduped.csv", dtype=str, keep_default_na=False)
+        gid = pd.to_numeric(df["group_id"], errors="coerce")
+        groups = np.where(gid.isna(), -1 - np.arange(len(df)), gid.fillna(0)).astype(np.int64)
+        s = res.summary
+        out = {
+            "encode_s": s.seconds.get("encode", 0.0) + s.seconds.get("load_model", 0.0),
+            "mining_s": s.seconds.get("search", 0.0) + s.seconds.get("group", 0.0),
+            "total_s": total,
+            "stages_s": s.seconds,
+            "rss_mb_after_stage": s.rss_mb,
+            "index": s.index,
+            "groups": s.groups,
+            "duplicate_groups": s.duplicate_groups,
+            "similar_pairs": s.similar_pairs,
+        }
+        np.save(work / "groups-dupq.npy", groups)
+        if s.index != "flat":  # recall of the approximate index's pairs against exact search
+            from dupq.dedupe import similar_pairs
+
+            store = next((work / "dupq-work").glob("emb-*"))
+            vecs = np.load(store / "vectors.npy", mmap_mode="r")
+            t1 = time.perf_counter()
+            a, b, _ = similar_pairs(vecs, res.summary.threshold, index=s.index)
+            approx_s = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            ea, eb, _ = similar_pairs(vecs, res.summary.threshold, index="flat")
+            exact_s = time.perf_counter() - t1
+            found = set(zip(a.tolist(), b.tolist(), strict=True))
+            exact = set(zip(ea.tolist(), eb.tolist(), strict=True))
+            out["index_pair_recall_vs_exact"] = len(found & exact) / max(len(exact), 1)
+            out["search_s_approx_vs_flat"] = [round(approx_s, 2), round(exact_s, 2)]
+        out["peak_rss_mb"] = _peak_mb()
+        return out
+
+    if args.worker == "st-encode":
+        from dupq.encoder import load_encoder
+
+        model = load_encoder(None, device="cpu")
+        t0 = time.perf_counter()
+        emb = model.encode(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True)
+        enc = time.perf_counter() - t0
+        np.save(work / "emb.npy", emb.astype(np.float32))
+        return {"encode_s": enc, "peak_rss_mb": _peak_mb()}
+
+    emb = np.load(work / "emb.npy")
+    import torch
+
+    if args.worker == "paraphrase_mining":
+        from sentence_transformers import util
+
+        t0 = time.perf_counter()
+        mined = util.paraphrase_mining_embeddings(torch.from_numpy(emb), top_k=100, max_pairs=500_000)
+        mining = time.perf_counter() - t0
+        pairs = np.array([(i, j) for s, i, j in mined if s >= args.threshold], dtype=np.int64).reshape(-1, 2)
+        np.save(work / "pairs-paraphrase_mining.npy", pairs)
+        return {
+            "mining_s": mining,
+            "pairs_mined": len(mined),
+            "pairs_above": len(pairs),
+            "peak_rss_mb": _peak_mb(),
+        }
+
+    if args.worker == "community_detection":
+        from sentence_transformers import util
+
+        t0 = time.perf_counter()
+        comms = util.community_detection(
+            torch.from_numpy(emb), threshold=args.threshold, min_community_size=2
+        )
+        mining = time.perf_counter() - t0
+        groups = np.arange(len(emb)) + len(emb)
+        for g, members in enumerate(comms):
+            groups[members] = g
+        np.save(work / "groups-community_detection.npy", groups)
+        return {"mining_s": mining, "duplicate_groups": len(comms), "peak_rss_mb": _peak_mb()}
+
+    if args.worker == "semhash":
+        from semhash import SemHash
+
+        class _Enc:  # SemHash's Encoder protocol; never called (embeddings are given)
+            def encode(self, inputs, **kwargs):
+                raise RuntimeError("not used")
+
+        t0 = time.perf_counter()
+        sh = SemHash.from_embeddings(emb, texts, model=_Enc())
+        result = sh.self_deduplicate(threshold=args.threshold)
+        mining = time.perf_counter() - t0
+        pos = {t: i for i, t in enumerate(texts)}
+        groups = np.arange(len(texts))
+        for d in result.filtered:
+            groups[pos[d.record]] = pos[d.duplicate_of]
+        np.save(work / "groups-semhash.npy", groups)
+        return {"mining_s": mining, "duplicates": len(result.filtered), "peak_rss_mb": _peak_mb()}
+    raise SystemExit(f"unknown worker {args.worker}")
+
+
+def run_worker(name: str, work: Path, threshold: float, batch_size: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", name, "--work", str(work), "--threshold", str(threshold)]
+    cmd += ["--batch-size", str(batch_size)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return {
+            "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"
+        }
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_s"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# quality
+# ------------------------------------------------------------------------------------------------
+def pair_quality(pairs: list[tuple[int, int, int, str]], same) -> dict:
+    """Recall of positives and false-merge rate of negatives, overall and per source."""
+    out: dict = {}
+    for src in ["all", *sorted({p[3] for p in pairs})]:
+        sel = [p for p in pairs if src in ("all", p[3])]
+        pos = [same(i, j) for i, j, y, _ in sel if y == 1]
+        neg = [same(i, j) for i, j, y, _ in sel if y == 0]
+        out[src] = {
+            "recall": round(float(np.mean(pos)), 4) if pos else None,
+            "false_merge": round(float(np.mean(neg)), 4) if neg else None,
+            "positives": len(pos),
+            "negatives": len(neg),
+        }
+    return out
+
+
+def quality_of(name: str, work: Path, pairs) -> dict | None:
+    if name == "paraphrase_mining":
+        f = work / "pairs-paraphrase_mining.npy"
+        if not f.exists():
+            return None
+        found = {(int(a), int(b)) for a, b in np.load(f)}
+        return pair_quality(pairs, lambda i, j: (i, j) in found or (j, i) in found)
+    f = work / f"groups-{name}.npy"
+    if not f.exists():
+        return None
+    g = np.load(f)
+    return pair_quality(pairs, lambda i, j: g[i] == g[j])
+
+
+# ------------------------------------------------------------------------------------------------
+def calibrate() -> None:
+    """Best-F1 and precision/recall per threshold of the default model on MQP (the default threshold)."""
+    from dupq.embed import Embedder
+
+    m = _tsv(DATA / "medical-question-pairs" / "mqp.tsv")
+    e = Embedder(None, device="cpu")
+    cos = (
+        e.encode(list(m.question1), show_progress=True) * e.encode(list(m.question2), show_progress=True)
+    ).sum(1)
+    y = m.label.astype(int).to_numpy()
+    print(f"{'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>6}")
+    for t in np.arange(0.60, 0.91, 0.01):
+        p = cos >= t
+        tp = (p & (y == 1)).sum()
+        prec, rec = tp / max(p.sum(), 1), tp / (y == 1).sum()
+        print(f"{t:>9.2f} {prec:>9.3f} {rec:>7.3f} {2 * prec * rec / max(prec + rec, 1e-9):>6.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000])
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    ap.add_argument("--threshold", type=float, default=None, help="default: dupq's DEFAULT_THRESHOLD")
+    ap.add_argument("--share-encoding-above", type=int, default=50_000, help="baselines reuse dupq's vectors")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    if args.calibrate:
+        calibrate()
+        return
+    from dupq.dedupe import DEFAULT_THRESHOLD
+
+    threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
+    results = {
+        "benchmark": "dedupe",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "model": "all-MiniLM-L6-v2 (embedded default)",
+        "threshold": threshold,
+        "runs": [],
+    }
+    if args.out.exists():
+        try:
+            old = json.loads(args.out.read_text())
+            results["runs"] = [r for r in old.get("runs", []) if r["size"] not in args.sizes]
+        except (OSError, ValueError, KeyError):
+            pass
+    for size in args.sizes:
+        texts, pairs, synthetic = build_corpus(size)
+        with tempfile.TemporaryDirectory(prefix="dupq-bench-") as tmp:
+            work = Path(tmp)
+            pd.DataFrame({"question": texts}).to_csv(work / "corpus.csv", index=False)
+            run: dict = {
+                "size": size,
+                "labelled_pairs": len(pairs),
+                "labelled_positives": sum(p[2] for p in pairs),
+                "synthetic_padding": synthetic,
+                "systems": {},
+            }
+            print(
+                f"\n== {size:,} texts ({len(pairs):,} labelled pairs, {synthetic:,} synthetic padding)",
+                flush=True,
+            )
+            if "dupq" in args.systems:
+                r = run_worker("dupq", work, threshold, args.batch_size)
+                r["quality"] = quality_of("dupq", work, pairs)
+                run["systems"]["dupq"] = r
+                print("dupq", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
+            baselines = [s for s in args.systems if s != "dupq"]
+            if baselines:
+                shared = size > args.share_encoding_above and "dupq" in run["systems"]
+                if shared:
+                    store = next((work / "dupq-work").glob("emb-*"))
+                    v = np.load(store / "vectors.npy").astype(np.float32)
+                    v /= np.linalg.norm(v, axis=1, keepdims=True)
+                    np.save(work / "emb.npy", v)
+                    enc = {"encode_s": run["systems"]["dupq"]["encode_s"], "shared_from": "dupq"}
+                else:
+                    enc = run_worker("st-encode", work, threshold, args.batch_size)
+                run["st_encode"] = enc
+                print("st-encode", json.dumps(enc), flush=True)
+                for name in baselines:
+                    r = run_worker(name, work, threshold, args.batch_size)
+                    if "mining_s" in r:
+                        r["encode_s"] = enc.get("encode_s")
+                        r["total_s"] = r["mining_s"] + (enc.get("encode_s") or 0.0)
+                        r["encode_peak_rss_mb"] = enc.get("peak_rss_mb")
+                    r["quality"] = quality_of(name, work, pairs)
+                    run["systems"][name] = r
+                    print(name, json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
+        results["runs"].append(run)
+        results["runs"].sort(key=lambda r: r["size"])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    print(f"\nthreshold {results['threshold']}, {results['machine']['cpus']} CPUs, {results['model']}")
+    head = (
+        f"{'size':>8} {'system':<20} {'encode s':>9} {'mining s':>9} {'total s':>9} {'x vs PM':>8} "
+        f"{'peak MB':>8} {'recall':>7} {'false merge':>11}"
+    )
+    print(head)
+    print("-" * len(head))
+    for run in results["runs"]:
+        pm = run["systems"].get("paraphrase_mining", {})
+        for name, r in run["systems"].items():
+            if "error" in r:
+                print(f"{run['size']:>8,} {name:<20} error: {r['error']}")
+                continue
+            q = (r.get("quality") or {}).get("all", {})
+            ratio = pm.get("total_s", 0) / r["total_s"] if pm.get("total_s") and r.get("total_s") else None
+            peak = max(r.get("peak_rss_mb") or 0, r.get("encode_peak_rss_mb") or 0)
+            enc = r.get("encode_s")
+            print(
+                f"{run['size']:>8,} {name:<20} {enc if enc is not None else float('nan'):>9.1f} "
+                f"{r.get('mining_s', float('nan')):>9.2f} {r.get('total_s', float('nan')):>9.1f} "
+                f"{(f'{ratio:.2f}x' if ratio else '-'):>8} {peak:>8.0f} "
+                f"{q.get('recall') if q.get('recall') is not None else float('nan'):>7.3f} "
+                f"{q.get('false_merge') if q.get('false_merge') is not None else float('nan'):>11.3f}"
+            )
+        d = run["systems"].get("dupq", {})
+        if "index_pair_recall_vs_exact" in d:
+            recall = d["index_pair_recall_vs_exact"]
+            print(f"{'':>8} dupq {d['index']} pair recall vs exact search: {recall:.4f}")
+
+
+if __name__ == "__main__":
+    main()
