@@ -484,7 +484,7 @@ def retrieval_metrics(
     questions of the split; the relevant ones are the other members of its duplicate cluster (the
     transitive closure of label-1 pairs). Questions only seen in label-0 pairs are distractors.
     Unlabelled pairs count as non-duplicates, so on incompletely labelled data (QQP) the numbers
-    are a lower bound. Ties in similarity are ranked by question order.
+    are a lower bound. Within the top 10, equal similarities are ranked by question order.
     """
     qs = QuestionSet.from_pairs(pairs)
     if isinstance(source, np.ndarray) or _is_sparse(source):
@@ -683,8 +683,8 @@ def evaluate(
     if any(s.threshold_source == SRC_EVAL for s in systems):
         optimistic = [s.name for s in systems if s.threshold_source == SRC_EVAL]
         notes.append(
-            f"threshold chosen on the evaluated pairs for {', '.join(optimistic)} (no dev pairs"
-            f"{'' if dev_qs is None else ' used'}): their F1/precision/recall/accuracy are optimistic; "
+            f"threshold chosen on the evaluated pairs for {', '.join(optimistic)} (no dev pairs given): "
+            "their F1/precision/recall/accuracy are optimistic; "
             "AP, ROC-AUC and retrieval are unaffected."
         )
 
