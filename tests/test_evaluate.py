@@ -423,3 +423,20 @@ def test_zero_shot_default_model_beats_chance_on_mqp(default_model, tiny_model_d
     assert zs.classification["roc_auc"] > 0.75
     assert zs.classification["average_precision"] > report.system("tfidf").classification["average_precision"]
     assert zs.retrieval["mrr@10"] > report.system("tfidf").retrieval["mrr@10"]
+
+
+def test_pairs_without_qids_use_normalised_text_as_identity():
+    pairs = pd.DataFrame(
+        {
+            "question1": ["How do I learn Python?", "how do i learn python", "Best rice cooker?"],
+            "question2": ["Python for beginners?", "Learning Python fast?", "Cheap laptops?"],
+            "label": [1, 1, 0],
+        }
+    )
+    qs = split_questions(pairs)
+    # the first two question1 texts differ only in case and punctuation: one question, one cluster of 3
+    assert len(qs) == 5
+    assert sorted(qs["n_duplicates"].tolist()) == [0, 0, 2, 2, 2]
+    assert qs["question"].iloc[0] == "How do I learn Python?"  # the first text seen represents it
+    with pytest.raises(InputError, match="one class"):
+        evaluate(None, pairs, dev_pairs=pairs[pairs["label"] == 1], baselines=())
