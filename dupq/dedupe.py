@@ -167,9 +167,7 @@ def deduplicate(
         if target is not None:
             _output_format(target)  # fail before hours of encoding, not after
     if summary_out is None and out is not None:
-        summary_out = out.with_name(
-            out.name[: -len(out.suffix)] + ".summary.json" if out.suffix else out.name
-        )
+        summary_out = out.with_suffix(".summary.json")  # deduped.csv -> deduped.summary.json
     summary_out = Path(summary_out) if summary_out is not None else None
 
     timer = _StageTimer()
@@ -204,8 +202,9 @@ def deduplicate(
             timer=timer,
         )
     except BaseException:
-        if cleanup and out is None:
-            shutil.rmtree(workdir_path, ignore_errors=True)
+        has_embeddings = any(workdir_path.glob("emb-*/done.npy"))
+        if cleanup and (out is None or not has_embeddings):
+            shutil.rmtree(workdir_path, ignore_errors=True)  # nothing worth resuming from
         else:
             logger.warning("dedupe stopped; rerun the same command to resume from %s", workdir_path)
         raise
