@@ -7,6 +7,7 @@ data → encoder/embed → train → evaluate → index → matcher / dedupe →
 from __future__ import annotations
 
 from dupq import evaluate  # a callable module: dupq.evaluate(model, pairs) runs the evaluation
+from dupq.backends import BACKENDS, available_backends, export_onnx
 from dupq.data import load_hf_pairs, load_pairs, split_pairs
 from dupq.datamodels import EvaluationReport, Match, PairData, QueryMatches, RowIssue, Splits
 from dupq.dedupe import DedupeResult, DedupeSummary, deduplicate
@@ -20,6 +21,9 @@ from dupq.matcher import Matcher
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKENDS",
+    "available_backends",
+    "export_onnx",
     "VectorIndex",
     "QueryMatches",
     "Matcher",

@@ -192,3 +192,43 @@ def test_missing_onnxruntime_says_what_to_install(tiny_model, monkeypatch):
 def test_unknown_backend(tiny_model):
     with pytest.raises(DupqError, match="choose one of torch, onnx, onnx-int8"):
         Embedder(tiny_model, backend="tensorrt")
+
+
+# -- the benchmark (tiny model, 40 real MQP pairs: checks the bookkeeping, not the speed) -----------
+def test_bench_encode_end_to_end(model_copy, shared_data, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from dupq.bench_encode import format_table, load_questions, run_encode_benchmark
+
+    src = shared_data / "medical-question-pairs" / "mqp.tsv"
+    data = tmp_path / "data"
+    (data / "medical-question-pairs").mkdir(parents=True)
+    pd.read_csv(src, sep="\t", quoting=3, keep_default_na=False, dtype=str).head(40).to_csv(
+        data / "medical-question-pairs" / "mqp.tsv", sep="\t", index=False, quoting=3
+    )
+    questions, q1, q2, labels = load_questions(data)
+    assert set(q1) | set(q2) == set(questions) and len(labels) == 40
+
+    out = tmp_path / "encode.json"
+    result = run_encode_benchmark(
+        n=30,
+        backends=["plain", "torch", "onnx-int8"],
+        model=str(model_copy),
+        data_dir=data,
+        out=out,
+        batch_size=8,
+        progress=False,
+    )
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+    rows = {r["backend"]: r for r in result["rows"]}
+    assert rows["plain"]["speedup_vs_plain"] == 1.0 and rows["torch"]["ap_delta_vs_fp32"] == 0.0
+    assert rows["plain"]["mean_cosine_vs_fp32"] > 0.9999  # plain encode and dupq torch: same vectors
+    assert 0.99 < rows["onnx-int8"]["mean_cosine_vs_fp32"] <= 1.0
+    assert all(
+        0 <= r["mqp_ap"] <= 100 and r["questions_per_s"] > 0 and r["gflops"] > 0 for r in rows.values()
+    )
+    assert result["cpu"]["peak_fp32_gflops"] > 0 and result["flops_per_token"] > 0
+    table = format_table(result)
+    assert "onnx-int8" in table and "MFLOP/token" in table
