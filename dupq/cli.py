@@ -395,6 +395,60 @@ def dedupe(
 # --- encoding backends -------------------------------------------------------------------------
 
 
+@app.command("bench-encode")
+def bench_encode(
+    n: int | None = typer.Option(None, "--n", help="Timed questions (default: all ~5,200 real questions)."),
+    backends: str | None = typer.Option(
+        None, "--backends", help="Comma list of plain,torch,onnx,onnx-int8,torch-cuda (default: all)."
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", help="dupq batch size (plain uses its default 32)."),
+    repeats: int = typer.Option(1, "--repeats", help="Interleaved runs per backend; the best is reported."),
+    model: str | None = typer.Option(None, "--model", help="Model dir (default: embedded all-MiniLM-L6-v2)."),
+    data: str | None = typer.Option(None, "--data", help="Folder holding medical-question-pairs/."),
+    out: str = typer.Option("benchmarks/results/encode.json", "--out", help="Where to write the JSON."),
+) -> None:
+    """Questions/s of each backend vs plain SentenceTransformer.encode, cosine to fp32, MQP AP, GFLOP/s."""
+    from dupq.bench_encode import format_table, run_encode_benchmark
+    from dupq.errors import DupqError
+
+    try:
+        result = run_encode_benchmark(
+            n=n,
+            backends=backends.split(",") if backends else None,
+            batch_size=batch_size,
+            repeats=repeats,
+            model=model,
+            data_dir=data,
+            out=out,
+        )
+    except DupqError as exc:
+        _fail(exc)
+    typer.echo(format_table(result))
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: str | None = typer.Argument(None, help="Model dir (default: embedded all-MiniLM-L6-v2)."),
+    backend: str = typer.Option("onnx-int8", "--backend", help="onnx (fp32) or onnx-int8."),
+    force: bool = typer.Option(False, "--force", help="Export again even if a verified copy is cached."),
+) -> None:
+    """Export, verify and cache MODEL for an onnx backend ahead of time (e.g. in a Docker build)."""
+    import json
+
+    from dupq.backends import export_onnx
+    from dupq.encoder import load_encoder
+    from dupq.errors import DupqError
+
+    try:
+        path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
+    except DupqError as exc:
+        _fail(exc)
+    meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    typer.echo(str(path))
+    mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]
+    typer.echo(f"probe cosine vs torch: mean {mean:.4f}, min {low:.4f}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
