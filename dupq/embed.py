@@ -107,7 +107,10 @@ class Embedder:
         unique_vecs = np.empty((len(unique), self.dim), dtype=np.float32)
         bs = batch_size or self.batch_size
         tokens = self._tokenize(unique) if self._run_ids is not None else None
-        with tqdm(total=len(unique), desc=desc, unit="q", disable=not show_progress) as bar:
+        with (
+            tqdm(total=len(unique), desc=desc, unit="q", disable=not show_progress) as bar,
+            _eval_mode(self.model),
+        ):
             if tokens is not None:
                 self._encode_tokens(tokens, bs, unique_vecs, bar)
             else:
@@ -229,6 +232,19 @@ class _Tokens(NamedTuple):
     flat: np.ndarray
     offsets: np.ndarray
     length: np.ndarray
+
+
+@contextlib.contextmanager
+def _eval_mode(model) -> Iterator[None]:
+    """Dropout off while encoding (evaluation runs mid-training), the caller's mode restored after."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
 
 
 def _autocast(device: str):

@@ -77,6 +77,18 @@ def test_text_fallback_path_matches_token_path(tiny_model):
     assert Embedder(tiny_model).encode([]).shape == (0, fast.shape[1])
 
 
+def test_encode_mid_training_turns_dropout_off_and_restores_mode(tiny_model):
+    texts = sample_questions(30, seed=2)
+    want = Embedder(tiny_model).encode(texts)
+    tiny_model.train()  # as during training evaluation
+    try:
+        got = Embedder(tiny_model).encode(texts)
+        assert tiny_model.training
+    finally:
+        tiny_model.eval()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 # -- backends agree with torch --------------------------------------------------------------------
 @pytest.mark.parametrize(("backend", "min_mean"), [("onnx", 0.9999), ("onnx-int8", 0.99)])
 def test_backend_agrees_with_torch(shared_copy, backend, min_mean):
