@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--eval-steps", type=int, default=25, help="dev evaluation (and checkpoint) interval")
     ap.add_argument("--work", default=str(REPO / "benchmarks" / ".cache" / "quality"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
     args = ap.parse_args(argv)
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
                 learning_rate=args.lr,
                 seed=args.seed,
+                eval_steps=args.eval_steps,
                 tensorboard=False,
                 show_progress=False,
                 save_total_limit=1,
