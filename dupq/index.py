@@ -4,8 +4,8 @@ Three kinds, one interface (:class:`VectorIndex`):
 
 ``flat``
     ``IndexIDMap2(IndexFlatIP)``: exact search, no training, native ``remove_ids``. Search time grows
-    linearly with the collection (about 1 ms per 20k stored 384-d vectors per query on one core
-    here), which is why large collections use an approximate kind.
+    linearly with the collection (about 0.2 ms per 1k stored 384-d vectors per query here), which is
+    why large collections use an approximate kind.
 ``hnsw``
     ``IndexIDMap2(IndexHNSWFlat)``: a navigable small-world graph; fast and high-recall, incremental
     adds without training. FAISS cannot delete from an HNSW graph, so :meth:`VectorIndex.remove`
@@ -25,7 +25,8 @@ Three kinds, one interface (:class:`VectorIndex`):
 cut-off through :meth:`VectorIndex.add` converts itself once (a rebuild, logged).
 
 The defaults below were chosen from ``benchmarks/matcher.py`` (see ``benchmarks/results/matcher.json``
-and the README table): the smallest settings that reach recall@10 >= 0.98 against exact search.
+and the README table): the cheapest measured settings that reach recall@10 >= 0.98 against exact
+search at 500k vectors, and the largest flat size that keeps single-query p99 under 25 ms.
 
 Vectors must be L2-normalised float32 (what :class:`dupq.embed.Embedder` returns); ``add`` checks
 it because an un-normalised vector silently breaks "inner product = cosine". A ``VectorIndex`` is
@@ -54,16 +55,31 @@ from dupq.io import atomic_path
 logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
-#: ``auto``: exact flat search up to this many vectors, :data:`AUTO_APPROX_KIND` above.
-AUTO_FLAT_MAX = 100_000
-#: The approximate kind ``auto`` switches to (HNSW: no training, incremental adds, best p99 measured).
+# Defaults measured by benchmarks/matcher.py (results/matcher.json): all-MiniLM-L6-v2 vectors (384-d),
+# 500k stored, 1000 held-out real questions as queries, k=10, this 2-core machine under load ~7:
+#
+#   kind  setting               search p50/p99 ms   recall@10   build s
+#   flat  exact                 105.8 / 126.3       1.0000        8.9
+#   hnsw  M=32 efC=80 ef=128      0.50 / 4.80       0.9565      355
+#   hnsw  M=32 efC=80 ef=256      0.89 / 9.25       0.9809      355
+#   ivf   nlist=1414 nprobe=64    7.32 / 12.78      0.9769      104
+#   ivf   nlist=1414 nprobe=128  12.95 / 18.84      0.9875      104
+#
+#: ``auto``: exact flat search up to this many vectors, :data:`AUTO_APPROX_KIND` above. Exact
+#: single-query p99 measured: 18 ms at 50k, 29 ms at 100k, 151 ms at 500k — 50k is the largest size
+#: measured under the 25 ms p99 target.
+AUTO_FLAT_MAX = 50_000
+#: The approximate kind ``auto`` switches to: HNSW had the lowest p99 at recall@10 >= 0.98, and needs
+#: no training (incremental adds of a live Q&A site just work). Its cost: slower builds, more memory.
 AUTO_APPROX_KIND = "hnsw"
-#: HNSW graph degree, build-time and search-time beam widths.
+#: HNSW graph degree and build-time beam width (M=32/efC=80: a 500k build in ~6 min on 2 busy cores).
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 64
-#: IVF: number of cells probed per query; ``nlist`` defaults to :func:`default_nlist` of the training size.
-IVF_NPROBE = 16
+#: HNSW search beam: the smallest measured value with recall@10 >= 0.98 at 500k (0.981; ef=128: 0.957).
+HNSW_EF_SEARCH = 256
+#: IVF cells probed per query: the smallest measured value with recall@10 >= 0.98 at 500k (0.988 with
+#: nlist=1414; nprobe=64: 0.977). ``nlist`` defaults to :func:`default_nlist` of the training size.
+IVF_NPROBE = 128
 #: FAISS warns below 39 training points per centroid; below that k-means is poor and recall drops.
 IVF_MIN_POINTS_PER_CELL = 39
 #: Fewer cells than this make IVF pointless (a flat scan of 1/8 of the data per list): stay flat.
@@ -76,12 +92,22 @@ _FORMAT_VERSION = 1
 _NORM_TOLERANCE = 1e-3
 
 
-def set_num_threads(n: int | None = None) -> int:
-    """Set FAISS's OpenMP thread count (``None``: ``$DUPQ_FAISS_THREADS`` or the CPUs this process may use).
+#: Searches of fewer queries than this run on one OpenMP thread. Measured (benchmarks/matcher.py): on a
+#: busy 2-core machine a 2-thread parallel region for a single query waits for a descheduled thread
+#: and p50 jumps from ~0.3 ms to ~16 ms (HNSW); one thread has nothing to wait for.
+SINGLE_THREAD_BELOW = 16
+_threads = 1
 
-    FAISS defaults to every core of the machine, ignoring CPU affinity and containers' limits; more
-    OpenMP threads than usable cores make spinning threads fight and single-query latency jumps.
+
+def set_num_threads(n: int | None = None) -> int:
+    """Set the OpenMP thread count FAISS uses for builds and batch searches.
+
+    ``None``: ``$DUPQ_FAISS_THREADS``, else the CPUs this process may use (FAISS's own default counts
+    every core of the machine, ignoring CPU affinity and container limits, and more threads than usable
+    cores makes spinning threads fight). Small searches always use one thread (:data:`SINGLE_THREAD_BELOW`).
+    OpenMP keeps this setting per OS thread, so :class:`VectorIndex` re-applies it on every call.
     """
+    global _threads
     if n is None:
         env = os.environ.get("DUPQ_FAISS_THREADS")
         if env:
@@ -91,20 +117,29 @@ def set_num_threads(n: int | None = None) -> int:
                 n = len(os.sched_getaffinity(0))
             except AttributeError:  # not on Linux
                 n = os.cpu_count() or 1
-    n = max(1, int(n))
-    faiss.omp_set_num_threads(n)
-    return n
+    _threads = max(1, int(n))
+    faiss.omp_set_num_threads(_threads)
+    return _threads
+
+
+def _use_threads(n_queries: int | None = None) -> None:
+    faiss.omp_set_num_threads(1 if n_queries is not None and n_queries < SINGLE_THREAD_BELOW else _threads)
 
 
 set_num_threads()
 
 
 def default_nlist(n: int) -> int:
-    """IVF cell count for ``n`` training vectors: ``4*sqrt(n)`` (FAISS's guideline), capped so every
-    cell gets at least :data:`IVF_MIN_POINTS_PER_CELL` training points."""
+    """IVF cell count for ``n`` training vectors: ``2*sqrt(n)``, capped so every cell gets at least
+    :data:`IVF_MIN_POINTS_PER_CELL` training points.
+
+    FAISS suggests 4–16·sqrt(n) for millions of vectors; at 100k–500k a query's cost is dominated by
+    scanning ``nprobe * n / nlist`` vectors plus ``nlist`` centroids, and 2·sqrt(n) keeps k-means
+    training (the slow part of building) about 4x cheaper than 4·sqrt(n) at the same recall per scanned
+    vector (benchmarks/matcher.py sweeps ``nprobe`` on top of it)."""
     if n <= 0:
         return 0
-    return int(max(1, min(4 * math.sqrt(n), n // IVF_MIN_POINTS_PER_CELL, 65536)))
+    return int(max(1, min(2 * math.sqrt(n), n // IVF_MIN_POINTS_PER_CELL, 65536)))
 
 
 def ivf_min_train(nlist: int | None) -> int:
@@ -177,6 +212,9 @@ class VectorIndex:
             quantizer.this.disown()
             ivf.cp.spherical = True  # centroids on the unit sphere: the right k-means for cosine
             ivf.cp.niter = 20
+            # k-means on at most 64 points per cell: training cost is what makes IVF slow to build, and
+            # more points barely move the centroids for unit-sphere text embeddings.
+            ivf.cp.max_points_per_centroid = 64
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct/remove by id
             ivf.nprobe = self.params["nprobe"]
             return ivf
@@ -217,6 +255,7 @@ class VectorIndex:
             self.compact()  # a removed id comes back: drop the dead graph node first
         if self.kind == "ivf" and not self._index.is_trained:
             raise AssertionError("an untrained IVF index is never kept")
+        _use_threads()
         self._index.add_with_ids(vectors, ids)
         self._ids.update(id_list)
         self._maybe_convert()
@@ -249,6 +288,7 @@ class VectorIndex:
         """Rebuild an HNSW graph without its tombstones (no-op for other kinds or without tombstones)."""
         if self.kind != "hnsw" or not self._tombstones:
             return
+        _use_threads()
         ids, vecs = self.reconstruct_all()
         logger.info("compacting HNSW index: %d live, %d removed", len(ids), len(self._tombstones))
         self._index = self._new_faiss("hnsw")
@@ -267,6 +307,7 @@ class VectorIndex:
                 target = "ivf"
         if target is None:
             return
+        _use_threads()
         ids, vecs = self.reconstruct_all()
         logger.info("index grew to %d vectors: converting flat -> %s", n, target)
         if target == "ivf":
@@ -332,6 +373,7 @@ class VectorIndex:
         if n == 0 or not self._ids:
             return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
         params = self._search_params()
+        _use_threads(n)
         if params is not None:
             scores, ids = self._index.search(queries, k, params=params)
         else:
@@ -355,6 +397,7 @@ class VectorIndex:
         # FAISS keeps scores strictly above the radius for inner product; we promise >=.
         radius = float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
         params = self._search_params()
+        _use_threads(n)
         if params is not None:
             lims, scores, ids = self._index.range_search(queries, radius, params=params)
         else:

@@ -179,7 +179,7 @@ def test_ivf_stays_flat_until_it_can_train(data):
     assert len(idx) == 1000
     _, found = idx.search(queries, 5)
     assert found.min() >= 0
-    assert default_nlist(100) == 2 and default_nlist(1_000_000) == 4000
+    assert default_nlist(100) == 2 and default_nlist(1_000_000) == 2000
 
 
 def test_auto_converts_past_cutoff(monkeypatch, data):
