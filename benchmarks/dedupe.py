@@ -55,6 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results" / "dedupe.json"
+CACHE = REPO / "benchmarks" / ".cache" / "dedupe"
 SYSTEMS = ("dupq", "paraphrase_mining", "community_detection", "semhash")
 
 
@@ -161,7 +162,8 @@ def worker(args: argparse.Namespace) -> dict:
         groups = np.where(gid.isna(), -1 - np.arange(len(df)), gid.fillna(0)).astype(np.int64)
         s = res.summary
         out = {
-            "encode_s": s.seconds.get("encode", 0.0) + s.seconds.get("load_model", 0.0),
+            "encode_s": s.seconds.get("encode", 0.0),  # model loading is in load_s (and total_s)
+            "load_s": s.seconds.get("load_model", 0.0),
             "mining_s": s.seconds.get("search", 0.0) + s.seconds.get("group", 0.0),
             "total_s": total,
             "stages_s": s.seconds,
@@ -201,7 +203,35 @@ def worker(args: argparse.Namespace) -> dict:
         return {"encode_s": enc, "peak_rss_mb": _peak_mb()}
 
     emb = np.load(work / "emb.npy")
+    cached = CACHE / f"emb-{len(emb)}.npy"
+    if not cached.exists() and not args.mining_only:  # real vectors for later --mining-only runs
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(cached, emb)
     import torch
+
+    if args.worker == "dupq-mining":  # dupq's search + grouping stage alone, on the same vectors
+        from dupq.dedupe import _index_kind, group_pairs, similar_pairs
+
+        t0 = time.perf_counter()
+        a, b, _ = similar_pairs(emb, args.threshold)
+        rep = group_pairs(len(emb), a, b, method="leader")
+        mining = time.perf_counter() - t0
+        sizes = np.bincount(rep, minlength=len(emb))
+        out = {
+            "mining_s": mining,
+            "index": _index_kind(len(emb), "auto"),
+            "pairs_above": len(a),
+            "duplicate_groups": int((sizes >= 2).sum()),
+            "peak_rss_mb": _peak_mb(),
+        }
+        if out["index"] != "flat":  # recall of the approximate pairs against exact search
+            t1 = time.perf_counter()
+            ea, eb, _ = similar_pairs(emb, args.threshold, index="flat")
+            out["exact_search_s"] = time.perf_counter() - t1
+            exact = set(zip(ea.tolist(), eb.tolist(), strict=True))
+            found = set(zip(a.tolist(), b.tolist(), strict=True))
+            out["index_pair_recall_vs_exact"] = len(found & exact) / max(len(exact), 1)
+        return out
 
     if args.worker == "paraphrase_mining":
         from sentence_transformers import util
@@ -252,9 +282,11 @@ def worker(args: argparse.Namespace) -> dict:
     raise SystemExit(f"unknown worker {args.worker}")
 
 
-def run_worker(name: str, work: Path, threshold: float, batch_size: int) -> dict:
+def run_worker(
+    name: str, work: Path, threshold: float, batch_size: int, extra: list[str] | None = None
+) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--work", str(work), "--threshold", str(threshold)]
-    cmd += ["--batch-size", str(batch_size)]
+    cmd += ["--batch-size", str(batch_size), *(extra or [])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -328,6 +360,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument(
+        "--mining-only",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="time only the mining/grouping stage at N vectors made from cached real embeddings",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -336,6 +376,9 @@ def main() -> None:
         return
     if args.calibrate:
         calibrate()
+        return
+    if args.mining_only:
+        mining_only(args)
         return
     from dupq.dedupe import DEFAULT_THRESHOLD
 
@@ -355,6 +398,8 @@ def main() -> None:
         try:
             old = json.loads(args.out.read_text())
             results["runs"] = [r for r in old.get("runs", []) if r["size"] not in args.sizes]
+            if old.get("mining_only"):
+                results["mining_only"] = old["mining_only"]
         except (OSError, ValueError, KeyError):
             pass
     for size in args.sizes:
@@ -405,6 +450,68 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
+    print_mining_table(results)
+
+
+def mining_only(args: argparse.Namespace) -> None:
+    """Time the mining/grouping stage alone at sizes whose encoding does not fit the time budget.
+
+    Vectors: the largest cached set of real corpus embeddings (written by a full run), then perturbed
+    copies of them (Gaussian noise of norm ~1.3, renormalised: cosine ~0.6 to their source, so the copies
+    are related text, not duplicates) up to N. Same vectors for every system, each in its own process.
+    """
+    from dupq.dedupe import DEFAULT_THRESHOLD
+
+    threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
+    cached = sorted(CACHE.glob("emb-*.npy"), key=lambda p: int(p.stem.split("-")[1]))
+    if not cached:
+        raise SystemExit(f"no cached embeddings in {CACHE}: run a full size first (e.g. --sizes 10000)")
+    base = np.load(cached[-1])
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "dedupe", "runs": []}
+    runs = [r for r in results.get("mining_only", []) if r["size"] not in args.mining_only]
+    rng = np.random.default_rng(0)
+    systems = ("dupq-mining", "paraphrase_mining", "community_detection")
+    for size in args.mining_only:
+        idx = np.arange(size) % len(base)
+        vecs = base[idx].astype(np.float32)
+        noise = rng.normal(size=vecs.shape).astype(np.float32) * (1.3 / np.sqrt(vecs.shape[1]))
+        noise[: len(base)] = 0.0  # the first copy is the real vector
+        vecs += noise
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        run = {"size": size, "base_real_vectors": len(base), "threshold": threshold, "systems": {}}
+        with tempfile.TemporaryDirectory(prefix="dupq-bench-mining-") as tmp:
+            work = Path(tmp)
+            np.save(work / "emb.npy", vecs)
+            pd.DataFrame({"question": ["-"]}).to_csv(work / "corpus.csv", index=False)
+            for name in systems:
+                r = run_worker(name, work, threshold, args.batch_size, extra=["--mining-only", "1"])
+                run["systems"][name] = r
+                print(size, name, json.dumps(r), flush=True)
+        runs.append(run)
+        results["mining_only"] = sorted(runs, key=lambda r: r["size"])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print_mining_table(results)
+
+
+def print_mining_table(results: dict) -> None:
+    runs = results.get("mining_only", [])
+    if not runs:
+        return
+    print("\nmining/grouping stage alone (same vectors; perturbed copies of real embeddings)")
+    head = f"{'size':>9} {'system':<20} {'mining s':>9} {'PM / this':>9} {'peak MB':>8} {'pairs':>9}"
+    print(head)
+    print("-" * len(head))
+    for run in runs:
+        pm = run["systems"].get("paraphrase_mining", {}).get("mining_s")
+        for name, r in run["systems"].items():
+            if "error" in r:
+                print(f"{run['size']:>9,} {name:<20} error: {r['error']}")
+                continue
+            ratio = f"{pm / r['mining_s']:.1f}x" if pm and r.get("mining_s") else "-"
+            pairs = r.get("pairs_above", r.get("duplicate_groups", ""))
+            mining, peak = r["mining_s"], r["peak_rss_mb"]
+            print(f"{run['size']:>9,} {name:<20} {mining:>9.2f} {ratio:>9} {peak:>8.0f} {pairs!s:>9}")
 
 
 def print_table(results: dict) -> None:
