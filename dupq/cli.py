@@ -322,7 +322,7 @@ def dedupe(
     text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
     out: str = typer.Option(..., "--out", "-o", help="Output file (every input row + result columns)."),
     id_column: str | None = typer.Option(None, "--id-column", help="Column naming rows in duplicate_of."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model directory [default: MiniLM]."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model directory (default: MiniLM-L6)."),
     threshold: str = typer.Option("auto", "--threshold", help="Cosine in (0, 1], or 'auto' (dupq.json)."),
     pairs: str | None = typer.Option(None, "--pairs", help="Also write every pair above the threshold here."),
     against: str | None = typer.Option(None, "--against", help="Existing base: mark rows duplicating it."),
