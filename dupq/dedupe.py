@@ -54,6 +54,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from dupq.datamodels import DedupeResult, DedupeSummary
+from dupq.encoder import DEFAULT_THRESHOLD
 from dupq.errors import DupqError, InputError
 from dupq.io import atomic_path, detect_format
 from dupq.text import is_blank, normalize, text_key
@@ -76,13 +77,6 @@ RESULT_COLUMNS = ("group_id", "is_representative", "duplicate_of", "score", "sta
 #: Added with ``against=``: True when ``duplicate_of`` names a row of the existing base.
 EXISTING_COLUMN = "duplicate_of_existing"
 
-#: Cosine threshold used by ``threshold="auto"`` when the model has no ``dupq.json`` (all-MiniLM-L6-v2).
-#: Measured on the Medical Question Pairs (3,048 labelled same-intent pairs with hard, same-topic
-#: negatives; the largest real duplicate-question set available offline): at 0.75 precision 0.864,
-#: recall 0.707, F1 0.778. The best F1 (0.807) is at 0.68 but with precision 0.769; a wrong merge hides
-#: a question from whoever keeps only representatives, so we give up 3 F1 points for ~40% fewer false
-#: merges. Re-measure with ``python benchmarks/dedupe.py --calibrate``.
-DEFAULT_THRESHOLD = 0.75
 #: Exact (flat) search up to this many unique texts; HNSW above (recall measured in benchmarks/dedupe.py).
 EXACT_SEARCH_MAX = 20_000
 #: Neighbours looked at per text (more are fetched by range search when all k are above the threshold).

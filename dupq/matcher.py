@@ -58,7 +58,7 @@ import pandas as pd
 
 from dupq.datamodels import Match, QueryMatches
 from dupq.embed import Embedder, as_embedder
-from dupq.encoder import read_metadata
+from dupq.encoder import DEFAULT_THRESHOLD, read_metadata
 from dupq.errors import DupqError, InputError, StoreError
 from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file
@@ -69,11 +69,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Cosine threshold used when neither the caller nor the model's ``dupq.json`` gives one: the value
-#: measured for the stock all-MiniLM-L6-v2 on the Medical Question Pairs (hard same-topic negatives) and
-#: shared with ``dupq dedupe`` (see :data:`dupq.dedupe.DEFAULT_THRESHOLD`): precision 0.864, recall 0.707
-#: there. A fine-tuned model's own best-F1 threshold replaces it.
-DEFAULT_THRESHOLD = 0.75
 STORE_FORMAT = "dupq-matcher"
 STORE_FORMAT_VERSION = 1
 INDEX_FILE = "index.dupqidx"
