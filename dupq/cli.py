@@ -44,70 +44,6 @@ def version() -> None:
 
 # --- data / train / evaluate (core) ------------------------------------------------------------
 
-
-@app.command()
-def evaluate(
-    model: str = typer.Argument(..., help="Model directory (e.g. a `dupq train` output) or 'default'."),
-    data: str = typer.Argument(..., help="A split directory (train/dev/test.tsv) or a labelled pair file."),
-    split: str = typer.Option("test", "--split", help="Which split of a split directory to evaluate."),
-    fmt: str = typer.Option("auto", "--format", help="Pair-file format (see `dupq.data.load_pairs`)."),
-    out: str | None = typer.Option(
-        None, "--out", help="Report directory [default: evaluation/<model>-<data>]."
-    ),
-    threshold: float | None = typer.Option(
-        None, "--threshold", help="Decision threshold on the cosine (default: the model's dupq.json)."
-    ),
-    base_model: str | None = typer.Option(
-        None, "--base-model", help="Zero-shot baseline encoder (default: dupq.json's base_model)."
-    ),
-    no_baselines: bool = typer.Option(
-        False, "--no-baselines", help="Skip the TF-IDF and zero-shot baselines."
-    ),
-    no_plots: bool = typer.Option(False, "--no-plots", help="Write report.json/report.md only."),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:1 … (default: cuda if present)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
-) -> None:
-    """Score MODEL on labelled pairs against TF-IDF and the zero-shot base model; write a report."""
-    import json
-    from pathlib import Path
-
-    from dupq.errors import DupqError
-    from dupq.evaluate import evaluate as run_evaluation
-    from dupq.evaluate import load_eval_data
-
-    try:
-        pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)
-        data_path = Path(data)
-        if out is None:
-            tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
-            out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
-        name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
-        report = run_evaluation(
-            model,
-            pairs,
-            threshold=threshold,
-            baselines=() if no_baselines else ("tfidf", "zero-shot"),
-            base_model=base_model,
-            train_pairs=train_pairs,
-            dev_pairs=dev_pairs,
-            out_dir=out,
-            plots=not no_plots,
-            device=device,
-            show_progress=not as_json,
-            data_info=info,
-            name=name,
-        )
-    except DupqError as exc:
-        _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        typer.echo(report.format_table())
-        typer.echo(f"report: {report.files['report.md']}  (json: {report.files['report.json']})")
-
-
 data_app = typer.Typer(help="Inspect labelled pair files and split them without question leakage.")
 app.add_typer(data_app, name="data")
 
@@ -190,6 +126,146 @@ def data_split(
     typer.echo(data.report())
     typer.echo(splits.format_summary())
     typer.echo(f"written: {out}/{{train,dev,test}}.tsv and {out}/split_summary.json")
+
+
+@app.command()
+def train(
+    data: str = typer.Argument(..., help="Labelled pair file (any `dupq data inspect` format) or split dir."),
+    out: str = typer.Option(..., "--out", "-o", help="Output model directory."),
+    fmt: str = typer.Option("auto", "--format", help="Pair-file format (see `dupq.data.load_pairs`)."),
+    model: str = typer.Option("default", "--model", "-m", help="Base model: dir, hub id or 'default'."),
+    loss: str = typer.Option(
+        "mnrl",
+        help="contrastive | online-contrastive | cosine | mnrl | triplet | mnrl+online-contrastive.",
+    ),
+    margin: float = typer.Option(0.5, help="Margin of the (online) contrastive loss."),
+    distance: str = typer.Option("cosine", help="Contrastive distance: cosine | euclidean | manhattan."),
+    epochs: float = typer.Option(1.0, help="Training epochs."),
+    max_steps: int = typer.Option(-1, help="Stop after this many steps (overrides epochs when > 0)."),
+    batch_size: int = typer.Option(32, help="Pairs per batch (MNRL: in-batch negatives)."),
+    lr: float = typer.Option(2e-5, "--lr", help="Peak learning rate."),
+    warmup_ratio: float = typer.Option(0.1, help="Linear warm-up share of the steps."),
+    scheduler: str = typer.Option("linear", help="Learning-rate schedule (transformers names)."),
+    max_seq_length: int = typer.Option(128, help="Tokens per question; longer ones are truncated."),
+    eval_steps: int | None = typer.Option(None, help="Evaluate on dev every N steps [default: ~5 per run]."),
+    patience: int = typer.Option(3, help="Early stopping: evaluations without dev-AP gain (0 = off)."),
+    dev: float = typer.Option(0.1, help="Dev share (component split)."),
+    test: float = typer.Option(0.1, help="Test share (component split)."),
+    max_train_pairs: int | None = typer.Option(None, help="Subsample the train split (quick runs)."),
+    seed: int = typer.Option(42, help="Seed for split, sampling and initialisation."),
+    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N [default: cuda when present]."),
+    resume: str | None = typer.Option(None, help="Resume from a checkpoint dir, or 'last'."),
+    no_tensorboard: bool = typer.Option(False, "--no-tensorboard", help="Do not write TensorBoard logs."),
+) -> None:
+    """Fine-tune the Siamese encoder on question pairs; writes a model dir with a calibrated dupq.json."""
+    from dupq.errors import DupqError
+    from dupq.training import train as run_training
+
+    try:
+        result = run_training(
+            data,
+            out,
+            fmt=fmt,
+            dev=dev,
+            test=test,
+            max_train_pairs=max_train_pairs,
+            resume_from_checkpoint=True if resume == "last" else resume,
+            base_model=model,
+            loss=loss,
+            margin=margin,
+            distance=distance,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            learning_rate=lr,
+            warmup_ratio=warmup_ratio,
+            lr_scheduler=scheduler,
+            max_seq_length=max_seq_length,
+            eval_steps=eval_steps,
+            patience=patience or None,
+            seed=seed,
+            device=device,
+            tensorboard=not no_tensorboard,
+        )
+    except (DupqError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(result.format_summary())
+    typer.echo(f"evaluate with: dupq evaluate {out} {out}/splits")
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="Model directory (e.g. a `dupq train` output) or 'default'."),
+    data: str = typer.Argument(..., help="A split directory (train/dev/test.tsv) or a labelled pair file."),
+    split: str = typer.Option("test", "--split", help="Which split of a split directory to evaluate."),
+    fmt: str = typer.Option("auto", "--format", help="Pair-file format (see `dupq.data.load_pairs`)."),
+    out: str | None = typer.Option(
+        None, "--out", help="Report directory [default: evaluation/<model>-<data>]."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Decision threshold on the cosine (default: the model's dupq.json)."
+    ),
+    base_model: str | None = typer.Option(
+        None, "--base-model", help="Zero-shot baseline encoder (default: dupq.json's base_model)."
+    ),
+    no_baselines: bool = typer.Option(
+        False, "--no-baselines", help="Skip the TF-IDF and zero-shot baselines."
+    ),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write report.json/report.md only."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:1 … (default: cuda if present)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+) -> None:
+    """Score MODEL on labelled pairs against TF-IDF and the zero-shot base model; write a report."""
+    import json
+    from pathlib import Path
+
+    from dupq.errors import DupqError
+    from dupq.evaluate import evaluate as run_evaluation
+    from dupq.evaluate import load_eval_data
+
+    try:
+        pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)
+        data_path = Path(data)
+        if out is None:
+            tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
+            out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
+        name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
+        report = run_evaluation(
+            model,
+            pairs,
+            threshold=threshold,
+            baselines=() if no_baselines else ("tfidf", "zero-shot"),
+            base_model=base_model,
+            train_pairs=train_pairs,
+            dev_pairs=dev_pairs,
+            out_dir=out,
+            plots=not no_plots,
+            device=device,
+            show_progress=not as_json,
+            data_info=info,
+            name=name,
+        )
+    except DupqError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.format_table())
+        typer.echo(f"report: {report.files['report.md']}  (json: {report.files['report.json']})")
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("demo_output", "--out", "-o", help="Where the model, report and store go."),
+    epochs: float = typer.Option(2.0, help="Fine-tuning epochs on the sample pairs."),
+    device: str | None = typer.Option(None, help="cpu | cuda [default: cuda when present]."),
+) -> None:
+    """Run the whole pipeline offline on the bundled samples: split, train, evaluate, dedupe, match."""
+    from dupq.demo import run_demo
+
+    run_demo(out, epochs=epochs, device=device)
 
 
 # --- index / match / serve (Matcher) -----------------------------------------------------------
