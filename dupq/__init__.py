@@ -12,15 +12,21 @@ from dupq.data import load_hf_pairs, load_pairs, split_pairs
 from dupq.datamodels import EvaluationReport, Match, PairData, QueryMatches, RowIssue, Splits
 from dupq.dedupe import DedupeResult, DedupeSummary, deduplicate
 from dupq.embed import Embedder
-from dupq.encoder import DEFAULT_MODEL, load_encoder
+from dupq.encoder import DEFAULT_MODEL, DEFAULT_THRESHOLD, load_encoder
 from dupq.errors import DupqError, EncoderLoadError, InputError, StoreError
 from dupq.evaluate import Calibration, calibrate
 from dupq.index import VectorIndex
 from dupq.matcher import Matcher
+from dupq.training import TrainConfig, TrainResult, train, train_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "train_model",
     "BACKENDS",
     "available_backends",
     "export_onnx",
