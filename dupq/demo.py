@@ -113,13 +113,13 @@ def run_demo(
     for group in dd.groups("question")[:5]:
         typer.echo("  - " + "\n    ".join(group[:4]))
 
-    _say("5. Matcher: index the de-duplicated questions, then ask new ones")
+    _say("5. Matcher: index the sample questions (the rows with text), then ask new ones")
     rows = dd.read()
-    keep = rows[(rows["status"] == "ok") & rows["is_representative"].astype(str).isin(["True", "true", "1"])]
+    keep = rows[rows["status"] != "empty"]
     matcher = Matcher.from_model(model_dir)
     matcher.add(keep["question"].tolist(), ids=keep["id"].astype(int).tolist())
     store = matcher.save(out_dir / "store")
-    typer.echo(f"{len(matcher)} unique questions indexed (of {len(rows)} rows)")
+    typer.echo(f"{len(matcher)} questions indexed (of {len(rows)} rows; blank rows skipped)")
     for query in QUERIES:
         typer.echo(f"\nQ: {query}")
         for m in matcher.match(query, k=3):
