@@ -154,6 +154,7 @@ def worker(args: argparse.Namespace) -> dict:
             workdir=work / "dupq-work",
             threshold=args.threshold,
             batch_size=args.batch_size,
+            backend=args.backend,
             show_progress=False,
         )
         total = time.perf_counter() - t0
@@ -358,6 +359,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=None, help="default: dupq's DEFAULT_THRESHOLD")
     ap.add_argument("--share-encoding-above", type=int, default=50_000, help="baselines reuse dupq's vectors")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--backend", default="torch", help="dupq's encoding backend (torch | onnx | onnx-int8)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument(
@@ -419,7 +421,7 @@ def main() -> None:
                 flush=True,
             )
             if "dupq" in args.systems:
-                r = run_worker("dupq", work, threshold, args.batch_size)
+                r = run_worker("dupq", work, threshold, args.batch_size, extra=["--backend", args.backend])
                 r["quality"] = quality_of("dupq", work, pairs)
                 run["systems"]["dupq"] = r
                 print("dupq", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
