@@ -394,6 +394,8 @@ class VectorIndex:
         n = len(queries)
         if n == 0 or not self._ids:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(n)]
+        if self.kind != "flat":
+            return self._range_by_knn(queries, min_score)
         # FAISS keeps scores strictly above the radius for inner product; we promise >=.
         radius = float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
         params = self._search_params()
@@ -409,6 +411,37 @@ class VectorIndex:
             s, i = s[keep], i[keep]
             order = np.lexsort((i, -s))
             out.append((np.asarray(i[order], np.int64), np.asarray(s[order], np.float32)))
+        return out
+
+    def _range_by_knn(self, queries: np.ndarray, min_score: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Range search for the approximate kinds as top-k searches with a growing k.
+
+        FAISS's own ``range_search`` on HNSW aborted the process inside ``RangeSearchResult`` on a
+        100k-question dedupe run (large neighbourhoods, many queries); k-NN search over the same
+        graph (with tombstones already filtered by :meth:`search`) has no such path. A query is
+        searched again with 4× the k while all of its k results are still above ``min_score``.
+        """
+        n = len(queries)
+        out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.float32))] * n
+        pending = np.arange(n)
+        k = 64
+        total = len(self)
+        while len(pending):
+            k = min(k, total)
+            scores, ids = self.search(queries[pending], k)
+            again = []
+            for row, q in enumerate(pending):
+                s, i = scores[row], ids[row]
+                valid = i >= 0
+                if k < total and valid.all() and s[-1] >= min_score:
+                    again.append(q)
+                    continue
+                keep = valid & (s >= np.float32(min_score))
+                s, i = s[keep], i[keep]
+                order = np.lexsort((i, -s))
+                out[q] = (np.asarray(i[order], np.int64), np.asarray(s[order], np.float32))
+            pending = np.asarray(again, dtype=np.int64)
+            k *= 4
         return out
 
     def reconstruct_all(self) -> tuple[np.ndarray, np.ndarray]:

@@ -194,3 +194,20 @@ def test_auto_converts_past_cutoff(monkeypatch, data):
     assert idx.kind == "hnsw" and len(idx) == 1500
     _, found = idx.search(base[:20], 1)
     assert found[:, 0].tolist() == ids[:20].tolist()
+
+
+def test_hnsw_range_search_finds_large_neighbourhoods_like_exact():
+    """Approximate range search grows k until the neighbourhood is exhausted (no cut-off at k)."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(3000, 32)).astype(np.float32)
+    base[:200] = rng.normal(size=32).astype(np.float32) + 0.05 * rng.normal(size=(200, 32))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    ids = np.arange(len(base), dtype=np.int64) * 7
+    hnsw, flat = VectorIndex(32, kind="hnsw"), VectorIndex(32, kind="flat")
+    hnsw.add(base, ids)
+    flat.add(base, ids)
+    got, ref = hnsw.range_search(base[:20], 0.8), flat.range_search(base[:20], 0.8)
+    assert len(ref[0][0]) >= 190
+    for (gi, gs), (ri, _) in zip(got, ref, strict=True):
+        assert set(gi) == set(ri)
+        assert np.all(np.diff(gs) <= 0) and np.all(gs >= 0.8)
