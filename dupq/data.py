@@ -31,7 +31,7 @@ import pandas as pd
 from dupq.datamodels import PAIR_COLUMNS, PairData, RowIssue, Splits, empty_pairs
 from dupq.errors import DupqError, InputError
 from dupq.io import read_table, sha256_file
-from dupq.text import is_blank, normalize, text_key
+from dupq.text import is_blank, normalize, normalized_key, text_key
 
 log = logging.getLogger(__name__)
 
@@ -592,7 +592,7 @@ def _build(
     def key(t: str) -> str:
         k = keys.get(t)
         if k is None:
-            k = keys[t] = text_key(t)
+            k = keys[t] = normalized_key(norm(t))
         return k
 
     out: dict[str, list[Any]] = {c: [] for c in PAIR_COLUMNS}

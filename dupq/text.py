@@ -30,7 +30,12 @@ def normalize(text: str) -> str:
 
 def text_key(text: str) -> str:
     """A 128-bit hex digest of :func:`normalize` — the exact-duplicate key."""
-    return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).hexdigest()
+    return normalized_key(normalize(text))
+
+
+def normalized_key(normalized: str) -> str:
+    """:func:`text_key` of a text already passed through :func:`normalize` (saves normalising twice)."""
+    return hashlib.blake2b(normalized.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def is_blank(value: object) -> bool:
