@@ -175,7 +175,10 @@ def worker(args: argparse.Namespace) -> dict:
             "similar_pairs": s.similar_pairs,
         }
         np.save(work / "groups-dupq.npy", groups)
-        if s.index != "flat":  # recall of the approximate index's pairs against exact search
+        out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the check below
+        if s.index != "flat" and len(texts) <= args.exact_check_max:
+            # recall of the approximate index's pairs against exact search (exact is O(n^2): skipped
+            # above --exact-check-max, where it would take longer than the run itself)
             from dupq.dedupe import similar_pairs
 
             store = next((work / "dupq-work").glob("emb-*"))
@@ -190,7 +193,6 @@ def worker(args: argparse.Namespace) -> dict:
             exact = set(zip(ea.tolist(), eb.tolist(), strict=True))
             out["index_pair_recall_vs_exact"] = len(found & exact) / max(len(exact), 1)
             out["search_s_approx_vs_flat"] = [round(approx_s, 2), round(exact_s, 2)]
-        out["peak_rss_mb"] = _peak_mb()
         return out
 
     if args.worker == "st-encode":
@@ -225,7 +227,7 @@ def worker(args: argparse.Namespace) -> dict:
             "duplicate_groups": int((sizes >= 2).sum()),
             "peak_rss_mb": _peak_mb(),
         }
-        if out["index"] != "flat":  # recall of the approximate pairs against exact search
+        if out["index"] != "flat" and len(emb) <= args.exact_check_max:  # approximate vs exact pairs
             t1 = time.perf_counter()
             ea, eb, _ = similar_pairs(emb, args.threshold, index="flat")
             out["exact_search_s"] = time.perf_counter() - t1
@@ -370,6 +372,12 @@ def main() -> None:
         metavar="N",
         help="time only the mining/grouping stage at N vectors made from cached real embeddings",
     )
+    ap.add_argument(
+        "--exact-check-max",
+        type=int,
+        default=300_000,
+        help="measure dupq's HNSW pair recall against exact search up to this size (exact is O(n^2))",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -421,7 +429,13 @@ def main() -> None:
                 flush=True,
             )
             if "dupq" in args.systems:
-                r = run_worker("dupq", work, threshold, args.batch_size, extra=["--backend", args.backend])
+                r = run_worker(
+                    "dupq",
+                    work,
+                    threshold,
+                    args.batch_size,
+                    extra=["--backend", args.backend, "--exact-check-max", str(args.exact_check_max)],
+                )
                 r["quality"] = quality_of("dupq", work, pairs)
                 run["systems"]["dupq"] = r
                 print("dupq", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
@@ -472,7 +486,9 @@ def mining_only(args: argparse.Namespace) -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "dedupe", "runs": []}
     runs = [r for r in results.get("mining_only", []) if r["size"] not in args.mining_only]
     rng = np.random.default_rng(0)
-    systems = ("dupq-mining", "paraphrase_mining", "community_detection")
+    wanted = {"dupq": "dupq-mining", "paraphrase_mining": "paraphrase_mining"}
+    wanted["community_detection"] = "community_detection"
+    systems = [wanted[s] for s in args.systems if s in wanted]  # --systems picks (semhash: not here)
     for size in args.mining_only:
         idx = np.arange(size) % len(base)
         vecs = base[idx].astype(np.float32)
@@ -486,7 +502,8 @@ def mining_only(args: argparse.Namespace) -> None:
             np.save(work / "emb.npy", vecs)
             pd.DataFrame({"question": ["-"]}).to_csv(work / "corpus.csv", index=False)
             for name in systems:
-                r = run_worker(name, work, threshold, args.batch_size, extra=["--mining-only", "1"])
+                extra = ["--mining-only", "1", "--exact-check-max", str(args.exact_check_max)]
+                r = run_worker(name, work, threshold, args.batch_size, extra=extra)
                 run["systems"][name] = r
                 print(size, name, json.dumps(r), flush=True)
         runs.append(run)

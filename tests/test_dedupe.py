@@ -394,6 +394,38 @@ def test_a_different_model_never_reuses_embeddings(tiny_model, tmp_path):
     assert len(list((tmp_path / "w").glob("emb-*"))) == 2
 
 
+def test_onnx_backend_gives_the_torch_groups_in_its_own_store(tiny_model_dir, tmp_path):
+    """``backend="onnx"`` runs the same pipeline on the exported model: same groups as torch at the
+    crafted threshold, and its embeddings live in a store of their own (never mixed with torch's)."""
+    import shutil
+
+    pytest.importorskip("onnxruntime")  # the [onnx] extra; CI installs it
+    model_dir = tmp_path / "model"  # a private copy: the export is cached next to the model
+    shutil.copytree(tiny_model_dir, model_dir)
+    path = tmp_path / "questions.csv"
+    _crafted_frame().to_csv(path, index=False)
+    runs = {}
+    for backend in ("torch", "onnx"):
+        res = deduplicate(
+            path,
+            text_column="question",
+            id_column="id",
+            model=model_dir,
+            threshold=THRESHOLD,
+            backend=backend,
+            out=tmp_path / f"deduped-{backend}.csv",
+            workdir=tmp_path / "w",
+            show_progress=False,
+        )
+        assert res.summary.rows == len(CRAFTED)
+        runs[backend] = pd.read_csv(tmp_path / f"deduped-{backend}.csv", dtype=str, keep_default_na=False)
+    assert _groups(runs["onnx"], "id") == _groups(runs["torch"], "id") == _expected_partition()
+    scores = [runs[b]["score"].replace("", "nan").astype(float).to_numpy() for b in ("torch", "onnx")]
+    np.testing.assert_allclose(scores[0], scores[1], atol=2e-3, equal_nan=True)
+    assert len(list((tmp_path / "w").glob("emb-*"))) == 2  # one store per backend
+    assert list((model_dir / "onnx").glob("*.onnx"))  # the export, cached beside the model
+
+
 def test_output_is_atomic_on_failure(tiny_model, tmp_path):
     out = tmp_path / "out.csv"
     out.write_text("previous good output\n")
