@@ -27,7 +27,10 @@ the recall of its HNSW pairs against exact search on the same vectors is measure
 
     python benchmarks/dedupe.py --sizes 10000
     python benchmarks/dedupe.py --sizes 10000 100000 --share-encoding-above 20000
-    python benchmarks/dedupe.py --sizes 1000000 --systems dupq        # dupq alone at scale
+    python benchmarks/dedupe.py --sizes 100000 --systems dupq paraphrase_mining --backend onnx-int8 \
+        --share-encoding-above 10000000 --pm-on-dupq-vectors            # + PM on dupq's own vectors
+    python benchmarks/dedupe.py --sizes 1000000 --systems dupq --backend onnx-int8   # dupq alone at scale
+    python benchmarks/dedupe.py --mining-only 300000 --systems dupq paraphrase_mining
     python benchmarks/dedupe.py --calibrate                             # the default threshold
 
 Writes ``benchmarks/results/dedupe.json`` and prints a table.
@@ -175,8 +178,9 @@ def worker(args: argparse.Namespace) -> dict:
             "similar_pairs": s.similar_pairs,
         }
         np.save(work / "groups-dupq.npy", groups)
-        out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the check below
-        if s.index != "flat" and len(texts) <= args.exact_check_max:
+        out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the checks below
+        if len(texts) <= args.exact_check_max:
+            # dupq's pairs above the threshold (what --pairs writes), for pair-level recall; and the
             # recall of the approximate index's pairs against exact search (exact is O(n^2): skipped
             # above --exact-check-max, where it would take longer than the run itself)
             from dupq.dedupe import similar_pairs
@@ -186,6 +190,8 @@ def worker(args: argparse.Namespace) -> dict:
             t1 = time.perf_counter()
             a, b, _ = similar_pairs(vecs, res.summary.threshold, index=s.index)
             approx_s = time.perf_counter() - t1
+            np.save(work / "pairs-dupq-pairs.npy", np.stack([a, b], axis=1))
+        if s.index != "flat" and len(texts) <= args.exact_check_max:
             t1 = time.perf_counter()
             ea, eb, _ = similar_pairs(vecs, res.summary.threshold, index="flat")
             exact_s = time.perf_counter() - t1
@@ -205,9 +211,11 @@ def worker(args: argparse.Namespace) -> dict:
         np.save(work / "emb.npy", emb.astype(np.float32))
         return {"encode_s": enc, "peak_rss_mb": _peak_mb()}
 
-    emb = np.load(work / "emb.npy")
+    emb = np.load(work / args.emb_file)
     cached = CACHE / f"emb-{len(emb)}.npy"
-    if not cached.exists() and not args.mining_only:  # real vectors for later --mining-only runs
+    if (
+        not cached.exists() and not args.mining_only and args.emb_file == "emb.npy"
+    ):  # real vectors for later --mining-only runs
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(cached, emb)
     import torch
@@ -243,7 +251,7 @@ def worker(args: argparse.Namespace) -> dict:
         mined = util.paraphrase_mining_embeddings(torch.from_numpy(emb), top_k=100, max_pairs=500_000)
         mining = time.perf_counter() - t0
         pairs = np.array([(i, j) for s, i, j in mined if s >= args.threshold], dtype=np.int64).reshape(-1, 2)
-        np.save(work / "pairs-paraphrase_mining.npy", pairs)
+        np.save(work / f"pairs-paraphrase_mining{args.tag}.npy", pairs)
         return {
             "mining_s": mining,
             "pairs_mined": len(mined),
@@ -322,10 +330,9 @@ def pair_quality(pairs: list[tuple[int, int, int, str]], same) -> dict:
 
 
 def quality_of(name: str, work: Path, pairs) -> dict | None:
-    if name == "paraphrase_mining":
-        f = work / "pairs-paraphrase_mining.npy"
-        if not f.exists():
-            return None
+    """Pair-level quality when ``name`` left mined pairs (``pairs-<name>.npy``), else group-level."""
+    f = work / f"pairs-{name}.npy"
+    if f.exists():
         found = {(int(a), int(b)) for a, b in np.load(f)}
         return pair_quality(pairs, lambda i, j: (i, j) in found or (j, i) in found)
     f = work / f"groups-{name}.npy"
@@ -378,7 +385,15 @@ def main() -> None:
         default=300_000,
         help="measure dupq's HNSW pair recall against exact search up to this size (exact is O(n^2))",
     )
+    ap.add_argument(
+        "--pm-on-dupq-vectors",
+        action="store_true",
+        help="also run paraphrase_mining on dupq's stored vectors (separates the backend's effect on "
+        "recall from the grouping's)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--emb-file", default="emb.npy", help=argparse.SUPPRESS)
+    ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -437,8 +452,10 @@ def main() -> None:
                     extra=["--backend", args.backend, "--exact-check-max", str(args.exact_check_max)],
                 )
                 r["quality"] = quality_of("dupq", work, pairs)
+                r["quality_pairs"] = quality_of("dupq-pairs", work, pairs)  # pair level, as PM is
                 run["systems"]["dupq"] = r
-                print("dupq", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
+                shown = {k: v for k, v in r.items() if not k.startswith("quality")}
+                print("dupq", json.dumps(shown), flush=True)
             baselines = [s for s in args.systems if s != "dupq"]
             if baselines:
                 shared = size > args.share_encoding_above and "dupq" in run["systems"]
@@ -461,6 +478,23 @@ def main() -> None:
                     r["quality"] = quality_of(name, work, pairs)
                     run["systems"][name] = r
                     print(name, json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
+            if args.pm_on_dupq_vectors and "dupq" in run["systems"]:
+                # paraphrase_mining on the very vectors dupq grouped: any recall gap left is grouping
+                store = next((work / "dupq-work").glob("emb-*"))
+                v = np.load(store / "vectors.npy").astype(np.float32)
+                v /= np.linalg.norm(v, axis=1, keepdims=True)
+                np.save(work / "emb-dupq.npy", v)
+                del v
+                tag = "@dupq-vectors"
+                extra = ["--emb-file", "emb-dupq.npy", "--tag", tag]
+                r = run_worker("paraphrase_mining", work, threshold, args.batch_size, extra=extra)
+                if "mining_s" in r:
+                    r["encode_s"] = run["systems"]["dupq"]["encode_s"]
+                    r["total_s"] = r["mining_s"] + r["encode_s"]
+                    r["encode_from"] = "dupq"
+                r["quality"] = quality_of(f"paraphrase_mining{tag}", work, pairs)
+                run["systems"][f"paraphrase_mining{tag}"] = r
+                print(f"paraphrase_mining{tag}", json.dumps({k: v for k, v in r.items() if k != "quality"}))
         results["runs"].append(run)
         results["runs"].sort(key=lambda r: r["size"])
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -559,6 +593,12 @@ def print_table(results: dict) -> None:
                 f"{q.get('false_merge') if q.get('false_merge') is not None else float('nan'):>11.3f}"
             )
         d = run["systems"].get("dupq", {})
+        qp = (d.get("quality_pairs") or {}).get("all", {})
+        if qp.get("recall") is not None:
+            print(
+                f"{'':>8} dupq at pair level (its --pairs output, as paraphrase_mining's): "
+                f"recall {qp['recall']:.3f}, false merge {qp['false_merge']:.3f}"
+            )
         if "index_pair_recall_vs_exact" in d:
             recall = d["index_pair_recall_vs_exact"]
             print(f"{'':>8} dupq {d['index']} pair recall vs exact search: {recall:.4f}")
