@@ -145,7 +145,10 @@ def _peak_mb() -> float:
 
 def worker(args: argparse.Namespace) -> dict:
     work = Path(args.work)
-    texts = pd.read_csv(work / "corpus.csv", dtype=str, keep_default_na=False)["question"].tolist()
+
+    def read_texts() -> list[str]:  # not in the dupq worker: its peak RSS is dedupe's own
+        return pd.read_csv(work / "corpus.csv", dtype=str, keep_default_na=False)["question"].tolist()
+
     t0 = time.perf_counter()
     if args.worker == "dupq":
         from dupq.dedupe import deduplicate
@@ -154,7 +157,7 @@ def worker(args: argparse.Namespace) -> dict:
             work / "corpus.csv",
             text_column="question",
             out=work / "deduped.csv",
-            workdir=work / "dupq-work",
+            workdir=Path(args.dupq_workdir) if args.dupq_workdir else work / "dupq-work",
             threshold=args.threshold,
             batch_size=args.batch_size,
             backend=args.backend,
@@ -176,22 +179,24 @@ def worker(args: argparse.Namespace) -> dict:
             "groups": s.groups,
             "duplicate_groups": s.duplicate_groups,
             "similar_pairs": s.similar_pairs,
+            "texts_encoded": s.texts_encoded,
+            "embeddings_reused": s.embeddings_reused,  # > 0: a --keep-embeddings rerun; encode_s is not
         }
         np.save(work / "groups-dupq.npy", groups)
         out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the checks below
-        if len(texts) <= args.exact_check_max:
+        if s.rows <= args.exact_check_max:
             # dupq's pairs above the threshold (what --pairs writes), for pair-level recall; and the
             # recall of the approximate index's pairs against exact search (exact is O(n^2): skipped
             # above --exact-check-max, where it would take longer than the run itself)
             from dupq.dedupe import similar_pairs
 
-            store = next((work / "dupq-work").glob("emb-*"))
+            store = next(Path(args.dupq_workdir or work / "dupq-work").glob("emb-*"))
             vecs = np.load(store / "vectors.npy", mmap_mode="r")
             t1 = time.perf_counter()
             a, b, _ = similar_pairs(vecs, res.summary.threshold, index=s.index)
             approx_s = time.perf_counter() - t1
             np.save(work / "pairs-dupq-pairs.npy", np.stack([a, b], axis=1))
-        if s.index != "flat" and len(texts) <= args.exact_check_max:
+        if s.index != "flat" and s.rows <= args.exact_check_max:
             t1 = time.perf_counter()
             ea, eb, _ = similar_pairs(vecs, res.summary.threshold, index="flat")
             exact_s = time.perf_counter() - t1
@@ -205,6 +210,7 @@ def worker(args: argparse.Namespace) -> dict:
         from dupq.encoder import load_encoder
 
         model = load_encoder(None, device="cpu")
+        texts = read_texts()
         t0 = time.perf_counter()
         emb = model.encode(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True)
         enc = time.perf_counter() - t0
@@ -280,6 +286,7 @@ def worker(args: argparse.Namespace) -> dict:
             def encode(self, inputs, **kwargs):
                 raise RuntimeError("not used")
 
+        texts = read_texts()
         t0 = time.perf_counter()
         sh = SemHash.from_embeddings(emb, texts, model=_Enc())
         result = sh.self_deduplicate(threshold=args.threshold)
@@ -392,6 +399,13 @@ def main() -> None:
         "recall from the grouping's)",
     )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--keep-embeddings",
+        action="store_true",
+        help="keep dupq's work directory in benchmarks/.cache (a rerun then skips encoding: for "
+        "iterating on the search/group/write stages at 1M; such a run's encode time is not comparable)",
+    )
+    ap.add_argument("--dupq-workdir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--emb-file", default="emb.npy", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -443,13 +457,23 @@ def main() -> None:
                 f"\n== {size:,} texts ({len(pairs):,} labelled pairs, {synthetic:,} synthetic padding)",
                 flush=True,
             )
+            dupq_workdir = (
+                CACHE / f"dupq-work-{size}-{args.backend}" if args.keep_embeddings else work / "dupq-work"
+            )
             if "dupq" in args.systems:
                 r = run_worker(
                     "dupq",
                     work,
                     threshold,
                     args.batch_size,
-                    extra=["--backend", args.backend, "--exact-check-max", str(args.exact_check_max)],
+                    extra=[
+                        "--backend",
+                        args.backend,
+                        "--exact-check-max",
+                        str(args.exact_check_max),
+                        "--dupq-workdir",
+                        str(dupq_workdir),
+                    ],
                 )
                 r["quality"] = quality_of("dupq", work, pairs)
                 r["quality_pairs"] = quality_of("dupq-pairs", work, pairs)  # pair level, as PM is
@@ -460,7 +484,7 @@ def main() -> None:
             if baselines:
                 shared = size > args.share_encoding_above and "dupq" in run["systems"]
                 if shared:
-                    store = next((work / "dupq-work").glob("emb-*"))
+                    store = next(dupq_workdir.glob("emb-*"))
                     v = np.load(store / "vectors.npy").astype(np.float32)
                     v /= np.linalg.norm(v, axis=1, keepdims=True)
                     np.save(work / "emb.npy", v)
@@ -480,7 +504,7 @@ def main() -> None:
                     print(name, json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
             if args.pm_on_dupq_vectors and "dupq" in run["systems"]:
                 # paraphrase_mining on the very vectors dupq grouped: any recall gap left is grouping
-                store = next((work / "dupq-work").glob("emb-*"))
+                store = next(dupq_workdir.glob("emb-*"))
                 v = np.load(store / "vectors.npy").astype(np.float32)
                 v /= np.linalg.norm(v, axis=1, keepdims=True)
                 np.save(work / "emb-dupq.npy", v)

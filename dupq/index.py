@@ -153,7 +153,10 @@ class VectorIndex:
 
     ``kind`` is ``"flat"``, ``"hnsw"``, ``"ivf"`` or ``"auto"`` (see the module docstring); the
     attribute :attr:`kind` is always the kind actually in use and :attr:`requested_kind` what was asked.
-    ``params``: ``M``, ``ef_construction``, ``ef_search`` (HNSW); ``nlist``, ``nprobe`` (IVF).
+    ``params``: ``M``, ``ef_construction``, ``ef_search`` (HNSW); ``nlist``, ``nprobe`` (IVF);
+    ``storage``: ``"float32"`` (default) or ``"float16"`` — how the HNSW kind stores its vectors
+    (``IndexHNSWSQ`` fp16: half the memory, cosine error ~1e-3, which is what vectors kept as float16
+    on disk already carry; the flat and IVF kinds always store float32).
     """
 
     def __init__(self, dim: int, kind: str = "flat", **params: Any) -> None:
@@ -161,7 +164,7 @@ class VectorIndex:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {(*KINDS, 'auto')}")
         if int(dim) <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
-        unknown = set(params) - {"M", "ef_construction", "ef_search", "nlist", "nprobe"}
+        unknown = set(params) - {"M", "ef_construction", "ef_search", "nlist", "nprobe", "storage"}
         if unknown:
             raise ValueError(f"unknown index parameter(s) {sorted(unknown)}")
         self.dim = int(dim)
@@ -172,7 +175,10 @@ class VectorIndex:
             "ef_search": int(params.get("ef_search", HNSW_EF_SEARCH)),
             "nlist": int(params["nlist"]) if params.get("nlist") else None,
             "nprobe": int(params.get("nprobe", IVF_NPROBE)),
+            "storage": str(params.get("storage", "float32")),
         }
+        if self.params["storage"] not in ("float32", "float16"):
+            raise ValueError(f"storage must be 'float32' or 'float16', got {self.params['storage']!r}")
         self._ids: set[int] = set()  # live ids
         self._tombstones: set[int] = set()  # HNSW only: stored but removed
         self._selector: Any = None
@@ -200,7 +206,12 @@ class VectorIndex:
         if kind == "flat":
             return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         if kind == "hnsw":
-            hnsw = faiss.IndexHNSWFlat(self.dim, self.params["M"], faiss.METRIC_INNER_PRODUCT)
+            if self.params.get("storage", "float32") == "float16":
+                hnsw = faiss.IndexHNSWSQ(
+                    self.dim, faiss.ScalarQuantizer.QT_fp16, self.params["M"], faiss.METRIC_INNER_PRODUCT
+                )
+            else:
+                hnsw = faiss.IndexHNSWFlat(self.dim, self.params["M"], faiss.METRIC_INNER_PRODUCT)
             hnsw.hnsw.efConstruction = self.params["ef_construction"]
             hnsw.hnsw.efSearch = self.params["ef_search"]
             return faiss.IndexIDMap2(hnsw)

@@ -535,3 +535,39 @@ def test_real_paraphrases_with_the_default_model(default_model):
     assert g[2] == g[3]
     assert len({g[0], g[2], g[4], g[6]}) == 4
     assert not math.isnan(t["score"][1]) and t["score"][1] >= DEFAULT_THRESHOLD
+
+
+def test_pairs_frame_is_built_only_when_asked_for(tiny_model, tmp_path):
+    """The pairs table (both texts of every pair) can outweigh the rest of a big run: a run without
+    ``pairs_out`` must not build it; the first ``result.pairs`` access does."""
+    df = _crafted_frame()
+    res = deduplicate(df, text_column="question", model=tiny_model, threshold=THRESHOLD, show_progress=False)
+    assert callable(res.pairs_factory)
+    pairs = res.pairs
+    assert isinstance(res.pairs_factory, pd.DataFrame) and res.pairs is pairs
+    assert set(pairs["kind"]) == {"similar", "exact"}
+    with_file = deduplicate(
+        df,
+        text_column="question",
+        model=tiny_model,
+        threshold=THRESHOLD,
+        pairs_out=tmp_path / "pairs.csv",
+        show_progress=False,
+    )
+    assert isinstance(with_file.pairs_factory, pd.DataFrame)
+    assert len(pd.read_csv(tmp_path / "pairs.csv")) == len(with_file.pairs) == len(pairs)
+
+
+def test_float16_store_gets_a_float16_hnsw_graph():
+    from dupq.dedupe import _build_index
+
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((500, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert (
+        _build_index(v.astype(np.float16), index="hnsw", chunk_size=100, show_progress=False).params[
+            "storage"
+        ]
+        == "float16"
+    )
+    assert _build_index(v, index="hnsw", chunk_size=100, show_progress=False).params["storage"] == "float32"
