@@ -161,6 +161,7 @@ def worker(args: argparse.Namespace) -> dict:
             threshold=args.threshold,
             batch_size=args.batch_size,
             backend=args.backend,
+            ef_search=args.ef_search,
             show_progress=False,
         )
         total = time.perf_counter() - t0
@@ -230,13 +231,14 @@ def worker(args: argparse.Namespace) -> dict:
         from dupq.dedupe import _index_kind, group_pairs, similar_pairs
 
         t0 = time.perf_counter()
-        a, b, _ = similar_pairs(emb, args.threshold)
+        a, b, _ = similar_pairs(emb, args.threshold, ef_search=args.ef_search)
         rep = group_pairs(len(emb), a, b, method="leader")
         mining = time.perf_counter() - t0
         sizes = np.bincount(rep, minlength=len(emb))
         out = {
             "mining_s": mining,
             "index": _index_kind(len(emb), "auto"),
+            "ef_search": args.ef_search,
             "pairs_above": len(a),
             "duplicate_groups": int((sizes >= 2).sum()),
             "peak_rss_mb": _peak_mb(),
@@ -405,6 +407,7 @@ def main() -> None:
         help="keep dupq's work directory in benchmarks/.cache (a rerun then skips encoding: for "
         "iterating on the search/group/write stages at 1M; such a run's encode time is not comparable)",
     )
+    ap.add_argument("--ef-search", type=int, default=None, help="dupq's HNSW search beam (default: dupq's)")
     ap.add_argument("--dupq-workdir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--emb-file", default="emb.npy", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
@@ -473,6 +476,7 @@ def main() -> None:
                         str(args.exact_check_max),
                         "--dupq-workdir",
                         str(dupq_workdir),
+                        *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
                     ],
                 )
                 r["quality"] = quality_of("dupq", work, pairs)
@@ -561,6 +565,8 @@ def mining_only(args: argparse.Namespace) -> None:
             pd.DataFrame({"question": ["-"]}).to_csv(work / "corpus.csv", index=False)
             for name in systems:
                 extra = ["--mining-only", "1", "--exact-check-max", str(args.exact_check_max)]
+                if args.ef_search:
+                    extra += ["--ef-search", str(args.ef_search)]
                 r = run_worker(name, work, threshold, args.batch_size, extra=extra)
                 run["systems"][name] = r
                 print(size, name, json.dumps(r), flush=True)

@@ -416,6 +416,11 @@ def dedupe(
     device: str | None = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
     index: str = typer.Option("auto", "--index", help="auto, flat, hnsw or ivf."),
+    ef_search: int | None = typer.Option(
+        None,
+        "--ef-search",
+        help="HNSW search beam (default 128; 64: ~1.3x faster search, pair recall ~0.99).",
+    ),
     workdir: str | None = typer.Option(
         None, "--workdir", help="Keep embeddings here (resume; re-group without re-encoding)."
     ),
@@ -449,6 +454,7 @@ def dedupe(
             device=device,
             batch_size=batch_size,
             index=index,
+            ef_search=ef_search,
             sep=sep,
             encoding=encoding,
             ray_address=ray_address,

@@ -120,6 +120,7 @@ def deduplicate(
     batch_size: int = 64,
     chunk_size: int = DEFAULT_CHUNK,
     index: str = "auto",
+    ef_search: int | None = None,
     dtype: str = "float16",
     sep: str | None = None,
     encoding: str | None = None,
@@ -147,8 +148,9 @@ def deduplicate(
 
     ``engine``: ``"local"`` or ``"ray"`` (encoding on Ray Data; ``ray_address`` or ``$RAY_ADDRESS``
     for a cluster). ``backend``: the Embedder backend (``"torch"``, ``"onnx-int8"`` …).
-    ``index``: ``"auto"`` | ``"flat"`` | ``"hnsw"`` | ``"ivf"``. ``dtype``: storage of the embeddings on
-    disk (``"float16"`` halves memory; cosine error < 1e-3).
+    ``index``: ``"auto"`` | ``"flat"`` | ``"hnsw"`` | ``"ivf"``. ``ef_search``: the HNSW search beam
+    (default :data:`HNSW_EF_SEARCH`; lower is faster at some pair recall: see the README).
+    ``dtype``: storage of the embeddings on disk (``"float16"`` halves memory; cosine error < 1e-3).
     """
     if cluster not in ("leader", "components"):
         raise ValueError(f"cluster must be 'leader' or 'components', got {cluster!r}")
@@ -158,6 +160,8 @@ def deduplicate(
         raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if ef_search is not None and ef_search < 1:
+        raise ValueError(f"ef_search must be >= 1, got {ef_search}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     out = Path(out) if out is not None else None
@@ -193,6 +197,7 @@ def deduplicate(
             batch_size=batch_size,
             chunk_size=chunk_size,
             index=index,
+            ef_search=ef_search,
             dtype=dtype,
             sep=sep,
             encoding=encoding,
@@ -306,6 +311,7 @@ def similar_pairs(
     index: str = "auto",
     chunk_size: int = DEFAULT_CHUNK,
     show_progress: bool = False,
+    ef_search: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs ``i < j`` of rows of ``vectors`` (unit vectors) with cosine ``>= threshold``.
 
@@ -318,7 +324,9 @@ def similar_pairs(
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     if n < 2:
         return empty
-    vindex = _build_index(vectors, index=index, chunk_size=chunk_size, show_progress=show_progress)
+    vindex = _build_index(
+        vectors, index=index, chunk_size=chunk_size, show_progress=show_progress, ef_search=ef_search
+    )
     kk = min(k + 1, n)  # +1: a row finds itself
     parts_a, parts_b, parts_s = [], [], []
     with tqdm(total=n, desc="searching", unit="q", disable=not show_progress) as bar:
@@ -455,7 +463,13 @@ def _run(data, **kw) -> DedupeResult:
                 match_score[uid] = 1.0
         todo = np.flatnonzero(matched < 0)
         if len(todo) and len(base_scan.texts):
-            bindex = _build_index(base_store.vectors, index=kw["index"], chunk_size=chunk, show_progress=show)
+            bindex = _build_index(
+                base_store.vectors,
+                index=kw["index"],
+                chunk_size=chunk,
+                show_progress=show,
+                ef_search=kw["ef_search"],
+            )
             for start in range(0, len(todo), chunk):
                 sel = todo[start : start + chunk]
                 scores, ids = bindex.search(_normalised(store.vectors[sel]), 1)
@@ -469,7 +483,13 @@ def _run(data, **kw) -> DedupeResult:
     live = np.flatnonzero(matched < 0)
     live_vectors = store.vectors if len(live) == n else _Subset(store.vectors, live)
     la, lb, ls = similar_pairs(
-        live_vectors, threshold, k=kw["k"], index=kw["index"], chunk_size=chunk, show_progress=show
+        live_vectors,
+        threshold,
+        k=kw["k"],
+        index=kw["index"],
+        chunk_size=chunk,
+        show_progress=show,
+        ef_search=kw["ef_search"],
     )
     pa, pb = live[la], live[lb]
     index_kind = _index_kind(len(live), kw["index"])
@@ -1154,7 +1174,9 @@ def _index_kind(n: int, index: str) -> str:
     return index
 
 
-def _build_index(vectors: Any, *, index: str, chunk_size: int, show_progress: bool):
+def _build_index(
+    vectors: Any, *, index: str, chunk_size: int, show_progress: bool, ef_search: int | None = None
+):
     """A VectorIndex over ``vectors`` (ids = row positions), filled chunk by chunk (no full copy)."""
     from dupq.index import VectorIndex
 
@@ -1163,7 +1185,7 @@ def _build_index(vectors: Any, *, index: str, chunk_size: int, show_progress: bo
     kind = _index_kind(n, index)
     params: dict[str, Any] = {}
     if kind == "hnsw":
-        params.update(M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, ef_search=HNSW_EF_SEARCH)
+        params.update(M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, ef_search=ef_search or HNSW_EF_SEARCH)
         # float16 vectors on disk: an fp16 graph loses nothing more and halves the index (0.77 GB at 1M)
         if np.dtype(getattr(vectors, "dtype", np.float32)) == np.float16:
             params["storage"] = "float16"

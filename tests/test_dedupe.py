@@ -571,3 +571,28 @@ def test_float16_store_gets_a_float16_hnsw_graph():
         == "float16"
     )
     assert _build_index(v, index="hnsw", chunk_size=100, show_progress=False).params["storage"] == "float32"
+
+
+def test_ef_search_reaches_the_hnsw_index(tiny_model, monkeypatch):
+    import dupq.dedupe as dd
+
+    v = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert dd._build_index(v, index="hnsw", chunk_size=100, show_progress=False).params["ef_search"] == (
+        dd.HNSW_EF_SEARCH
+    )
+    seen = []
+    real = dd._build_index
+
+    def spy(*args, **kwargs):
+        index = real(*args, **kwargs)
+        seen.append(index.params["ef_search"])
+        return index
+
+    monkeypatch.setattr(dd, "_build_index", spy)
+    df = _crafted_frame()
+    kw = {"text_column": "question", "model": tiny_model, "threshold": THRESHOLD, "show_progress": False}
+    deduplicate(df, index="hnsw", ef_search=24, **kw)
+    assert seen == [24]
+    with pytest.raises(ValueError, match="ef_search"):
+        deduplicate(df, ef_search=0, **kw)
