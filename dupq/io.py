@@ -7,6 +7,7 @@ save never leaves a half-written file where a good one used to be (``os.replace`
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -47,8 +48,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@functools.cache
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read once: reading it means setting it, which would briefly give files that
+    other threads (a serving Matcher) create meanwhile no umask at all."""
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 
