@@ -31,7 +31,7 @@ the recall of its HNSW pairs against exact search on the same vectors is measure
         --share-encoding-above 10000000 --pm-on-dupq-vectors            # + PM on dupq's own vectors
     python benchmarks/dedupe.py --sizes 1000000 --systems dupq --backend onnx-int8   # dupq alone at scale
     python benchmarks/dedupe.py --mining-only 300000 --systems dupq paraphrase_mining
-    python benchmarks/dedupe.py --calibrate                             # the default threshold
+    python benchmarks/dedupe.py --calibrate [--backend onnx-int8]       # the default threshold
 
 Writes ``benchmarks/results/dedupe.json`` and prints a table.
 """
@@ -194,7 +194,7 @@ def worker(args: argparse.Namespace) -> dict:
             store = next(Path(args.dupq_workdir or work / "dupq-work").glob("emb-*"))
             vecs = np.load(store / "vectors.npy", mmap_mode="r")
             t1 = time.perf_counter()
-            a, b, _ = similar_pairs(vecs, res.summary.threshold, index=s.index)
+            a, b, _ = similar_pairs(vecs, res.summary.threshold, index=s.index, ef_search=args.ef_search)
             approx_s = time.perf_counter() - t1
             np.save(work / "pairs-dupq-pairs.npy", np.stack([a, b], axis=1))
         if s.index != "flat" and s.rows <= args.exact_check_max:
@@ -352,12 +352,13 @@ def quality_of(name: str, work: Path, pairs) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------------
-def calibrate() -> None:
-    """Best-F1 and precision/recall per threshold of the default model on MQP (the default threshold)."""
+def calibrate(backend: str = "torch") -> None:
+    """Best-F1 and precision/recall per threshold of the default model on MQP (the default threshold),
+    with dupq's encoding ``backend`` (``--backend``: how far int8 moves the curve)."""
     from dupq.embed import Embedder
 
     m = _tsv(DATA / "medical-question-pairs" / "mqp.tsv")
-    e = Embedder(None, device="cpu")
+    e = Embedder(None, device="cpu", backend=backend)
     cos = (
         e.encode(list(m.question1), show_progress=True) * e.encode(list(m.question2), show_progress=True)
     ).sum(1)
@@ -417,7 +418,7 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
     if args.calibrate:
-        calibrate()
+        calibrate(args.backend)
         return
     if args.mining_only:
         mining_only(args)
@@ -488,10 +489,7 @@ def main() -> None:
             if baselines:
                 shared = size > args.share_encoding_above and "dupq" in run["systems"]
                 if shared:
-                    store = next(dupq_workdir.glob("emb-*"))
-                    v = np.load(store / "vectors.npy").astype(np.float32)
-                    v /= np.linalg.norm(v, axis=1, keepdims=True)
-                    np.save(work / "emb.npy", v)
+                    save_dupq_vectors(dupq_workdir, work / "emb.npy")
                     enc = {"encode_s": run["systems"]["dupq"]["encode_s"], "shared_from": "dupq"}
                 else:
                     enc = run_worker("st-encode", work, threshold, args.batch_size)
@@ -508,11 +506,7 @@ def main() -> None:
                     print(name, json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
             if args.pm_on_dupq_vectors and "dupq" in run["systems"]:
                 # paraphrase_mining on the very vectors dupq grouped: any recall gap left is grouping
-                store = next(dupq_workdir.glob("emb-*"))
-                v = np.load(store / "vectors.npy").astype(np.float32)
-                v /= np.linalg.norm(v, axis=1, keepdims=True)
-                np.save(work / "emb-dupq.npy", v)
-                del v
+                save_dupq_vectors(dupq_workdir, work / "emb-dupq.npy")
                 tag = "@dupq-vectors"
                 extra = ["--emb-file", "emb-dupq.npy", "--tag", tag]
                 r = run_worker("paraphrase_mining", work, threshold, args.batch_size, extra=extra)
@@ -529,6 +523,14 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     print_mining_table(results)
+
+
+def save_dupq_vectors(dupq_workdir: Path, dest: Path) -> None:
+    """dupq's stored (float16) vectors as float32 unit rows at ``dest``, for the baselines to mine."""
+    store = next(dupq_workdir.glob("emb-*"))
+    v = np.load(store / "vectors.npy").astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    np.save(dest, v)
 
 
 def mining_only(args: argparse.Namespace) -> None:
@@ -548,8 +550,11 @@ def mining_only(args: argparse.Namespace) -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "dedupe", "runs": []}
     runs = [r for r in results.get("mining_only", []) if r["size"] not in args.mining_only]
     rng = np.random.default_rng(0)
-    wanted = {"dupq": "dupq-mining", "paraphrase_mining": "paraphrase_mining"}
-    wanted["community_detection"] = "community_detection"
+    wanted = {
+        "dupq": "dupq-mining",
+        "paraphrase_mining": "paraphrase_mining",
+        "community_detection": "community_detection",
+    }
     systems = [wanted[s] for s in args.systems if s in wanted]  # --systems picks (semhash: not here)
     for size in args.mining_only:
         idx = np.arange(size) % len(base)
