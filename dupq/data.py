@@ -62,6 +62,9 @@ SHARED_SETS = {
     "semeval-cqa": ("semeval2016-task3-cqa-subtaskB/train-part2.tsv", "semeval-cqa"),
     "mrpc": ("mrpc/train.tsv", "mrpc"),
     "mrpc-test": ("mrpc/test.tsv", "mrpc"),
+    "quora-bimpm": ("quora-bimpm/dev.tsv", "generic"),
+    "paws-qqp": ("paws-qqp-train/train.tsv", "generic"),
+    "paws-wiki": ("paws-wiki/dev.tsv", "generic"),
 }
 
 #: Hugging Face data sets with known schemas: alias -> (hub id, subset, split renames).

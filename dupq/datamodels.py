@@ -495,6 +495,8 @@ class Match:
     ``score`` is the cosine similarity (1.0 for an exact duplicate after normalisation, found by hash);
     ``probability`` the calibrated P(duplicate) when the model's ``dupq.json`` has a calibration, else
     ``None``; ``is_duplicate`` is ``score >= threshold``; ``exact`` says it was found by hash.
+    With a verifier, ``score`` and ``probability`` are the verifier's P(duplicate) and ``is_duplicate``
+    its decision; ``similarity`` is always the bi-encoder cosine.
     """
 
     id: int
@@ -504,12 +506,14 @@ class Match:
     is_duplicate: bool
     metadata: dict[str, Any] | None = None
     exact: bool = False
+    similarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "text": self.text,
             "score": round(float(self.score), 6),
+            "similarity": None if self.similarity is None else round(float(self.similarity), 6),
             "probability": None if self.probability is None else round(float(self.probability), 6),
             "is_duplicate": bool(self.is_duplicate),
             "exact": bool(self.exact),

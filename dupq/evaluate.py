@@ -417,6 +417,56 @@ def calibrate(scores: Any, labels: Any) -> Calibration:
     return Calibration(threshold=threshold, coef=coef, intercept=intercept, f1=f1)
 
 
+#: Precision targets whose thresholds ``dupq.json`` keeps beside best F1 (dedupe defaults to 0.90:
+#: a wrong merge hides a question, a missed one only leaves a duplicate in place).
+PRECISION_TARGETS = (0.90, 0.95)
+
+
+def operating_points(scores: Any, labels: Any, precisions: Sequence[float] = PRECISION_TARGETS) -> dict:
+    """Named thresholds fitted on (dev) scores: ``best_f1``, ``best_accuracy`` and ``precision_0.90`` …
+
+    A precision point is the *lowest* threshold whose precision on these pairs reaches the target
+    (the most recall at that precision); where no threshold reaches it, the most precise one, with
+    ``"reached": false``. Thresholds sit midway to the next lower distinct score, as in
+    :func:`best_f1_threshold`. Each point records its precision, recall, F1 and accuracy here.
+    """
+    s, y = _as_scores_labels(scores, labels)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    tp = np.cumsum(y_sorted)
+    fp = np.cumsum(1 - y_sorted)
+    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
+    cuts, tp, fp = s_sorted[last], tp[last], fp[last]
+    n_pos, n = int(y.sum()), len(y)
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / max(n_pos, 1)
+    f1 = 2 * tp / (tp + fp + n_pos)
+    accuracy = (tp + (n - n_pos - fp)) / n
+
+    def point(i: int, **extra: Any) -> dict[str, Any]:
+        thr = (cuts[i] + cuts[i + 1]) / 2 if i + 1 < len(cuts) else cuts[i]
+        return {
+            "threshold": float(thr),
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "accuracy": float(accuracy[i]),
+            **extra,
+        }
+
+    points = {
+        "best_f1": point(int(np.flatnonzero(f1 == f1.max())[0])),
+        "best_accuracy": point(int(np.flatnonzero(accuracy == accuracy.max())[0])),
+    }
+    for target in precisions:
+        ok = np.flatnonzero(precision >= target)
+        if len(ok):
+            points[f"precision_{target:.2f}"] = point(int(ok[-1]), reached=True)
+        else:
+            points[f"precision_{target:.2f}"] = point(int(np.argmax(precision)), reached=False)
+    return points
+
+
 def _as_scores_labels(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel()

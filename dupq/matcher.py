@@ -67,6 +67,8 @@ from dupq.text import normalize, text_key
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from dupq.verifier import Verifier
+
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = "dupq-matcher"
@@ -147,6 +149,9 @@ class Matcher:
     ``index_kind``/``index_params``: see :mod:`dupq.index` (``auto``: exact flat search up to
     :data:`dupq.index.AUTO_FLAT_MAX` questions, HNSW above; crossing it converts the index once, inside
     that ``add``). ``query_threads``: torch threads for query batches under :data:`SMALL_BATCH`.
+    ``verifier``: a :class:`dupq.verifier.Verifier` (or its directory) that rescores every non-exact
+    match: ``score``, ``probability`` and ``is_duplicate`` then come from the verifier (its own
+    threshold, best F1 on its dev split), and the cosine is kept as ``similarity``.
     """
 
     def __init__(
@@ -159,9 +164,11 @@ class Matcher:
         device: str | None = None,
         batch_size: int = 64,
         query_threads: int | None = 1,
+        verifier: Verifier | str | Path | None = None,
     ) -> None:
         self.embedder = as_embedder(encoder, device=device, batch_size=batch_size)
         self.query_threads = query_threads
+        self.verifier = _as_verifier(verifier, device)
         meta = read_metadata(self.embedder.source) if self.embedder.source else {}
         self.calibration: dict[str, float] | None = _calibration(meta.get("calibration"))
         if threshold is None:
@@ -362,11 +369,30 @@ class Matcher:
                             continue
                         results.append(self._match(i, float(s), thr))
                         seen.add(i)
-                results = results[:k]
-                if only_duplicates:
-                    results = [m for m in results if m.is_duplicate]
-                out.append(QueryMatches(results, query=query, truncated=bool(truncated[qi])))
+                out.append(QueryMatches(results[:k], query=query, truncated=bool(truncated[qi])))
+        if self.verifier is not None:
+            self._verify(out)
+        if only_duplicates:
+            out = [
+                QueryMatches([m for m in r if m.is_duplicate], query=r.query, truncated=r.truncated)
+                for r in out
+            ]
         return out[0] if single else out
+
+    def _verify(self, results: list[QueryMatches]) -> None:
+        """Rescore every non-exact match with the verifier (one batch for all queries), best first."""
+        todo = [(r, j) for r in results for j, m in enumerate(r) if not m.exact]
+        if not todo:
+            return
+        with self._encode_lock, torch_threads(self.query_threads if len(todo) < 4 * SMALL_BATCH else None):
+            scores = self.verifier.predict([r.query for r, _ in todo], [r[j].text for r, j in todo])
+        for (r, j), p, dup in zip(todo, scores.probability, scores.is_duplicate, strict=True):
+            m = r[j]
+            r[j] = Match(
+                m.id, m.text, float(p), float(p), bool(dup), m.metadata, m.exact, similarity=m.similarity
+            )
+        for r in results:
+            r.sort(key=lambda m: (not m.exact, -m.score))
 
     def _match(self, i: int, score: float, thr: float, exact: bool = False) -> Match:
         text, _, _, meta = self._rows[i]
@@ -379,6 +405,7 @@ class Matcher:
             is_duplicate=exact or score >= thr,
             metadata=meta,
             exact=exact,
+            similarity=score,
         )
 
     def get(self, id_: int) -> dict[str, Any]:
@@ -417,6 +444,7 @@ class Matcher:
                 "max_seq_length": self.embedder.max_seq_length,
                 "threshold": self.threshold,
                 "calibrated": self.calibration is not None,
+                "verifier": None if self.verifier is None else self.verifier.source,
             }
 
     def _encode(self, texts: list[str], show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -492,8 +520,9 @@ class Matcher:
         *,
         threshold: float | None = None,
         device: str | None = None,
+        verifier: Verifier | str | Path | None = None,
     ) -> Matcher:
-        """Open a store written by :meth:`save`.
+        """Open a store written by :meth:`save` (``verifier`` as for the constructor; not stored).
 
         ``encoder`` defaults to the model the store was built with (its recorded directory, else the
         embedded default). A store from another model, or with a missing/short/altered file, raises
@@ -539,6 +568,7 @@ class Matcher:
         self = cls.__new__(cls)
         self.embedder = embedder
         self.query_threads = 1
+        self.verifier = _as_verifier(verifier, device)
         self.calibration = _calibration(manifest.get("calibration"))
         self.threshold = _check_threshold(manifest["threshold"] if threshold is None else threshold)
         self.index = index
@@ -692,6 +722,15 @@ def _check_metadata(metadata: Sequence[Any], n: int) -> list[dict | None]:
         except (TypeError, ValueError) as exc:
             raise InputError(f"metadata is not JSON-serialisable: {exc}", row=r, column="metadata") from None
     return metadata
+
+
+def _as_verifier(verifier: Verifier | str | Path | None, device: str | None) -> Verifier | None:
+    """A loaded verifier from a directory (or the one given); ``None`` stays ``None``."""
+    if verifier is None:
+        return None
+    from dupq.verifier import Verifier
+
+    return verifier if isinstance(verifier, Verifier) else Verifier.load(verifier, device=device)
 
 
 def _check_threshold(t: Any) -> float:

@@ -55,6 +55,7 @@ class MatchOut(BaseModel):
     text: str
     score: float
     probability: float | None
+    similarity: float | None = None
     is_duplicate: bool
     exact: bool
     metadata: dict[str, Any] | None

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dupq.encoder import METADATA_FILE, embedding_dim, load_encoder, resolve_device
+from dupq.errors import InputError
 from dupq.io import atomic_write_json
 from dupq.losses import LossSpec, build_datasets, build_loss
 
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
     from dupq.datamodels import PairData, Splits
 
 logger = logging.getLogger(__name__)
+
+#: Average-precision points a fine-tuned model may lose against its base model, on dev or on a
+#: general set, before ``train`` warns: a model that gains in-domain and loses elsewhere regressed.
+FORGETTING_TOLERANCE = 0.01
 
 #: The dev metric early stopping and best-checkpoint selection watch (sentence-transformers'
 #: BinaryClassificationEvaluator named "dev", cosine similarity, average precision).
@@ -88,6 +94,21 @@ class TrainResult:
             f"best dev AP        {_fmt(self.best_dev_ap)}",
             f"threshold (dev F1) {_fmt(self.metadata.get('threshold'))} (dev F1 {_fmt(cal.get('f1'))})",
         ]
+        p90 = self.metadata.get("operating_points", {}).get("precision_0.90")
+        if p90:
+            lines.append(
+                f"precision 0.90 at {_fmt(p90['threshold'])} (dev recall {_fmt(p90['recall'])}, dedupe)"
+            )
+        if self.metadata.get("kind") == "verifier":
+            lines.insert(
+                1,
+                f"verifier head      {self.metadata['verifier']['head']} (dev AP by head: "
+                f"{self.metadata['verifier']['dev_average_precision']})",
+            )
+        for name, f in self.metadata.get("forgetting", {}).items():
+            lines.append(
+                f"AP on {name:<12} {_fmt(f['base_ap'])} -> {_fmt(f['ap'])} (zero-shot -> fine-tuned)"
+            )
         return "\n".join(lines)
 
 
@@ -103,12 +124,15 @@ def train_model(
     *,
     resume_from_checkpoint: str | bool | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    general_pairs: dict[str, pd.DataFrame] | None = None,
 ) -> TrainResult:
     """Fine-tune ``config.base_model`` on canonical pairs; write the model and ``dupq.json`` to ``out_dir``.
 
     ``train_pairs``/``dev_pairs`` are canonical pair frames (``question1, question2, label`` …), normally
     the train/dev parts of :func:`dupq.data.split_pairs`. ``resume_from_checkpoint`` is a checkpoint
-    directory, or ``True`` for the latest one under ``out_dir/checkpoints``.
+    directory, or ``True`` for the latest one under ``out_dir/checkpoints``. ``general_pairs`` are
+    labelled pair sets from other domains (name -> frame): the model is compared with its base on them
+    and on dev, and a loss of more than :data:`FORGETTING_TOLERANCE` AP is warned about and recorded.
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.evaluation import BinaryClassificationEvaluator
@@ -213,10 +237,11 @@ def train_model(
 
     # The operating point: threshold and P(duplicate) calibrated on dev, with the *best* model.
     from dupq.embed import Embedder
-    from dupq.evaluate import calibrate, pair_similarities
+    from dupq.evaluate import calibrate, operating_points, pair_similarities
 
     dev_scores = pair_similarities(Embedder(model), dev_pairs)
     calibration = calibrate(dev_scores, dev_pairs["label"].to_numpy())
+    points = operating_points(dev_scores, dev_pairs["label"].to_numpy())
     cal = calibration.to_dict()
     metadata: dict[str, Any] = {
         "format_version": 1,
@@ -227,6 +252,7 @@ def train_model(
         "embedding_dim": embedding_dim(model),
         "threshold": cal["threshold"],
         "calibration": cal,
+        "operating_points": points,
         "split_sizes": {"train": int(len(train_pairs)), "dev": int(len(dev_pairs))},
         "data_fingerprint": {
             "train": frame_fingerprint(train_pairs),
@@ -243,6 +269,9 @@ def train_model(
             "device": device,
         },
     }
+    metadata["forgetting"] = forgetting_check(
+        config.base_model, model, {"dev": dev_pairs, **(general_pairs or {})}, device=device
+    )
     if extra_metadata:
         metadata.update(extra_metadata)
     atomic_write_json(out_dir / METADATA_FILE, metadata)
@@ -267,6 +296,10 @@ def train(
     test: float = 0.1,
     max_train_pairs: int | None = None,
     resume_from_checkpoint: str | bool | None = None,
+    kind: str = "bi-encoder",
+    augment: str | None = None,
+    verifier_head: str = "auto",
+    general: Sequence[str | Path] = (),
     **config: Any,
 ) -> TrainResult:
     """The whole job behind ``dupq train``: read → validate → component split → fine-tune → calibrate.
@@ -274,7 +307,11 @@ def train(
     ``data`` is a pair file (any format :func:`dupq.data.load_pairs` reads), a ``PairData``, or ready
     ``Splits`` (e.g. a split directory loaded with ``Splits.load``). The splits are saved under
     ``out_dir/splits`` so that ``dupq evaluate`` scores exactly the held-out questions.
-    ``config`` holds :class:`TrainConfig` fields.
+    ``kind`` is ``bi-encoder`` (fine-tune the Siamese encoder) or ``verifier`` (fit the second-stage
+    verifier over ``base_model``'s token vectors, :mod:`dupq.verifier`). ``augment="near-miss"`` adds
+    generated hard negatives and noise positives to the train split only (:mod:`dupq.augment`).
+    ``general`` names labelled pair files from other domains to check for forgetting (see
+    :func:`train_model`). ``config`` holds :class:`TrainConfig` fields.
     """
     from dupq.data import load_pairs, split_pairs
     from dupq.datamodels import PairData, Splits
@@ -297,22 +334,115 @@ def train(
         splits = split_pairs(data.pairs, dev=dev, test=test, seed=cfg.seed)
     else:
         splits = data
-    splits.save(Path(out_dir) / "splits")
+    if kind not in ("bi-encoder", "verifier"):
+        raise InputError(f"unknown kind {kind!r}; choose bi-encoder or verifier", column="kind")
     train_pairs = splits.train
     if max_train_pairs is not None and len(train_pairs) > max_train_pairs:
         train_pairs = train_pairs.sample(n=max_train_pairs, random_state=cfg.seed)
+    extra: dict[str, Any] = {
+        "data": sources,
+        "split_summary": splits.summary(),
+        "split_sizes": {k: int(len(getattr(splits, k))) for k in ("train", "dev", "test")},
+    }
+    if augment is not None:
+        train_pairs, extra["augment"] = _augmented(train_pairs, augment, cfg.seed)
+    if kind == "verifier":
+        return _train_verifier(train_pairs, splits, out_dir, cfg, verifier_head, extra)
+    splits.save(Path(out_dir) / "splits")
     return train_model(
         train_pairs,
         splits.dev,
         out_dir,
         cfg,
         resume_from_checkpoint=resume_from_checkpoint,
-        extra_metadata={
-            "data": sources,
-            "split_summary": splits.summary(),
-            "split_sizes": {k: int(len(getattr(splits, k))) for k in ("train", "dev", "test")},
-        },
+        extra_metadata=extra,
     )
+
+
+def _augmented(train_pairs: pd.DataFrame, augment: str, seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The train split plus generated near-miss pairs, and what was added (by rule and label)."""
+    from dupq.augment import augment_pairs
+
+    if augment != "near-miss":
+        raise InputError(f"unknown augmentation {augment!r}; the one there is: near-miss", column="augment")
+    out = augment_pairs(train_pairs, seed=seed)
+    added = out[out["augment"] != ""]
+    summary = {
+        "kind": augment,
+        "pairs_added": int(len(added)),
+        "by_rule": {str(k): int(v) for k, v in added["augment"].value_counts().items()},
+        "positives_added": int(added["label"].sum()),
+    }
+    logger.info("near-miss augmentation added %d pairs: %s", len(added), summary["by_rule"])
+    return out.drop(columns=["augment"]), summary
+
+
+def _train_verifier(
+    train_pairs: pd.DataFrame,
+    splits: Splits,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    head: str,
+    extra: dict[str, Any],
+) -> TrainResult:
+    """``dupq train --kind verifier``: the verifier over ``cfg.base_model``, its splits saved beside it."""
+    from dupq.verifier import train_verifier
+
+    t0 = time.perf_counter()
+    verifier = train_verifier(
+        train_pairs,
+        splits.dev,
+        out_dir,
+        encoder=cfg.base_model,
+        head=head,
+        seed=cfg.seed,
+        device=cfg.device,
+        show_progress=cfg.show_progress,
+        extra_metadata=extra,
+    )
+    splits.save(Path(out_dir) / "splits")
+    meta = verifier.metadata
+    return TrainResult(
+        model_dir=Path(out_dir),
+        metadata=meta,
+        dev_loss_before=None,
+        dev_loss_after=None,
+        best_dev_ap=max(meta["verifier"]["dev_average_precision"].values()),
+        train_seconds=time.perf_counter() - t0,
+        steps=0,
+    )
+
+
+def forgetting_check(
+    base_model: str, model: Any, sets: dict[str, pd.DataFrame], *, device: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """AP of the base model and of the fine-tuned ``model`` on each labelled set; warns on a loss."""
+    from sklearn.metrics import average_precision_score
+
+    from dupq.embed import Embedder
+    from dupq.evaluate import pair_similarities
+
+    base = Embedder(load_encoder(base_model, device=device))
+    tuned = Embedder(model)
+    out: dict[str, dict[str, Any]] = {}
+    for name, pairs in sets.items():
+        if len(pairs) == 0 or pairs["label"].nunique() < 2:
+            continue
+        y = pairs["label"].to_numpy()
+        before = float(average_precision_score(y, pair_similarities(base, pairs)))
+        after = float(average_precision_score(y, pair_similarities(tuned, pairs)))
+        forgot = after < before - FORGETTING_TOLERANCE
+        out[name] = {"base_ap": before, "ap": after, "delta": after - before, "forgot": forgot}
+        if forgot:
+            logger.warning(
+                "fine-tuning lost %.3f AP on %s (%.4f -> %.4f, tolerance %.2f): the model got worse there",
+                before - after,
+                name,
+                before,
+                after,
+                FORGETTING_TOLERANCE,
+            )
+    return out
 
 
 def frame_fingerprint(pairs: pd.DataFrame) -> str:

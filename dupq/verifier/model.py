@@ -1,0 +1,187 @@
+"""The verifier: a second-stage duplicate decision over the bi-encoder's candidate pairs.
+
+The bi-encoder stays the retriever (one vector per question, FAISS search); the verifier decides.
+It is *late interaction* on the same Siamese encoder: each question is encoded once into token
+vectors, each candidate pair is summarised by alignment and lexical features
+(:mod:`dupq.verifier.features`), and a small head trained on labelled pairs
+(:mod:`dupq.verifier.head`) gives P(duplicate). It stays Siamese — no pair is ever fed through the
+transformer together — so the cost is one encoder pass per question, as for retrieval.
+
+A verifier directory holds ``dupq.json`` (``"kind": "verifier"``, feature names, the dev-calibrated
+threshold and operating points, provenance), ``head.npz`` and, unless it runs on the embedded
+default model, the encoder it was trained with under ``encoder/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dupq.encoder import DEFAULT_ALIASES, METADATA_FILE, load_encoder, model_source, read_metadata
+from dupq.errors import InputError, StoreError
+from dupq.verifier.features import FEATURE_NAMES, pair_features
+from dupq.verifier.head import HEAD_FILE, Head
+from dupq.verifier.tokens import TokenVectors, encode_tokens
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+VERIFIER_TYPE = "late-interaction"
+ENCODER_DIR = "encoder"
+
+
+@dataclass
+class VerifierScores:
+    """Per pair: the bi-encoder cosine, the verifier's P(duplicate) and its decision."""
+
+    similarity: np.ndarray
+    probability: np.ndarray
+    is_duplicate: np.ndarray
+
+
+class Verifier:
+    """Decides whether candidate pairs are duplicates, from the Siamese encoder's token vectors.
+
+    Load one with :meth:`Verifier.load` (a ``dupq train --kind verifier`` output); ``threshold`` is the
+    probability above which a pair is a duplicate (default: the one stored in ``dupq.json``).
+    """
+
+    def __init__(
+        self,
+        encoder: SentenceTransformer,
+        head: Head,
+        metadata: dict[str, Any],
+        *,
+        threshold: float | None = None,
+        source: str | None = None,
+    ) -> None:
+        names = metadata.get("features", list(FEATURE_NAMES))
+        if list(names) != list(FEATURE_NAMES):
+            raise StoreError(
+                f"verifier {source or ''} was trained on features {names}; this dupq computes "
+                f"{list(FEATURE_NAMES)} — retrain it with this version"
+            )
+        self.encoder = encoder
+        self.head = head
+        self.metadata = metadata
+        self.source = source
+        t = metadata.get("threshold", 0.5) if threshold is None else threshold
+        self.threshold = _check_probability(t)
+        cal = metadata.get("calibration") or {}
+        self._coef = float(cal.get("coef", 1.0))
+        self._intercept = float(cal.get("intercept", 0.0))
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, directory: str | Path, *, device: str | None = None, threshold: float | None = None
+    ) -> Verifier:
+        """Load a verifier directory; a missing file or a directory of another kind is a ``StoreError``."""
+        directory = Path(directory)
+        meta = read_metadata(directory)
+        if meta.get("kind") != "verifier":
+            raise StoreError(
+                f'{directory} is not a dupq verifier (its {METADATA_FILE} lacks "kind": "verifier"); '
+                "train one with `dupq train --kind verifier`"
+            )
+        head = Head.load(directory / HEAD_FILE)
+        enc = meta.get("encoder", "default")
+        enc_path = enc if enc in DEFAULT_ALIASES else directory / enc
+        return cls(
+            load_encoder(enc_path, device=device), head, meta, threshold=threshold, source=str(directory)
+        )
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def features(
+        self,
+        questions1: Sequence[str],
+        questions2: Sequence[str],
+        *,
+        tokens: TokenVectors | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """The ``(n_pairs, n_features)`` feature matrix (token vectors computed unless given)."""
+        return pair_feature_matrix(
+            self.encoder, questions1, questions2, tokens=tokens, show_progress=show_progress
+        )
+
+    def probability_from_features(self, x: np.ndarray) -> np.ndarray:
+        """Calibrated P(duplicate) from a feature matrix (head log-odds, then Platt scaling on dev)."""
+        from scipy.special import expit
+
+        return expit(self._coef * self.head.raw_score(x) + self._intercept)
+
+    def predict(
+        self, questions1: Sequence[str], questions2: Sequence[str], *, show_progress: bool = False
+    ) -> VerifierScores:
+        """Score pairs ``(questions1[i], questions2[i])``: cosine, P(duplicate), decision."""
+        if len(questions1) != len(questions2):
+            raise InputError(f"{len(questions1)} first questions but {len(questions2)} second questions")
+        x = self.features(questions1, questions2, show_progress=show_progress)
+        p = self.probability_from_features(x) if len(x) else np.zeros(0)
+        return VerifierScores(
+            similarity=x[:, 0] if len(x) else np.zeros(0), probability=p, is_duplicate=p >= self.threshold
+        )
+
+    def __repr__(self) -> str:
+        return f"Verifier({self.source or 'unsaved'}, head={self.head.kind}, threshold={self.threshold:.3f})"
+
+
+def pair_feature_matrix(
+    encoder: SentenceTransformer,
+    questions1: Sequence[str],
+    questions2: Sequence[str],
+    *,
+    tokens: TokenVectors | None = None,
+    batch_size: int = 64,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Features of every pair; each distinct question is encoded once (``tokens`` may be precomputed
+    for ``list(questions1) + list(questions2)``)."""
+    q1, q2 = list(questions1), list(questions2)
+    n = len(q1)
+    if n == 0:
+        return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+    tv = tokens or encode_tokens(encoder, q1 + q2, batch_size=batch_size, show_progress=show_progress)
+    rows = [
+        pair_features(
+            float(tv.sentence[i] @ tv.sentence[n + i]),
+            tv.tokens[i].astype(np.float32),
+            tv.tokens[n + i].astype(np.float32),
+            tv.content[i],
+            tv.content[n + i],
+            q1[i],
+            q2[i],
+        )
+        for i in range(n)
+    ]
+    return np.stack(rows)
+
+
+def encoder_reference(encoder: SentenceTransformer) -> str:
+    """How a verifier directory names its encoder: ``"default"`` for the embedded model, else a copy."""
+    from dupq.encoder import default_model_path
+
+    src = model_source(encoder)
+    if src and Path(src).resolve() == default_model_path().resolve():
+        return "default"
+    return ENCODER_DIR
+
+
+def _check_probability(t: Any) -> float:
+    try:
+        value = float(t)
+    except (TypeError, ValueError):
+        raise InputError(f"verifier threshold {t!r} is not a number", column="threshold") from None
+    if not 0.0 <= value <= 1.0:
+        raise InputError(
+            f"verifier threshold {value} is outside the probability range [0, 1]", column="threshold"
+        )
+    return value
