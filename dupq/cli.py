@@ -156,8 +156,22 @@ def train(
     device: str | None = typer.Option(None, help="cpu | cuda | cuda:N [default: cuda when present]."),
     resume: str | None = typer.Option(None, help="Resume from a checkpoint dir, or 'last'."),
     no_tensorboard: bool = typer.Option(False, "--no-tensorboard", help="Do not write TensorBoard logs."),
+    kind: str = typer.Option(
+        "bi-encoder", "--kind", help="bi-encoder (fine-tune the encoder) | verifier (second-stage scorer)."
+    ),
+    augment: str | None = typer.Option(
+        None, "--augment", help="near-miss: add generated hard negatives/noise positives to train."
+    ),
+    verifier_head: str = typer.Option("auto", "--verifier-head", help="Verifier head: auto | gbdt | mlp."),
+    general: list[str] = typer.Option(
+        [], "--general", help="Labelled pair file from another domain: warn if fine-tuning loses AP there."
+    ),
 ) -> None:
-    """Fine-tune the Siamese encoder on question pairs; writes a model dir with a calibrated dupq.json."""
+    """Fine-tune the Siamese encoder, or fit a verifier over it (--kind verifier), on question pairs.
+
+    Writes a model directory with a dupq.json calibrated on dev (best-F1 threshold, precision 0.90/0.95
+    thresholds, P(duplicate)).
+    """
     from dupq.errors import DupqError
     from dupq.training import train as run_training
 
@@ -170,6 +184,10 @@ def train(
             test=test,
             max_train_pairs=max_train_pairs,
             resume_from_checkpoint=True if resume == "last" else resume,
+            kind=kind,
+            augment=augment,
+            verifier_head=verifier_head,
+            general=general,
             base_model=model,
             loss=loss,
             margin=margin,
@@ -345,6 +363,7 @@ def match_cmd(
     k: int = typer.Option(5, "-k", help="Matches per question."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: store's]."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
+    verifier: str | None = typer.Option(None, "--verifier", help="Verifier dir: rescores the top-k."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Find the stored questions closest to each QUESTION."""
@@ -354,7 +373,7 @@ def match_cmd(
     from dupq.matcher import Matcher, format_matches
 
     try:
-        results = Matcher.load(store, model).match(questions, k=k, threshold=threshold)
+        results = Matcher.load(store, model, verifier=verifier).match(questions, k=k, threshold=threshold)
     except DupqError as exc:
         _fail(exc)
     if as_json:
@@ -389,6 +408,43 @@ def serve_cmd(
         )
     except (DupqError, ValueError) as exc:
         _fail(exc)
+
+
+# --- score -------------------------------------------------------------------------------------
+@app.command()
+def score(
+    pairs: str = typer.Argument(..., help="Pair file (CSV/TSV/Parquet/JSONL), labelled or not."),
+    out: str = typer.Option(..., "--out", "-o", help="Output file: every input row + score columns."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Bi-encoder dir [default: MiniLM-L6]."),
+    verifier: str | None = typer.Option(None, "--verifier", help="Verifier dir: it decides when given."),
+    question1: str | None = typer.Option(None, "--question1", help="First text column [default: detected]."),
+    question2: str | None = typer.Option(None, "--question2", help="Second text column [default: detected]."),
+    label: str | None = typer.Option(None, "--label", help="Label column [default: detected, if any]."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="Decision threshold [default: model's]."
+    ),
+) -> None:
+    """Score every pair of PAIRS; with labels, print AP / accuracy / F1.
+
+    Every input row is written with similarity, score, probability, is_duplicate and status.
+    """
+    from dupq.errors import DupqError
+    from dupq.score import score_pairs
+
+    try:
+        result = score_pairs(
+            pairs,
+            out,
+            model=model,
+            verifier=verifier,
+            question1=question1,
+            question2=question2,
+            label=label,
+            threshold=threshold,
+        )
+    except DupqError as exc:
+        _fail(exc)
+    typer.echo(result.format_summary())
 
 
 # --- dedupe ------------------------------------------------------------------------------------

@@ -193,3 +193,82 @@ def test_cli_train_reports_bad_input(tmp_path):
     res = CliRunner().invoke(app, ["train", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "bad.tsv" in res.output
+
+
+def test_metadata_keeps_precision_operating_points_and_a_forgetting_check(
+    tiny_model_dir, pair_splits, tmp_path
+):
+    """dupq.json: thresholds for precision 0.90/0.95 on dev (dedupe's default) and AP vs the base model."""
+    from dupq.embed import Embedder
+    from dupq.evaluate import pair_similarities
+
+    train_pairs, dev_pairs = pair_splits
+    general = _pairs(12, seed=7)
+    out = tmp_path / "op"
+    result = train_model(
+        train_pairs,
+        dev_pairs,
+        out,
+        _config(tiny_model_dir, "online-contrastive"),
+        general_pairs={"other": general},
+    )
+    points = result.metadata["operating_points"]
+    scores = pair_similarities(Embedder(out, device="cpu"), dev_pairs)
+    labels = dev_pairs["label"].to_numpy()
+    for target in (0.90, 0.95):
+        p = points[f"precision_{target:.2f}"]
+        pred = scores >= p["threshold"]
+        precision = (labels[pred] == 1).mean() if pred.any() else 0.0
+        if p["reached"]:
+            assert precision >= target
+            # the lowest such threshold: one step lower (the next score down) falls below the target
+            below = scores[scores < p["threshold"]]
+            if len(below):
+                lower = scores >= below.max()
+                assert (labels[lower] == 1).mean() < target or lower.sum() == pred.sum()
+    assert points["best_f1"]["threshold"] == pytest.approx(result.metadata["threshold"])
+    forgetting = result.metadata["forgetting"]
+    assert set(forgetting) == {"dev", "other"}
+    for f in forgetting.values():
+        assert f["delta"] == pytest.approx(f["ap"] - f["base_ap"])
+        assert f["forgot"] == (f["delta"] < -0.01)
+    assert "AP on other" in result.format_summary()
+
+
+def test_cli_train_verifier_with_near_miss_augmentation(tiny_model_dir, tmp_path):
+    """`dupq train --kind verifier --augment near-miss`: a verifier dir, splits, and what was added."""
+    from dupq.verifier import Verifier
+
+    out = tmp_path / "verifier"
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(REPO / "data" / "sample_pairs.tsv"),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--kind",
+            "verifier",
+            "--augment",
+            "near-miss",
+            "--verifier-head",
+            "gbdt",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "verifier head" in res.output
+    meta = json.loads((out / "dupq.json").read_text())
+    assert meta["kind"] == "verifier" and meta["verifier"]["head"] == "gbdt"
+    assert meta["augment"]["pairs_added"] == sum(meta["augment"]["by_rule"].values()) > 0
+    assert (out / "splits" / "test.tsv").exists()
+    v = Verifier.load(out, device="cpu")
+    assert v.predict(
+        ["How do I sort a list in Python?"], ["How do I sort a list in Java?"]
+    ).probability.shape == (1,)
+    bad = CliRunner().invoke(
+        app,
+        ["train", str(REPO / "data" / "sample_pairs.tsv"), "-o", str(tmp_path / "x"), "--augment", "shuffle"],
+    )
+    assert bad.exit_code == 2 and "near-miss" in bad.output

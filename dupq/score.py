@@ -1,0 +1,172 @@
+"""Scoring a pair file (``dupq score``): how a user checks a model on their own pairs.
+
+Every input row comes back, all its columns kept, plus ``similarity`` (bi-encoder cosine), ``score``
+and ``probability`` (the verifier's P(duplicate) when one is given, else the cosine and its
+calibrated probability), ``is_duplicate`` and ``status`` — all prefixed ``dupq_`` when one of these
+names is already an input column (Quora's label column is ``is_duplicate``). A row that cannot be
+scored (a blank question) keeps its place with ``status = missing_text:<column>`` and empty scores;
+a self-pair (same text after normalisation) is an exact duplicate, as everywhere in dupq. With a
+label column, pair classification metrics over the scored rows are printed too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dupq.data import LABEL_COLUMNS, TEXT_COLUMN_PAIRS
+from dupq.errors import InputError
+from dupq.io import read_table
+from dupq.text import is_blank, normalize
+
+RESULT_COLUMNS = ("similarity", "score", "probability", "is_duplicate", "status")
+
+
+@dataclass
+class ScoreResult:
+    """The scored table, where it was written, and metrics when the file had labels."""
+
+    table: pd.DataFrame
+    out: Path | None
+    status_column: str = "status"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    decided_by: str = "bi-encoder"
+
+    def format_summary(self) -> str:
+        status = self.table[self.status_column].value_counts().to_dict()
+        lines = [
+            f"rows scored   {status.get('ok', 0) + status.get('exact', 0)} of {len(self.table)} "
+            f"(decided by the {self.decided_by})",
+            "statuses      " + ", ".join(f"{k}: {v}" for k, v in sorted(status.items())),
+        ]
+        if self.metrics:
+            m = self.metrics
+            lines.append(
+                f"labelled      {m['pairs']} pairs: AP {m['average_precision']:.4f}, accuracy "
+                f"{m['accuracy']:.4f}, F1 {m['f1']:.4f} (precision {m['precision']:.4f}, "
+                f"recall {m['recall']:.4f}) at threshold {m['threshold']:.4f}"
+            )
+        if self.out is not None:
+            lines.append(f"written to    {self.out}")
+        return "\n".join(lines)
+
+
+def find_columns(
+    df: pd.DataFrame, question1: str | None, question2: str | None, label: str | None, *, file: Path
+) -> tuple[str, str, str | None]:
+    """The two text columns and the label column (``None`` when unlabelled), by name or detected."""
+    lower = {str(c).lower(): c for c in df.columns}
+    if question1 is None or question2 is None:
+        pair = next(((lower[a], lower[b]) for a, b in TEXT_COLUMN_PAIRS if a in lower and b in lower), None)
+        if pair is None:
+            raise InputError(
+                f"no question columns found (tried {', '.join('/'.join(p) for p in TEXT_COLUMN_PAIRS)}); "
+                f"name them with --question1/--question2. Columns: {list(df.columns)}",
+                file=file,
+            )
+        question1, question2 = question1 or pair[0], question2 or pair[1]
+    for col in (question1, question2, label):
+        if col is not None and col not in df.columns:
+            raise InputError(f"no column {col!r}; columns: {list(df.columns)}", file=file, column=col)
+    if label is None:
+        label = next((lower[c] for c in LABEL_COLUMNS if c in lower), None)
+    return question1, question2, label
+
+
+def score_pairs(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    model: Any = None,
+    verifier: Any = None,
+    question1: str | None = None,
+    question2: str | None = None,
+    label: str | None = None,
+    threshold: float | None = None,
+    batch_size: int = 64,
+) -> ScoreResult:
+    """Score every row of a pair file; write it (all columns + results) to ``out`` when given.
+
+    ``model`` is a bi-encoder (directory, loaded model or ``None`` for the default); ``verifier`` an
+    optional :class:`dupq.verifier.Verifier` or its directory, which then decides. ``threshold``
+    overrides the deciding stage's threshold (a cosine, or the verifier's probability).
+    """
+    from dupq.matcher import Matcher
+
+    path = Path(path)
+    df = read_table(path)
+    q1, q2, label_col = find_columns(df, question1, question2, label, file=path)
+    matcher = Matcher(model, batch_size=batch_size, verifier=verifier)
+    thr = matcher.threshold if threshold is None else float(threshold)
+    status = np.full(len(df), "ok", dtype=object)
+    for col in (q2, q1):  # the first column named wins when both are blank
+        blank = df[col].map(is_blank).to_numpy()
+        status[blank] = f"missing_text:{col}"
+    ok = np.flatnonzero(status == "ok")
+    a = df[q1].iloc[ok].astype(str).tolist()
+    b = df[q2].iloc[ok].astype(str).tolist()
+    exact = np.array([normalize(x) == normalize(y) for x, y in zip(a, b, strict=True)], dtype=bool)
+    status[ok[exact]] = "exact"
+    sim = np.full(len(df), np.nan)
+    prob = np.full(len(df), np.nan)
+    score = np.full(len(df), np.nan)
+    if len(ok):
+        va = matcher.embedder.encode(a, batch_size=batch_size)
+        vb = matcher.embedder.encode(b, batch_size=batch_size)
+        sim[ok] = np.clip((va * vb).sum(axis=1), -1.0, 1.0)
+        if matcher.verifier is not None:
+            v = matcher.verifier
+            p = v.predict(a, b).probability
+            prob[ok], score[ok] = p, p
+            thr = v.threshold if threshold is None else float(threshold)
+        else:
+            score[ok] = sim[ok]
+            if matcher.calibration is not None:
+                prob[ok] = [matcher.probability(s) for s in sim[ok]]
+        score[ok[exact]], prob[ok[exact]], sim[ok[exact]] = 1.0, 1.0, 1.0
+    decided = np.where(np.isnan(score), None, score >= thr)
+    metrics = _metrics(score, df[label_col], thr) if label_col else {}
+    names = result_names(df.columns)
+    table = df.copy()
+    for name, values in zip(
+        RESULT_COLUMNS, (sim, score, prob, pd.array(decided, dtype="boolean"), status), strict=True
+    ):
+        table[names[name]] = values
+    if out is not None:
+        from dupq.dedupe import _write_frame  # the one CSV/TSV/Parquet/JSONL writer, atomic
+
+        _write_frame(table, Path(out))
+    return ScoreResult(
+        table=table,
+        out=Path(out) if out is not None else None,
+        status_column=names["status"],
+        metrics=metrics,
+        decided_by="verifier" if matcher.verifier is not None else "bi-encoder",
+    )
+
+
+def result_names(columns: Any) -> dict[str, str]:
+    """Output column names: plain, or all prefixed ``dupq_`` when one would overwrite an input column
+    (Quora's own label column is called ``is_duplicate``)."""
+    clash = set(RESULT_COLUMNS) & {str(c) for c in columns}
+    return {c: f"dupq_{c}" if clash else c for c in RESULT_COLUMNS}
+
+
+def _metrics(score: np.ndarray, label: pd.Series, threshold: float) -> dict[str, Any]:
+    """Classification metrics over scored rows whose label is 0 or 1 (other labels are not counted)."""
+    from dupq.evaluate import classification_metrics
+
+    labels = pd.to_numeric(label, errors="coerce").to_numpy()
+    scored = ~np.isnan(score)
+    use = scored & np.isin(labels, [0, 1])
+    if not use.any():
+        return {}
+    m = classification_metrics(score[use], labels[use].astype(int), threshold)
+    m["pairs"] = int(use.sum())
+    m["unlabelled_or_bad_label"] = int((scored & ~use).sum())
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
