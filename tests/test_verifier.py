@@ -242,3 +242,28 @@ def test_matcher_with_a_verifier_rescores_and_keeps_the_cosine(trained, tiny_mod
     assert verified.stats()["verifier"] == str(out)
     dups = verified.match(queries, k=3, only_duplicates=True)
     assert all(m.is_duplicate for r in dups for m in r)
+
+
+def test_mine_candidates_finds_each_rows_nearest_others():
+    from dupq.distill import mine_candidates
+
+    v = _unit(np.array([[1, 0, 0], [0.99, 0.1, 0], [0, 1, 0], [0, 0.98, 0.2], [0, 0, 1]], dtype=np.float32))
+    i, j = mine_candidates(v, 1, block=2)
+    got = set(zip(i.tolist(), j.tolist(), strict=True))
+    assert {(0, 1), (2, 3)} <= got
+    assert all(a < b for a, b in got)  # unique, never a row with itself
+    assert mine_candidates(v[:1], 3)[0].size == 0
+
+
+def test_distillation_pairs_are_confident_verifier_labels(trained):
+    from dupq.distill import distillation_pairs
+
+    _, v = trained
+    qs = _pairs(30, 5)
+    questions = qs.question1.tolist() + qs.question2.tolist()
+    out = distillation_pairs(v, questions, k=3, positive=0.7, negative=0.3)
+    assert len(out) > 0 and (out["augment"] == "distill").all()
+    p = v.predict(out.question1.tolist(), out.question2.tolist()).probability
+    assert np.array_equal(out["label"].to_numpy(), (p >= 0.7).astype(int))
+    assert ((p >= 0.7) | (p <= 0.3)).all()  # unsure pairs are left out
+    assert (out.question1 != out.question2).all()
