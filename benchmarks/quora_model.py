@@ -130,8 +130,14 @@ def train_biencoder(args: argparse.Namespace, splits: dict) -> dict:
         save_total_limit=1,
     )
     t0 = time.perf_counter()
+    general = {f"{n}-dev": splits[n].dev for n in args.general}
     result = train_model(
-        train, dev, args.model_dir, cfg, extra_metadata={"recipe": vars(args) | {"train_sets": names}}
+        train,
+        dev,
+        args.model_dir,
+        cfg,
+        extra_metadata={"recipe": vars(args) | {"train_sets": names}},
+        general_pairs=general,
     )
     return {"train_pairs": len(train), "seconds": round(time.perf_counter() - t0, 1), "steps": result.steps}
 
@@ -254,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loss", default="online-contrastive")
     ap.add_argument("--mix", nargs="*", default=["mqp"], help="general sets mixed into bi-encoder training")
     ap.add_argument("--dev-mix", nargs="*", default=["mqp", "semeval"], help="sets mixed into the dev split")
+    ap.add_argument(
+        "--general",
+        nargs="*",
+        default=["mqp", "semeval", "paws-wiki"],
+        help="dev splits checked for forgetting",
+    )
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-5)
