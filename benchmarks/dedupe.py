@@ -228,7 +228,7 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     if args.worker == "dupq-mining":  # dupq's search + grouping stage alone, on the same vectors
-        from dupq.dedupe import _index_kind, group_pairs, similar_pairs
+        from dupq.dedupe import group_pairs, index_kind, similar_pairs
 
         t0 = time.perf_counter()
         a, b, _ = similar_pairs(emb, args.threshold, ef_search=args.ef_search)
@@ -237,7 +237,7 @@ def worker(args: argparse.Namespace) -> dict:
         sizes = np.bincount(rep, minlength=len(emb))
         out = {
             "mining_s": mining,
-            "index": _index_kind(len(emb), "auto"),
+            "index": index_kind(len(emb), "auto"),
             "ef_search": args.ef_search,
             "pairs_above": len(a),
             "duplicate_groups": int((sizes >= 2).sum()),
