@@ -5,7 +5,7 @@ recall@k / MRR@10 / nDCG@10. On a QQP-sized test split (~50k questions) that is 
 similarities, so how it is done decides whether evaluation fits in memory. Measured side by side in
 one run, each method in a fresh process (peak RSS growth = ``ru_maxrss`` after minus before):
 
-* ``dupq``: :func:`dupq.evaluate._retrieval_from_vectors` — blocked numpy inner products (a 64 MiB
+* ``dupq``: :func:`dupq.evaluation.retrieval_from_vectors` — blocked numpy inner products (a 64 MiB
   score block at a time) + ``argpartition`` top-10;
 * ``faiss-flat``: what a user would pick instead — ``faiss.IndexFlatIP`` search for the top-11
   neighbours of every question, then the same metric code;
@@ -106,13 +106,13 @@ def run_method(method: str, n: int, queue: mp.Queue) -> None:
     import psutil
     import torch  # noqa: F401
 
-    from dupq.evaluate import _retrieval_from_vectors
+    from dupq.evaluation import retrieval_from_vectors
 
     vectors, cluster = make_split(n)
     before = psutil.Process().memory_info().rss // 1024  # KiB, like ru_maxrss on Linux
     t0 = time.perf_counter()
     if method == "dupq":
-        m = _retrieval_from_vectors(vectors, cluster)
+        m = retrieval_from_vectors(vectors, cluster)
     elif method == "faiss-flat":
         index = faiss.IndexFlatIP(DIM)
         index.add(vectors)

@@ -240,8 +240,8 @@ def evaluate(
     from pathlib import Path
 
     from dupq.errors import DupqError
-    from dupq.evaluate import evaluate as run_evaluation
-    from dupq.evaluate import load_eval_data
+    from dupq.evaluation import evaluate as run_evaluation
+    from dupq.evaluation import load_eval_data
 
     try:
         pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)

@@ -41,7 +41,7 @@ def run_demo(
     """Run data → train → evaluate → dedupe → match on the bundled samples; return the artefact paths."""
     from dupq.data import load_pairs, split_pairs
     from dupq.dedupe import deduplicate
-    from dupq.evaluate import evaluate
+    from dupq.evaluation import evaluate
     from dupq.matcher import Matcher
     from dupq.training import TrainConfig, train_model
 

@@ -59,7 +59,7 @@ import pandas as pd
 from dupq.datamodels import Match, QueryMatches
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, read_metadata
-from dupq.errors import DupqError, InputError, StoreError
+from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file
 from dupq.text import normalize, text_key
@@ -87,18 +87,6 @@ _SLOW_SAVE_ENV = "DUPQ_SLOW_SAVE"
 
 class TruncationWarning(UserWarning):
     """Some texts were longer than the model's ``max_seq_length``; only their beginning was encoded."""
-
-
-class UnknownIdError(DupqError, LookupError):
-    """``remove`` was given ids that are not stored (``.ids`` lists them); nothing was removed."""
-
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
-        shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
-        super().__init__(f"{len(ids)} unknown id(s): {shown}")
-
-    def __str__(self) -> str:  # LookupError would repr() the message
-        return self.args[0]
 
 
 class _RWLock:
@@ -202,8 +190,10 @@ class Matcher:
         """Calibrated P(duplicate) for a cosine score, or ``None`` without a calibration."""
         if self.calibration is None:
             return None
-        z = self.calibration["coef"] * float(score) + self.calibration["intercept"]
-        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        from dupq.evaluation.calibration import Calibration
+
+        cal = Calibration(threshold=self.threshold, f1=math.nan, **self.calibration)
+        return float(cal.probability(float(score)))
 
     # -- writes -------------------------------------------------------------------------------------
     def add(
@@ -233,7 +223,7 @@ class Matcher:
             else:
                 present = [i for i in ids if i in self._rows]
                 if present:
-                    raise InputError(
+                    raise ConflictError(
                         f"{len(present)} id(s) already stored, e.g. {present[:5]} "
                         "(remove them first to replace)",
                         row=ids.index(present[0]) + 1,

@@ -159,7 +159,7 @@ def result_names(columns: Any) -> dict[str, str]:
 
 def _metrics(score: np.ndarray, label: pd.Series, threshold: float) -> dict[str, Any]:
     """Classification metrics over scored rows whose label is 0 or 1 (other labels are not counted)."""
-    from dupq.evaluate import classification_metrics
+    from dupq.evaluation import classification_metrics
 
     labels = pd.to_numeric(label, errors="coerce").to_numpy()
     scored = ~np.isnan(score)

@@ -35,8 +35,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from dupq.errors import DupqError, InputError
-from dupq.matcher import Matcher, UnknownIdError
+from dupq.errors import ConflictError, DupqError, InputError, UnknownIdError
+from dupq.matcher import Matcher
 
 logger = logging.getLogger(__name__)
 
@@ -217,9 +217,9 @@ def create_app(
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        status = 409 if isinstance(exc, ConflictError) else 422
         return JSONResponse(
-            _err("invalid_input", exc.reason, row=exc.row, column=exc.column),
-            status_code=409 if "already stored" in exc.reason else 422,
+            _err("invalid_input", exc.reason, row=exc.row, column=exc.column), status_code=status
         )
 
     @app.exception_handler(UnknownIdError)

@@ -237,7 +237,8 @@ def train_model(
 
     # The operating point: threshold and P(duplicate) calibrated on dev, with the *best* model.
     from dupq.embed import Embedder
-    from dupq.evaluate import calibrate, operating_points, pair_similarities
+    from dupq.evaluation.calibration import calibrate, operating_points
+    from dupq.evaluation.scorers import pair_similarities
 
     dev_scores = pair_similarities(Embedder(model), dev_pairs)
     calibration = calibrate(dev_scores, dev_pairs["label"].to_numpy())
@@ -420,7 +421,7 @@ def forgetting_check(
     from sklearn.metrics import average_precision_score
 
     from dupq.embed import Embedder
-    from dupq.evaluate import pair_similarities
+    from dupq.evaluation import pair_similarities
 
     base = Embedder(load_encoder(base_model, device=device))
     tuned = Embedder(model)

@@ -10,7 +10,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from dupq.errors import StoreError
-from dupq.evaluate import operating_points
+from dupq.evaluation import operating_points
 from dupq.verifier import Verifier, train_verifier
 from dupq.verifier.features import FEATURE_NAMES, alignment_features, lexical_features
 from dupq.verifier.head import Head, _export_mlp, _export_trees, fit_head
