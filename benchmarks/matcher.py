@@ -188,7 +188,7 @@ def measure(index: VectorIndex, qvecs: np.ndarray, truth: np.ndarray, k: int, n_
 
 def encode_latencies(embedder: Embedder, queries: list[str], n: int) -> list[float]:
     """One question at a time, the way Matcher.match encodes it (1 torch thread for small batches)."""
-    from dupq.matcher import torch_threads
+    from dupq.runtime import torch_threads
 
     lat = []
     with torch_threads(1):

@@ -8,6 +8,7 @@ pipeline: :mod:`dupq.data` → :mod:`dupq.encoder` / :mod:`dupq.embed` (:mod:`du
 
 from __future__ import annotations
 
+from dupq._version import __version__
 from dupq.data import load_pairs, split_pairs
 from dupq.datamodels import (
     DedupeResult,
@@ -24,8 +25,6 @@ from dupq.errors import ConflictError, DupqError, EncoderLoadError, InputError, 
 from dupq.evaluation import evaluate
 from dupq.matcher import Matcher
 from dupq.training import TrainResult, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConflictError",

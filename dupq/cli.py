@@ -37,7 +37,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 @app.command()
 def version() -> None:
     """Print the dupq version."""
-    from dupq import __version__
+    from dupq._version import __version__
 
     typer.echo(__version__)
 
@@ -533,37 +533,6 @@ def dedupe(
 # --- encoding backends -------------------------------------------------------------------------
 
 
-@app.command("bench-encode")
-def bench_encode(
-    n: int | None = typer.Option(None, "--n", help="Timed questions (default: all ~5,200 real questions)."),
-    backends: str | None = typer.Option(
-        None, "--backends", help="Comma list of plain,torch,onnx,onnx-int8,torch-cuda (default: all)."
-    ),
-    batch_size: int = typer.Option(64, "--batch-size", help="dupq batch size (plain uses its default 32)."),
-    repeats: int = typer.Option(1, "--repeats", help="Interleaved runs per backend; the best is reported."),
-    model: str | None = typer.Option(None, "--model", help="Model dir (default: embedded all-MiniLM-L6-v2)."),
-    data: str | None = typer.Option(None, "--data", help="Folder holding medical-question-pairs/."),
-    out: str = typer.Option("benchmarks/results/encode.json", "--out", help="Where to write the JSON."),
-) -> None:
-    """Questions/s of each backend vs plain SentenceTransformer.encode, cosine to fp32, MQP AP, GFLOP/s."""
-    from dupq.bench_encode import format_table, run_encode_benchmark
-    from dupq.errors import DupqError
-
-    try:
-        result = run_encode_benchmark(
-            n=n,
-            backends=backends.split(",") if backends else None,
-            batch_size=batch_size,
-            repeats=repeats,
-            model=model,
-            data_dir=data,
-            out=out,
-        )
-    except DupqError as exc:
-        _fail(exc)
-    typer.echo(format_table(result))
-
-
 @app.command("export-onnx")
 def export_onnx_cmd(
     model: str | None = typer.Argument(None, help="Model dir (default: embedded all-MiniLM-L6-v2)."),
@@ -573,7 +542,7 @@ def export_onnx_cmd(
     """Export, verify and cache MODEL for an onnx backend ahead of time (e.g. in a Docker build)."""
     import json
 
-    from dupq.backends import export_onnx
+    from dupq.backends.onnx import export_onnx
     from dupq.encoder import load_encoder
     from dupq.errors import DupqError
 

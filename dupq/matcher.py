@@ -62,6 +62,7 @@ from dupq.encoder import DEFAULT_THRESHOLD, read_metadata
 from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file
+from dupq.runtime import torch_threads
 from dupq.text import normalize, text_key
 
 if TYPE_CHECKING:
@@ -588,30 +589,6 @@ class Matcher:
             f"Matcher(n={len(self)}, index={self.index.kind}, threshold={self.threshold}, "
             f"model={self.embedder.source})"
         )
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily run torch on ``n`` intra-op threads (``None``: leave it alone).
-
-    torch's setting is process-wide; the Matcher changes it only inside its encode lock and restores
-    it, so other Matcher calls never see it — but other torch work in the same process, at that same
-    moment, would (pass ``query_threads=None`` to opt out).
-    """
-    if not n:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    if before == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # -- CLI-facing helpers (one library call per command) ----------------------------------------------

@@ -35,6 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from dupq._version import __version__
 from dupq.errors import ConflictError, DupqError, InputError, UnknownIdError
 from dupq.matcher import Matcher
 
@@ -210,7 +211,7 @@ def create_app(
     app = FastAPI(
         title="dupq",
         summary="Has this question been asked before? Semantic duplicate matching over a FAISS index.",
-        version=__import__("dupq").__version__,
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.matcher = matcher

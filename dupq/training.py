@@ -508,6 +508,6 @@ def _env(key: str, value: str):
 
 
 def _version() -> str:
-    from dupq import __version__
+    from dupq._version import __version__
 
     return __version__

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from dupq.datamodels import DedupeResult, DedupeSummary
-from dupq.dedupe import search
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, DedupeConfig
 from dupq.dedupe.group import Groups, group
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
+from dupq.dedupe.search import index_kind, match_against, similar_pairs
 from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
 from dupq.dedupe.write import OutputColumns, output_format, pairs_frame, write_frame, write_table
 from dupq.encoder import DEFAULT_THRESHOLD
@@ -143,7 +143,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     store = enc.stores[0]
     match = None
     if base is not None:
-        match = search.match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
+        match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
     timer.stage("against")
     pairs, n_live = _similar_pairs(store, match, enc.threshold, cfg)
     timer.stage("search")
@@ -152,7 +152,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     columns = OutputColumns(new, groups, store.truncated)
     table, pairs_arg = _write(source, new, base, columns, groups, pairs, cfg)
     timer.stage("write")
-    index = search.index_kind(n_live, cfg.index)
+    index = index_kind(n_live, cfg.index)
     summary = _summary(new, base, columns, groups, pairs, enc, cfg, index, workdir, timer)
     if cfg.summary_out is not None:
         atomic_write_json(cfg.summary_out, summary.to_dict())
@@ -215,7 +215,7 @@ def _similar_pairs(
     n = len(store.vectors)
     live = np.arange(n) if match is None else np.flatnonzero(match[0] < 0)
     live_vectors = store.vectors if len(live) == n else Subset(store.vectors, live)
-    la, lb, ls = search.similar_pairs(
+    la, lb, ls = similar_pairs(
         live_vectors,
         threshold,
         k=cfg.k,

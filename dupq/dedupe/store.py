@@ -224,10 +224,10 @@ def encode(store: EmbeddingStore, texts: list[str], embedder: Embedder, cfg: Ded
     if not pending:
         return 0
     if cfg.engine == "ray":
-        from dupq.dedupe import ray
+        from dupq.dedupe.ray import encode_store
 
         store.write_text_shards(texts, chunk)
-        return ray.encode_store(
+        return encode_store(
             store,
             model=embedder,
             backend=cfg.backend,
