@@ -30,7 +30,8 @@ import pandas as pd
 
 from dupq.datamodels import PAIR_COLUMNS, PairData, RowIssue, Splits, empty_pairs
 from dupq.errors import DupqError, InputError
-from dupq.io import read_table, sha256_file
+from dupq.io import sha256_file
+from dupq.tables import bom_encoding, decode_error, read_table
 from dupq.text import is_blank, normalize, normalized_key, text_key
 
 log = logging.getLogger(__name__)
@@ -218,17 +219,11 @@ def _decode(path: Path, encoding: str | None) -> str:
     """The whole file as text; a decoding failure names the line, because a silent latin-1 fallback
     would turn every accented question into mojibake that no model can match."""
     data = _read_bytes(path)
-    enc = encoding or "utf-8-sig"
+    enc = encoding or bom_encoding(data[:4]) or "utf-8-sig"
     try:
         return data.decode(enc)
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        bad = data[exc.start : exc.start + 4]
-        raise InputError(
-            f"not valid {encoding or 'UTF-8'} text at line {line} (byte offset {exc.start}: {bad!r}); "
-            "re-save the file as UTF-8 or pass its encoding (encoding='latin-1', CLI --encoding)",
-            file=path,
-        ) from exc
+        raise decode_error(path, data, exc, encoding) from exc
     except LookupError as exc:
         raise InputError(f"unknown encoding {encoding!r}", file=path) from exc
 

@@ -667,7 +667,7 @@ class DedupeResult:
             return self.table
         if self.out is None:
             raise ValueError("this result has neither a table nor an output file")
-        from dupq.io import read_table
+        from dupq.tables import read_table
 
         return read_table(self.out)
 

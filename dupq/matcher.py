@@ -61,8 +61,9 @@ from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, read_metadata
 from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
-from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file
+from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file
 from dupq.runtime import torch_threads
+from dupq.tables import read_table
 from dupq.text import normalize, text_key
 
 if TYPE_CHECKING:
@@ -267,7 +268,7 @@ class Matcher:
         show_progress: bool = True,
         **read_kwargs: Any,
     ) -> list[int]:
-        """Add every row of a CSV/TSV/Parquet/JSONL file (read by :func:`dupq.io.read_table`).
+        """Add every row of a CSV/TSV/Parquet/JSONL file (read by :func:`dupq.tables.read_table`).
 
         Errors name the file, the 1-based data row and the column. Every row is stored or the whole
         file is rejected: a blank text, a non-integer or repeated id is an ``InputError``.

@@ -7,9 +7,7 @@ duplicates with score 1.0 and cost no model call: only the first text of each ke
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import logging
 import unicodedata
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from dupq.errors import InputError
-from dupq.io import detect_format
+from dupq.tables import TableFile, check_columns
 from dupq.text import is_blank, normalize, text_key
 
 logger = logging.getLogger(__name__)
@@ -39,7 +37,8 @@ _CONTROL_OK = {"\t", "\n", "\r"}
 
 
 class Source:
-    """A table read chunk by chunk, twice (scan, then write), from a file or a DataFrame."""
+    """A table read chunk by chunk, twice (scan, then write), from a file (:class:`~dupq.tables.TableFile`)
+    or a DataFrame."""
 
     def __init__(
         self,
@@ -56,24 +55,16 @@ class Source:
         self.text_column = text_column
         self.chunk_rows = max(1, int(chunk_rows))
         self.frame: pd.DataFrame | None = None
+        self.file: TableFile | None = None
         self.path: Path | None = None
-        self.json_columns: list[str] | None = None
         if isinstance(data, pd.DataFrame):
             self.frame = data
             self.fmt = "dataframe"
-            columns = [str(c) for c in data.columns]
+            columns = check_columns(list(data.columns), None)
         else:
-            self.path = Path(data)
-            if not self.path.exists():
-                raise InputError("no such file", file=self.path)
-            if self.path.is_dir():
-                raise InputError("is a directory, not a table", file=self.path)
-            self.fmt = detect_format(self.path)
-            self.sep, self.encoding = sep, encoding
-            if self.fmt in ("csv", "tsv"):
-                self.encoding = encoding or _detect_encoding(self.path)
-                self.sep = sep or ("\t" if self.fmt == "tsv" else _detect_delimiter(self.path, self.encoding))
-            columns = self._peek_columns()
+            self.file = TableFile(data, sep=sep, encoding=encoding, chunk_rows=self.chunk_rows)
+            self.path, self.fmt = self.file.path, self.file.fmt
+            columns = self.file.columns
         self.columns = columns
         if text_column not in columns:
             raise InputError(
@@ -88,191 +79,14 @@ class Source:
         self.id_column = id_column
         self.name = str(self.path) if self.path is not None else "<DataFrame>"
 
-    def _peek_columns(self) -> list[str]:
-        assert self.path is not None
-        if self.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                return [str(c) for c in pq.ParquetFile(self.path).schema_arrow.names]
-            except Exception as exc:  # pyarrow raises ArrowInvalid, OSError …
-                raise InputError(f"cannot read as Parquet: {exc}", file=self.path) from exc
-        if self.fmt == "jsonl":
-            cols: dict[str, None] = {}
-            for _, chunk in self._jsonl_chunks():
-                cols.update(dict.fromkeys(str(c) for c in chunk.columns))
-            self.json_columns = list(cols)
-            return self.json_columns
-        for _, chunk in self._csv_chunks(nrows=1):
-            return [str(c) for c in chunk.columns]
-        return []
-
     def chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(first row position, chunk)`` over the whole table, in order."""
-        if self.frame is not None:
-            for start in range(0, len(self.frame), self.chunk_rows):
-                yield start, self.frame.iloc[start : start + self.chunk_rows]
+        if self.file is not None:
+            yield from self.file.chunks()
             return
-        if self.fmt == "parquet":
-            yield from self._parquet_chunks()
-        elif self.fmt == "jsonl":
-            yield from self._jsonl_chunks()
-        else:
-            yield from self._csv_chunks()
-
-    def _csv_chunks(self, nrows: int | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
-        kwargs: dict[str, Any] = {
-            "sep": self.sep,
-            "dtype": str,
-            "keep_default_na": False,
-            "encoding": self.encoding,
-            "chunksize": self.chunk_rows if nrows is None else None,
-            "nrows": nrows,
-        }
-        if self.sep == "\t":
-            kwargs["quoting"] = csv.QUOTE_NONE  # the Quora/GLUE convention (see dupq.io.read_table)
-        start = 0
-        try:
-            if nrows is not None:
-                yield 0, pd.read_csv(self.path, **kwargs)
-                return
-            with pd.read_csv(self.path, **kwargs) as reader:
-                for chunk in reader:
-                    yield start, chunk
-                    start += len(chunk)
-        except pd.errors.EmptyDataError as exc:
-            raise InputError("the file is empty (no header row)", file=self.path) from exc
-        except pd.errors.ParserError as exc:
-            raise InputError(_parser_message(exc, self.sep), file=self.path, row=_parser_row(exc)) from exc
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"cannot decode as {self.encoding}: {exc}; pass --encoding", file=self.path, row=start + 1
-            ) from exc
-
-    def _parquet_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
-        import pyarrow.parquet as pq
-
-        start = 0
-        try:
-            pf = pq.ParquetFile(self.path)
-            for batch in pf.iter_batches(batch_size=self.chunk_rows):
-                chunk = batch.to_pandas()
-                chunk.index = pd.RangeIndex(start, start + len(chunk))
-                yield start, chunk
-                start += len(chunk)
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(f"cannot read as Parquet: {exc}", file=self.path, row=start + 1) from exc
-
-    def _jsonl_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
-        records: list[dict] = []
-        start = 0
-        row = 0
-        with open(self.path, encoding="utf-8-sig", errors="strict") as fh:
-            lineno = 0
-            while True:
-                try:
-                    line = fh.readline()
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"not UTF-8 text: {exc}", file=self.path, row=row + 1) from exc
-                if not line:
-                    break
-                lineno += 1
-                if not line.strip():
-                    continue  # a blank line is not a record
-                row += 1
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    hint = (
-                        " (dupq reads JSON Lines: one object per line, not a JSON array)"
-                        if lineno == 1
-                        else ""
-                    )
-                    raise InputError(
-                        f"line {lineno} is not valid JSON: {exc.msg}{hint}", file=self.path, row=row
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise InputError(
-                        f"line {lineno} is a JSON {type(obj).__name__}, not an object",
-                        file=self.path,
-                        row=row,
-                    )
-                records.append(obj)
-                if len(records) >= self.chunk_rows:
-                    yield start, self._json_frame(records, start)
-                    start += len(records)
-                    records = []
-        if records or start == 0:
-            yield start, self._json_frame(records, start)
-
-    def _json_frame(self, records: list[dict], start: int) -> pd.DataFrame:
-        df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-        if self.json_columns is not None:
-            df = df.reindex(columns=self.json_columns)
-        df.index = pd.RangeIndex(start, start + len(df))
-        return df
-
-
-def _detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM) when the whole file decodes, else cp1252/latin-1; binary files refuse.
-
-    The check streams the file once (a few seconds per GB) so that a bad byte in row 900,000 does not
-    abort a run after the encoding stage.
-    """
-    import codecs
-
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in {".gz", ".bz2", ".zip", ".xz", ".zst"}:
-        return "utf-8"  # compressed: pandas decompresses; assume UTF-8
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
-        if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            raise InputError("looks like a binary file, not CSV/TSV text", file=path)
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            return "utf-16"
-        fh.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            while block := fh.read(1 << 20):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-            return "utf-8-sig"  # also reads plain UTF-8; strips a BOM
-        except UnicodeDecodeError:
-            pass
-    logger.warning("%s is not UTF-8; reading it as cp1252/latin-1", path)
-    try:
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                block.decode("cp1252")
-        return "cp1252"
-    except UnicodeDecodeError:
-        return "latin-1"
-
-
-def _detect_delimiter(path: Path, encoding: str) -> str:
-    """The most frequent of ``, ; TAB |`` in the header line (headers rarely quote), else comma."""
-    try:
-        with open(path, encoding=encoding, errors="replace", newline="") as fh:
-            header = fh.readline()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", file=path) from exc
-    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] > 0 else ","
-
-
-def _parser_row(exc: Exception) -> int | None:
-    import re
-
-    m = re.search(r"line (\d+)", str(exc))
-    return int(m.group(1)) - 1 if m else None  # physical line (header = 1) -> data row
-
-
-def _parser_message(exc: Exception, sep: str | None) -> str:
-    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return f"cannot parse (delimiter {sep!r}): {msg}; fix the row, or pass --sep/--encoding"
+        assert self.frame is not None
+        for start in range(0, len(self.frame), self.chunk_rows):
+            yield start, self.frame.iloc[start : start + self.chunk_rows]
 
 
 def classify(value: Any) -> tuple[int, str]:
