@@ -56,6 +56,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from dupq.vectors import l2_normalize  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results" / "dedupe.json"
 CACHE = REPO / "benchmarks" / ".cache" / "dedupe"
@@ -529,7 +532,7 @@ def save_dupq_vectors(dupq_workdir: Path, dest: Path) -> None:
     """dupq's stored (float16) vectors as float32 unit rows at ``dest``, for the baselines to mine."""
     store = next(dupq_workdir.glob("emb-*"))
     v = np.load(store / "vectors.npy").astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = l2_normalize(v)
     np.save(dest, v)
 
 
@@ -562,7 +565,7 @@ def mining_only(args: argparse.Namespace) -> None:
         noise = rng.normal(size=vecs.shape).astype(np.float32) * (1.3 / np.sqrt(vecs.shape[1]))
         noise[: len(base)] = 0.0  # the first copy is the real vector
         vecs += noise
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = l2_normalize(vecs)
         run = {"size": size, "base_real_vectors": len(base), "threshold": threshold, "systems": {}}
         with tempfile.TemporaryDirectory(prefix="dupq-bench-mining-") as tmp:
             work = Path(tmp)

@@ -39,6 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dupq.vectors import l2_normalize  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "evaluate.json"
 DIM = 384
 #: Per-dimension noise around a cluster centre: duplicates at cosine ~0.2, like hard real pairs.
@@ -63,7 +65,7 @@ def make_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     for start in range(0, n, 4096):  # in chunks: no big temporaries to inflate the peak-RSS baseline
         chunk = rng.standard_normal((min(4096, n - start), DIM), dtype=np.float32) * NOISE
         chunk += centres[cluster[start : start + len(chunk)]]
-        vectors[start : start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+        vectors[start : start + len(chunk)] = l2_normalize(chunk)
     return vectors, cluster
 
 

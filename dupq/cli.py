@@ -455,7 +455,7 @@ def dedupe(
     out: str = typer.Option(..., "--out", "-o", help="Output file (every input row + result columns)."),
     id_column: str | None = typer.Option(None, "--id-column", help="Column naming rows in duplicate_of."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model directory (default: MiniLM-L6)."),
-    threshold: str = typer.Option("auto", "--threshold", help="Cosine in (0, 1], or 'auto' (dupq.json)."),
+    threshold: str = typer.Option("auto", "--threshold", help="Cosine in [-1, 1], or 'auto' (dupq.json)."),
     pairs: str | None = typer.Option(None, "--pairs", help="Also write every pair above the threshold here."),
     against: str | None = typer.Option(None, "--against", help="Existing base: mark rows duplicating it."),
     against_text_column: str | None = typer.Option(

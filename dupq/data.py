@@ -33,6 +33,7 @@ from dupq.errors import DupqError, InputError
 from dupq.io import sha256_file
 from dupq.tables import bom_encoding, decode_error, read_table
 from dupq.text import is_blank, normalize, normalized_key, text_key
+from dupq.vectors import connected_components
 
 log = logging.getLogger(__name__)
 
@@ -778,43 +779,15 @@ def load_shared(name: str, *, strict: bool = False) -> PairData:
 # Splitting
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: list[int] = []
-
-    def add(self) -> int:
-        self.parent.append(len(self.parent))
-        return len(self.parent) - 1
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 def question_components(pairs: pd.DataFrame) -> np.ndarray:
     """Component id per pair: pairs share a component when they are linked through a question that
     has the same qid or the same normalised text (:func:`dupq.text.text_key`). Ids are numbered in
     order of first appearance, so the result depends only on the table."""
-    uf = _UnionFind()
     nodes: dict[tuple[str, str], int] = {}
     keys: dict[str, str] = {}
 
     def node(kind: str, value: str) -> int:
-        k = (kind, value)
-        n = nodes.get(k)
-        if n is None:
-            n = nodes[k] = uf.add()
-        return n
+        return nodes.setdefault((kind, value), len(nodes))
 
     def tkey(t: str) -> str:
         k = keys.get(t)
@@ -822,20 +795,21 @@ def question_components(pairs: pd.DataFrame) -> np.ndarray:
             k = keys[t] = text_key(t)
         return k
 
-    firsts = []
+    firsts, ea, eb = [], [], []
     for q1, q2, t1, t2 in zip(
         pairs["qid1"], pairs["qid2"], pairs["question1"], pairs["question2"], strict=True
     ):
         a, b = node("q", str(q1)), node("q", str(q2))
-        uf.union(a, b)
-        uf.union(a, node("t", tkey(str(t1))))
-        uf.union(b, node("t", tkey(str(t2))))
+        ea += [a, a, b]
+        eb += [b, node("t", tkey(str(t1))), node("t", tkey(str(t2)))]
         firsts.append(a)
-    comp_of_root: dict[int, int] = {}
+    if not firsts:
+        return np.zeros(0, dtype=np.int64)
+    labels = connected_components(len(nodes), np.asarray(ea, np.int64), np.asarray(eb, np.int64))
+    comp_of_label: dict[int, int] = {}
     out = np.empty(len(firsts), dtype=np.int64)
     for i, a in enumerate(firsts):
-        r = uf.find(a)
-        out[i] = comp_of_root.setdefault(r, len(comp_of_root))
+        out[i] = comp_of_label.setdefault(int(labels[a]), len(comp_of_label))
     return out
 
 

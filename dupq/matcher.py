@@ -58,7 +58,7 @@ import pandas as pd
 
 from dupq.datamodels import Match, QueryMatches
 from dupq.embed import Embedder, as_embedder
-from dupq.encoder import DEFAULT_THRESHOLD, read_metadata
+from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, read_metadata, resolve_threshold
 from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file
@@ -161,9 +161,7 @@ class Matcher:
         self.verifier = _as_verifier(verifier, device)
         meta = read_metadata(self.embedder.source) if self.embedder.source else {}
         self.calibration: dict[str, float] | None = _calibration(meta.get("calibration"))
-        if threshold is None:
-            threshold = meta.get("threshold", DEFAULT_THRESHOLD)
-        self.threshold = _check_threshold(threshold)
+        self.threshold = resolve_threshold(threshold, self.embedder.source, warn=False)[0]
         self.index = VectorIndex(self.embedder.dim, kind=index_kind, **(index_params or {}))
         self._rows: dict[int, tuple[str, str, bool, dict | None]] = {}  # id -> (text, key, truncated, meta)
         self._by_key: dict[str, list[int]] = {}
@@ -327,7 +325,7 @@ class Matcher:
         queries = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}", column="k")
-        thr = self.threshold if threshold is None else _check_threshold(threshold)
+        thr = self.threshold if threshold is None else check_threshold(threshold)
         _check_texts(queries)
         keys = [text_key(q) for q in queries]
         with self._lock.read():
@@ -562,7 +560,7 @@ class Matcher:
         self.query_threads = 1
         self.verifier = _as_verifier(verifier, device)
         self.calibration = _calibration(manifest.get("calibration"))
-        self.threshold = _check_threshold(manifest["threshold"] if threshold is None else threshold)
+        self.threshold = check_threshold(manifest["threshold"] if threshold is None else threshold)
         self.index = index
         self._rows = {}
         self._by_key = {}
@@ -699,16 +697,6 @@ def _as_verifier(verifier: Verifier | str | Path | None, device: str | None) -> 
     from dupq.verifier import Verifier
 
     return verifier if isinstance(verifier, Verifier) else Verifier.load(verifier, device=device)
-
-
-def _check_threshold(t: Any) -> float:
-    try:
-        t = float(t)
-    except (TypeError, ValueError):
-        raise InputError(f"threshold {t!r} is not a number", column="threshold") from None
-    if not -1.0 <= t <= 1.0:
-        raise InputError(f"threshold {t} is outside the cosine range [-1, 1]", column="threshold")
-    return t
 
 
 def _calibration(c: Any) -> dict[str, float] | None:

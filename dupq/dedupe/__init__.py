@@ -22,11 +22,11 @@ from __future__ import annotations
 from dupq.datamodels import DedupeResult, DedupeSummary
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, EXACT_SEARCH_MAX, HNSW_EF_SEARCH, DedupeConfig
 from dupq.dedupe.group import group_pairs, group_vectors
-from dupq.dedupe.pipeline import deduplicate, peak_rss_mb, resolve_threshold, run
+from dupq.dedupe.pipeline import deduplicate, peak_rss_mb, run
 from dupq.dedupe.scan import STATUSES
 from dupq.dedupe.search import index_kind, similar_pairs
 from dupq.dedupe.write import EXISTING_COLUMN, RESULT_COLUMNS
-from dupq.encoder import DEFAULT_THRESHOLD
+from dupq.encoder import DEFAULT_THRESHOLD, resolve_threshold
 
 __all__ = [
     "DEFAULT_CHUNK",

@@ -28,12 +28,11 @@ from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
 from dupq.dedupe.search import index_kind, match_against, similar_pairs
 from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
 from dupq.dedupe.write import OutputColumns, output_format, pairs_frame, write_frame, write_table
-from dupq.encoder import DEFAULT_THRESHOLD
-from dupq.errors import InputError
+from dupq.encoder import resolve_threshold
 from dupq.io import atomic_write_json
 
 if TYPE_CHECKING:
-    from dupq.embed import Embedder
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def deduplicate(
     0-based position in the input.
 
     ``model``: a model directory, a loaded SentenceTransformer or :class:`~dupq.embed.Embedder`, or
-    ``None`` for the embedded default. ``threshold``: a cosine in (0, 1], or ``"auto"`` for the
+    ``None`` for the embedded default. ``threshold``: a cosine in [-1, 1], or ``"auto"`` for the
     model's dev-calibrated threshold (``dupq.json``), falling back to :data:`DEFAULT_THRESHOLD`.
     ``cluster``: ``"leader"`` (default, no chaining) or ``"components"`` (see :mod:`dupq.dedupe.group`).
     ``against``: an existing base (file or DataFrame); new rows that duplicate one of its rows get
@@ -188,7 +187,7 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     from dupq.embed import as_embedder
 
     embedder = as_embedder(cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend)
-    threshold, threshold_source = resolve_threshold(cfg.threshold, embedder)
+    threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source)
     fp = embedder.fingerprint
     timer.stage("load_model")
     stores = []
@@ -308,34 +307,6 @@ def _summary(
         pairs_output=str(cfg.pairs_out) if cfg.pairs_out is not None else None,
         workdir=str(workdir),
     )
-
-
-def resolve_threshold(threshold: float | str | None, embedder: Embedder) -> tuple[float, str]:
-    """The cosine threshold to use and where it came from (for the summary)."""
-    if threshold is None or (isinstance(threshold, str) and threshold.strip().lower() == "auto"):
-        from dupq.encoder import DEFAULT_MODEL, default_model_path, read_metadata
-
-        source = embedder.source
-        meta = read_metadata(source) if source else {}
-        if meta.get("threshold") is not None:
-            return float(meta["threshold"]), f"dupq.json of {source}"
-        is_default = source is not None and Path(source).resolve() == default_model_path().resolve()
-        if not is_default:
-            logger.warning(
-                "threshold auto: model %s has no dupq.json threshold; using the %s default %.2f "
-                "(pass --threshold to choose one for this model)",
-                source,
-                DEFAULT_MODEL,
-                DEFAULT_THRESHOLD,
-            )
-        return DEFAULT_THRESHOLD, f"default for {DEFAULT_MODEL} (measured on MQP)"
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise InputError(f"threshold must be a number in (0, 1] or 'auto', got {threshold!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise InputError(f"threshold must be in (0, 1], got {value}")
-    return value, "given"
 
 
 def resolve_workdir(workdir: str | Path | None, out: Path | None) -> tuple[Path, bool]:
