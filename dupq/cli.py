@@ -9,11 +9,28 @@ from __future__ import annotations
 import logging
 import os
 
+import click
 import typer
+from typer.core import TyperGroup
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+class _Group(TyperGroup):
+    """The root command group: every :class:`~dupq.errors.DupqError` a command raises is reported here,
+    once, as one clear line with exit code 2 (no traceback for user errors)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from dupq.errors import DupqError
+
+        try:
+            return super().invoke(ctx)
+        except DupqError as exc:
+            _fail(exc)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="dupq",
     help="Semantic duplicate-question detection: train, evaluate, index, match, dedupe, serve.",
     no_args_is_help=True,
@@ -66,20 +83,16 @@ def data_inspect(
     import json
 
     from dupq.data import load_pairs
-    from dupq.errors import DupqError
 
-    try:
-        data = load_pairs(
-            file,
-            fmt=fmt,
-            question1=question1,
-            question2=question2,
-            label=label,
-            encoding=encoding,
-            strict=strict,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    data = load_pairs(
+        file,
+        fmt=fmt,
+        question1=question1,
+        question2=question2,
+        label=label,
+        encoding=encoding,
+        strict=strict,
+    )
     if as_json:
         out = data.summary() | {"issue_rows": [dataclasses.asdict(i) for i in data.issues]}
         typer.echo(json.dumps(out, indent=2))
@@ -105,24 +118,20 @@ def data_split(
 ) -> None:
     """Split FILE into train/dev/test by question components (no question in two splits)."""
     from dupq.data import split_file
-    from dupq.errors import DupqError
 
-    try:
-        data, splits = split_file(
-            file,
-            out,
-            fmt=fmt,
-            dev=dev,
-            test=test,
-            seed=seed,
-            strict=strict,
-            encoding=encoding,
-            question1=question1,
-            question2=question2,
-            label=label,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    data, splits = split_file(
+        file,
+        out,
+        fmt=fmt,
+        dev=dev,
+        test=test,
+        seed=seed,
+        strict=strict,
+        encoding=encoding,
+        question1=question1,
+        question2=question2,
+        label=label,
+    )
     typer.echo(data.report())
     typer.echo(splits.format_summary())
     typer.echo(f"written: {out}/{{train,dev,test}}.tsv and {out}/split_summary.json")
@@ -172,41 +181,37 @@ def train(
     Writes a model directory with a dupq.json calibrated on dev (best-F1 threshold, precision 0.90/0.95
     thresholds, P(duplicate)).
     """
-    from dupq.errors import DupqError
     from dupq.training import train as run_training
 
-    try:
-        result = run_training(
-            data,
-            out,
-            fmt=fmt,
-            dev=dev,
-            test=test,
-            max_train_pairs=max_train_pairs,
-            resume_from_checkpoint=True if resume == "last" else resume,
-            kind=kind,
-            augment=augment,
-            verifier_head=verifier_head,
-            general=general,
-            base_model=model,
-            loss=loss,
-            margin=margin,
-            distance=distance,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            learning_rate=lr,
-            warmup_ratio=warmup_ratio,
-            lr_scheduler=scheduler,
-            max_seq_length=max_seq_length,
-            eval_steps=eval_steps,
-            patience=patience or None,
-            seed=seed,
-            device=device,
-            tensorboard=not no_tensorboard,
-        )
-    except (DupqError, ValueError) as exc:
-        _fail(exc)
+    result = run_training(
+        data,
+        out,
+        fmt=fmt,
+        dev=dev,
+        test=test,
+        max_train_pairs=max_train_pairs,
+        resume_from_checkpoint=True if resume == "last" else resume,
+        kind=kind,
+        augment=augment,
+        verifier_head=verifier_head,
+        general=general,
+        base_model=model,
+        loss=loss,
+        margin=margin,
+        distance=distance,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=lr,
+        warmup_ratio=warmup_ratio,
+        lr_scheduler=scheduler,
+        max_seq_length=max_seq_length,
+        eval_steps=eval_steps,
+        patience=patience or None,
+        seed=seed,
+        device=device,
+        tensorboard=not no_tensorboard,
+    )
     typer.echo(result.format_summary())
     typer.echo(f"evaluate with: dupq evaluate {out} {out}/splits")
 
@@ -239,34 +244,30 @@ def evaluate(
     import json
     from pathlib import Path
 
-    from dupq.errors import DupqError
     from dupq.evaluation import evaluate as run_evaluation
     from dupq.evaluation import load_eval_data
 
-    try:
-        pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)
-        data_path = Path(data)
-        if out is None:
-            tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
-            out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
-        name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
-        report = run_evaluation(
-            model,
-            pairs,
-            threshold=threshold,
-            baselines=() if no_baselines else ("tfidf", "zero-shot"),
-            base_model=base_model,
-            train_pairs=train_pairs,
-            dev_pairs=dev_pairs,
-            out_dir=out,
-            plots=not no_plots,
-            device=device,
-            show_progress=not as_json,
-            data_info=info,
-            name=name,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)
+    data_path = Path(data)
+    if out is None:
+        tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
+        out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
+    name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
+    report = run_evaluation(
+        model,
+        pairs,
+        threshold=threshold,
+        baselines=() if no_baselines else ("tfidf", "zero-shot"),
+        base_model=base_model,
+        train_pairs=train_pairs,
+        dev_pairs=dev_pairs,
+        out_dir=out,
+        plots=not no_plots,
+        device=device,
+        show_progress=not as_json,
+        data_info=info,
+        name=name,
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -304,26 +305,22 @@ def index_build(
         [], "--metadata-column", help="Column kept as metadata (repeat)."
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="Model directory [default: MiniLM]."),
-    index_kind: str = typer.Option("auto", "--index-kind", help="auto | flat | hnsw | ivf."),
+    index_kind: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: model's]."),
 ) -> None:
     """Encode every question of TABLE and write a new store to --out."""
-    from dupq.errors import DupqError
     from dupq.matcher import build_store
 
-    try:
-        m = build_store(
-            table,
-            out,
-            text_column=text_column,
-            id_column=id_column,
-            metadata_columns=metadata_column,
-            model=model,
-            index_kind=index_kind,
-            threshold=threshold,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    m = build_store(
+        table,
+        out,
+        text_column=text_column,
+        id_column=id_column,
+        metadata_columns=metadata_column,
+        model=model,
+        index_kind=index_kind,
+        threshold=threshold,
+    )
     typer.echo(f"stored {len(m)} questions in {out} (index {m.index.kind}, threshold {m.threshold:.3f})")
 
 
@@ -339,20 +336,16 @@ def index_add(
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
 ) -> None:
     """Append TABLES to STORE (all-or-nothing: the store is saved once every table was accepted)."""
-    from dupq.errors import DupqError
     from dupq.matcher import add_to_store
 
-    try:
-        m, added = add_to_store(
-            store,
-            tables,
-            text_column=text_column,
-            id_column=id_column,
-            metadata_columns=metadata_column,
-            model=model,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    m, added = add_to_store(
+        store,
+        tables,
+        text_column=text_column,
+        id_column=id_column,
+        metadata_columns=metadata_column,
+        model=model,
+    )
     typer.echo(f"added {added} questions; {store} now holds {len(m)} (index {m.index.kind})")
 
 
@@ -360,7 +353,7 @@ def index_add(
 def match_cmd(
     questions: list[str] = typer.Argument(..., help="One or more new questions."),
     store: str = typer.Option(..., "--store", "-s", help="Store directory."),
-    k: int = typer.Option(5, "-k", help="Matches per question."),
+    k: int = typer.Option(5, "-k", "--k", help="Matches per question."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: store's]."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
     verifier: str | None = typer.Option(None, "--verifier", help="Verifier dir: rescores the top-k."),
@@ -369,13 +362,9 @@ def match_cmd(
     """Find the stored questions closest to each QUESTION."""
     import json
 
-    from dupq.errors import DupqError
     from dupq.matcher import Matcher, format_matches
 
-    try:
-        results = Matcher.load(store, model, verifier=verifier).match(questions, k=k, threshold=threshold)
-    except DupqError as exc:
-        _fail(exc)
+    results = Matcher.load(store, model, verifier=verifier).match(questions, k=k, threshold=threshold)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
     else:
@@ -393,21 +382,17 @@ def serve_cmd(
     create: bool = typer.Option(False, "--create", help="Start an empty store if --store does not exist."),
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
-    from dupq.errors import DupqError
     from dupq.server import serve
 
-    try:
-        serve(
-            store,
-            host=host,
-            port=port,
-            model=model,
-            persist=persist,
-            save_interval=save_interval,
-            create=create,
-        )
-    except (DupqError, ValueError) as exc:
-        _fail(exc)
+    serve(
+        store,
+        host=host,
+        port=port,
+        model=model,
+        persist=persist,
+        save_interval=save_interval,
+        create=create,
+    )
 
 
 # --- score -------------------------------------------------------------------------------------
@@ -428,22 +413,18 @@ def score(
 
     Every input row is written with similarity, score, probability, is_duplicate and status.
     """
-    from dupq.errors import DupqError
     from dupq.score import score_pairs
 
-    try:
-        result = score_pairs(
-            pairs,
-            out,
-            model=model,
-            verifier=verifier,
-            question1=question1,
-            question2=question2,
-            label=label,
-            threshold=threshold,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    result = score_pairs(
+        pairs,
+        out,
+        model=model,
+        verifier=verifier,
+        question1=question1,
+        question2=question2,
+        label=label,
+        threshold=threshold,
+    )
     typer.echo(result.format_summary())
 
 
@@ -465,13 +446,15 @@ def dedupe(
         None, "--against-id-column", help="Id column of --against (default: --id-column if present)."
     ),
     cluster: str = typer.Option("leader", "--cluster", help="leader (no chaining) or components."),
-    k: int = typer.Option(32, "--k", help="Neighbours per question (range search beyond, if all k match)."),
+    k: int = typer.Option(
+        32, "-k", "--k", help="Neighbours per question (range search beyond, if all k match)."
+    ),
     engine: str = typer.Option("local", "--engine", help="local, or ray (encoding on Ray Data)."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="ray://host:port (or $RAY_ADDRESS)."),
     backend: str = typer.Option("torch", "--backend", help="Encoding backend: torch, onnx, onnx-int8 …"),
     device: str | None = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
-    index: str = typer.Option("auto", "--index", help="auto, flat, hnsw or ivf."),
+    index: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
     ef_search: int | None = typer.Option(
         None,
         "--ef-search",
@@ -487,7 +470,6 @@ def dedupe(
 ) -> None:
     """Find duplicate groups in a file of questions; write every row with its group and status."""
     from dupq.dedupe import deduplicate
-    from dupq.errors import DupqError
 
     try:
         result = deduplicate(
@@ -523,8 +505,6 @@ def dedupe(
             err=True,
         )
         raise typer.Exit(130) from None
-    except (DupqError, ValueError) as exc:
-        _fail(exc)
     typer.echo(result.summary.format())
     if result.summary_out is not None:
         typer.echo(f"summary            {result.summary_out}")
@@ -544,12 +524,8 @@ def export_onnx_cmd(
 
     from dupq.backends.onnx import export_onnx
     from dupq.encoder import load_encoder
-    from dupq.errors import DupqError
 
-    try:
-        path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
-    except DupqError as exc:
-        _fail(exc)
+    path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     typer.echo(str(path))
     mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]

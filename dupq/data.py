@@ -35,7 +35,7 @@ from dupq.tables import bom_encoding, decode_error, read_table
 from dupq.text import is_blank, normalize, normalized_key, text_key
 from dupq.vectors import connected_components
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Formats :func:`load_pairs` understands (``auto`` detects one of the others from the header).
 FORMATS = ("auto", "quora", "kaggle", "glue", "mqp", "semeval-cqa", "mrpc", "generic")
@@ -377,7 +377,7 @@ def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None
         # csv module's default) would silently glue onto the following rows.
         records, error, line = _strict_parse(text, delim)
         if records is None:
-            log.warning(
+            logger.warning(
                 "%s: irregular quoting near line %d (%s); parsed leniently — check malformed_row issues",
                 path,
                 line,
@@ -648,7 +648,7 @@ def _build(
         pairs["source_row"] = pairs["source_row"].astype("int64")
     data = PairData(pairs, issues, str(path), sha, table.n_input_rows, fmt)
     if issues:
-        log.info(  # callers print data.report(); a warning here would say it twice
+        logger.info(  # callers print data.report(); a warning here would say it twice
             "%s: %d of %d rows excluded (%s)",
             path,
             len(data.rows_with_issues),
@@ -862,10 +862,10 @@ def split_pairs(
         "target_fractions": {"dev": dev, "test": test},
     }
     if n and largest > 0.5 * n:
-        log.warning("one question component holds %d of %d pairs; it stays in train", largest, n)
+        logger.warning("one question component holds %d of %d pairs; it stays in train", largest, n)
     for name in ("dev", "test"):
         if targets[name] and not counts[name]:
-            log.warning(
+            logger.warning(
                 "%s split is empty: no question component is small enough for %d pairs", name, targets[name]
             )
     return Splits(frames["train"], frames["dev"], frames["test"], seed=seed, info=info)

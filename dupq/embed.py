@@ -214,8 +214,8 @@ def _approx_lengths(embedder: Embedder, texts: list[str]) -> np.ndarray:
         return np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
 
 
-def as_embedder(encoder: Embedder | SentenceTransformer | str | Path | None, **kwargs) -> Embedder:
+def as_embedder(model: Embedder | SentenceTransformer | str | Path | None, **kwargs) -> Embedder:
     """Accept whatever a user passes as "the encoder" and return an :class:`Embedder`."""
-    if isinstance(encoder, Embedder):
-        return encoder
-    return Embedder(encoder, **kwargs)
+    if isinstance(model, Embedder):
+        return model
+    return Embedder(model, **kwargs)

@@ -133,7 +133,7 @@ class _RWLock:
 class Matcher:
     """Find stored questions that duplicate new ones (see the module docstring for the contract).
 
-    ``encoder``: ``None`` (the embedded all-MiniLM-L6-v2), a model directory, a loaded
+    ``model``: ``None`` (the embedded all-MiniLM-L6-v2), a model directory, a loaded
     ``SentenceTransformer`` or a :class:`dupq.embed.Embedder`. ``threshold``: cosine above which a
     match is a duplicate; default the model's ``dupq.json`` threshold, else :data:`DEFAULT_THRESHOLD`.
     ``index_kind``/``index_params``: see :mod:`dupq.index` (``auto``: exact flat search up to
@@ -146,7 +146,7 @@ class Matcher:
 
     def __init__(
         self,
-        encoder: Embedder | SentenceTransformer | str | Path | None = None,
+        model: Embedder | SentenceTransformer | str | Path | None = None,
         *,
         threshold: float | None = None,
         index_kind: str = "auto",
@@ -156,7 +156,7 @@ class Matcher:
         query_threads: int | None = 1,
         verifier: Verifier | str | Path | None = None,
     ) -> None:
-        self.embedder = as_embedder(encoder, device=device, batch_size=batch_size)
+        self.embedder = as_embedder(model, device=device, batch_size=batch_size)
         self.query_threads = query_threads
         self.verifier = _as_verifier(verifier, device)
         meta = read_metadata(self.embedder.source) if self.embedder.source else {}
@@ -506,7 +506,7 @@ class Matcher:
     def load(
         cls,
         directory: str | Path,
-        encoder: Embedder | SentenceTransformer | str | Path | None = None,
+        model: Embedder | SentenceTransformer | str | Path | None = None,
         *,
         threshold: float | None = None,
         device: str | None = None,
@@ -514,7 +514,7 @@ class Matcher:
     ) -> Matcher:
         """Open a store written by :meth:`save` (``verifier`` as for the constructor; not stored).
 
-        ``encoder`` defaults to the model the store was built with (its recorded directory, else the
+        ``model`` defaults to the model the store was built with (its recorded directory, else the
         embedded default). A store from another model, or with a missing/short/altered file, raises
         :class:`StoreError`.
         """
@@ -532,10 +532,10 @@ class Matcher:
                 )
             if sha256_file(path) != want["sha256"]:
                 raise StoreError(f"{path}: checksum does not match the manifest (corrupt or edited)")
-        if encoder is None:
+        if model is None:
             src = manifest.get("model_source")
-            encoder = src if src and Path(src).is_dir() else None
-        embedder = as_embedder(encoder, device=device)
+            model = src if src and Path(src).is_dir() else None
+        embedder = as_embedder(model, device=device)
         if embedder.fingerprint != manifest["model_fingerprint"]:
             raise StoreError(
                 f"{directory} was built with another model "

@@ -168,7 +168,7 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app serving ``matcher`` (see the module docstring for endpoints and persistence)."""
     if persist not in PERSIST_MODES:
-        raise ValueError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
+        raise InputError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
     store = Path(store_dir) if store_dir is not None else None
     state = {"dirty": False, "saves": 0}
     save_lock = threading.Lock()

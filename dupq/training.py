@@ -143,9 +143,9 @@ def train_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if len(train_pairs) == 0:
-        raise ValueError("no training pairs")
+        raise InputError("no training pairs")
     if len(dev_pairs) == 0 or dev_pairs["label"].nunique() < 2:
-        raise ValueError(
+        raise InputError(
             "the dev split needs both duplicate and non-duplicate pairs (for AP and the threshold)"
         )
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from dupq.errors import InputError
+
 #: Exact (flat) search up to this many unique texts; HNSW above (recall measured in benchmarks/dedupe.py).
 EXACT_SEARCH_MAX = 20_000
 #: Neighbours looked at per text (more are fetched by range search when all k are above the threshold).
@@ -58,11 +60,12 @@ class DedupeConfig:
         _one_of("cluster", self.cluster, ("leader", "components"))
         _one_of("engine", self.engine, ("local", "ray"))
         _one_of("dtype", self.dtype, ("float16", "float32"))
+        _one_of("index", self.index, ("auto", "flat", "hnsw", "ivf"))
         for name in ("k", "chunk_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ef_search is not None and self.ef_search < 1:
-            raise ValueError(f"ef_search must be >= 1, got {self.ef_search}")
+            raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
         for name in ("out", "pairs_out", "summary_out", "workdir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
@@ -73,4 +76,4 @@ class DedupeConfig:
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
+        raise InputError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
