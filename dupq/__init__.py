@@ -11,15 +11,13 @@ from __future__ import annotations
 from dupq._version import __version__
 from dupq.data import load_pairs, split_pairs
 from dupq.datamodels import (
-    DedupeResult,
-    DedupeSummary,
     EvaluationReport,
     Match,
     PairData,
     QueryMatches,
     Splits,
 )
-from dupq.dedupe import deduplicate
+from dupq.dedupe import DedupeResult, DedupeSummary, deduplicate
 from dupq.embed import Embedder
 from dupq.errors import ConflictError, DupqError, EncoderLoadError, InputError, StoreError, UnknownIdError
 from dupq.evaluation import evaluate

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 import typer
@@ -242,7 +245,6 @@ def evaluate(
 ) -> None:
     """Score MODEL on labelled pairs against TF-IDF and the zero-shot base model; write a report."""
     import json
-    from pathlib import Path
 
     from dupq.evaluation import evaluate as run_evaluation
     from dupq.evaluation import load_eval_data
@@ -309,9 +311,8 @@ def index_build(
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: model's]."),
 ) -> None:
     """Encode every question of TABLE and write a new store to --out."""
-    from dupq.matcher import build_store
 
-    m = build_store(
+    m = _build_store(
         table,
         out,
         text_column=text_column,
@@ -336,9 +337,8 @@ def index_add(
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
 ) -> None:
     """Append TABLES to STORE (all-or-nothing: the store is saved once every table was accepted)."""
-    from dupq.matcher import add_to_store
 
-    m, added = add_to_store(
+    m, added = _add_to_store(
         store,
         tables,
         text_column=text_column,
@@ -530,6 +530,49 @@ def export_onnx_cmd(
     typer.echo(str(path))
     mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]
     typer.echo(f"probe cosine vs torch: mean {mean:.4f}, min {low:.4f}")
+
+
+# -- index helpers (each one library call sequence) ----------------------------------------------
+def _build_store(
+    table: str | Path,
+    out: str | Path,
+    *,
+    text_column: str,
+    id_column: str | None = None,
+    metadata_columns: Sequence[str] | None = None,
+    model: str | Path | None = None,
+    index_kind: str = "auto",
+    threshold: float | None = None,
+) -> Any:
+    """``dupq index build``: a new store at ``out`` from one table."""
+    from dupq.matcher import Matcher
+
+    matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
+    matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
+    matcher.save(out)
+    return matcher
+
+
+def _add_to_store(
+    store: str | Path,
+    tables: Sequence[str | Path],
+    *,
+    text_column: str,
+    id_column: str | None = None,
+    metadata_columns: Sequence[str] | None = None,
+    model: str | Path | None = None,
+) -> tuple[Any, int]:
+    """``dupq index add``: append tables to a store (saved once, after every table was accepted)."""
+    from dupq.matcher import Matcher
+
+    matcher = Matcher.load(store, model)
+    before = len(matcher)
+    for table in tables:
+        matcher.add_table(
+            table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns
+        )
+    matcher.save(store)
+    return matcher, len(matcher) - before
 
 
 def main() -> None:

@@ -47,8 +47,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,13 +55,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dupq.datamodels import Match, QueryMatches
+from dupq.datamodels import Match, QueryMatches, format_matches  # noqa: F401  (format_matches: re-exported)
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, read_metadata, resolve_threshold
 from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file
-from dupq.runtime import torch_threads
+from dupq.runtime import RWLock, torch_threads
 from dupq.tables import read_table
 from dupq.text import normalize, text_key
 
@@ -89,45 +88,6 @@ _SLOW_SAVE_ENV = "DUPQ_SLOW_SAVE"
 
 class TruncationWarning(UserWarning):
     """Some texts were longer than the model's ``max_seq_length``; only their beginning was encoded."""
-
-
-class _RWLock:
-    """Readers–writer lock with writer preference (a waiting writer blocks new readers: no starvation)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
 
 
 class Matcher:
@@ -165,7 +125,7 @@ class Matcher:
         self.index = VectorIndex(self.embedder.dim, kind=index_kind, **(index_params or {}))
         self._rows: dict[int, tuple[str, str, bool, dict | None]] = {}  # id -> (text, key, truncated, meta)
         self._by_key: dict[str, list[int]] = {}
-        self._lock = _RWLock()
+        self._lock = RWLock()
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = 0
@@ -577,7 +537,7 @@ class Matcher:
             self._by_key.setdefault(key, []).append(int(i))
         if set(self._rows) != set(index.ids.tolist()):
             raise StoreError(f"{directory}: the index and the questions table hold different ids")
-        self._lock = _RWLock()
+        self._lock = RWLock()
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = int(manifest.get("next_id", max(self._rows, default=-1) + 1))
@@ -588,45 +548,6 @@ class Matcher:
             f"Matcher(n={len(self)}, index={self.index.kind}, threshold={self.threshold}, "
             f"model={self.embedder.source})"
         )
-
-
-# -- CLI-facing helpers (one library call per command) ----------------------------------------------
-def build_store(
-    table: str | Path,
-    out: str | Path,
-    *,
-    text_column: str,
-    id_column: str | None = None,
-    metadata_columns: Sequence[str] | None = None,
-    model: str | Path | None = None,
-    index_kind: str = "auto",
-    threshold: float | None = None,
-) -> Matcher:
-    """``dupq index build``: a new store at ``out`` from one table."""
-    matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
-    matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
-    matcher.save(out)
-    return matcher
-
-
-def add_to_store(
-    store: str | Path,
-    tables: Sequence[str | Path],
-    *,
-    text_column: str,
-    id_column: str | None = None,
-    metadata_columns: Sequence[str] | None = None,
-    model: str | Path | None = None,
-) -> tuple[Matcher, int]:
-    """``dupq index add``: append tables to a store (saved once, after every table was accepted)."""
-    matcher = Matcher.load(store, model)
-    before = len(matcher)
-    for table in tables:
-        matcher.add_table(
-            table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns
-        )
-    matcher.save(store)
-    return matcher, len(matcher) - before
 
 
 # -- validation ---------------------------------------------------------------------------------------
@@ -733,24 +654,3 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 def _pause(seconds: float) -> None:
     if seconds > 0:
         time.sleep(seconds)
-
-
-def format_matches(results: Sequence[QueryMatches], width: int = 70) -> str:
-    """A plain-text table per query (what ``dupq match`` prints)."""
-    lines: list[str] = []
-    for r in results:
-        lines.append(f"query: {r.query}" + ("  [truncated to the model's length]" if r.truncated else ""))
-        if not r:
-            lines.append("  (no stored questions)")
-        else:
-            lines.append(f"  {'#':>2}  {'id':>8}  {'score':>6}  {'P(dup)':>6}  {'dup':<3}  text")
-        for rank, m in enumerate(r, start=1):
-            p = "-" if m.probability is None else f"{m.probability:.3f}"
-            text = m.text if len(m.text) <= width else m.text[: width - 1] + "…"
-            flag = "yes" if m.is_duplicate else "no"
-            lines.append(
-                f"  {rank:>2}  {m.id:>8}  {m.score:>6.3f}  {p:>6}  {flag:<3}  {text}"
-                + ("  (exact)" if m.exact else "")
-            )
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"

@@ -19,10 +19,10 @@ Each stage is a module, each a function of one :class:`~dupq.dedupe.config.Dedup
 
 from __future__ import annotations
 
-from dupq.datamodels import DedupeResult, DedupeSummary
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, EXACT_SEARCH_MAX, HNSW_EF_SEARCH, DedupeConfig
 from dupq.dedupe.group import group_pairs, group_vectors
 from dupq.dedupe.pipeline import deduplicate, peak_rss_mb, run
+from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import STATUSES
 from dupq.dedupe.search import index_kind, similar_pairs
 from dupq.dedupe.write import EXISTING_COLUMN, RESULT_COLUMNS

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dupq.datamodels import DedupeResult, DedupeSummary
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, DedupeConfig
 from dupq.dedupe.group import Groups, group
+from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
 from dupq.dedupe.search import index_kind, match_against, similar_pairs
 from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
