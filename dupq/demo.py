@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -39,16 +40,31 @@ def run_demo(
     device: str | None = None,
 ) -> dict[str, Path]:
     """Run data → train → evaluate → dedupe → match on the bundled samples; return the artefact paths."""
-    from dupq.data import load_pairs, split_pairs
-    from dupq.dedupe import deduplicate
-    from dupq.evaluation import evaluate
-    from dupq.matcher import Matcher
-    from dupq.training import TrainConfig, train_model
-
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     data_dir = Path(data_dir)
     model_dir = out_dir / "model"
+    splits, data = _data_step(data_dir, out_dir)
+    _train_step(splits, data, model_dir, base_model, epochs, batch_size, device)
+    _evaluate_step(splits, model_dir, base_model, out_dir, device)
+    deduped, rows = _dedupe_step(data_dir, out_dir, model_dir, device)
+    store = _matcher_step(rows, model_dir, out_dir)
+
+    paths = {
+        "model": model_dir,
+        "report": out_dir / "report" / "report.md",
+        "deduped": deduped,
+        "store": Path(store),
+        "tensorboard": model_dir / "tensorboard",
+    }
+    _say(f"done in {time.perf_counter() - t0:.0f}s — artefacts")
+    for k, v in paths.items():
+        typer.echo(f"  {k:<12} {v}")
+    return paths
+
+
+def _data_step(data_dir: Path, out_dir: Path) -> tuple[Any, Any]:
+    from dupq.data import load_pairs, split_pairs
 
     _say("1. data: bundled Quora-schema sample pairs, split by question components (no leakage)")
     data = load_pairs(data_dir / "sample_pairs.tsv")
@@ -56,6 +72,19 @@ def run_demo(
     splits = split_pairs(data.pairs, dev=0.15, test=0.25, seed=42)
     typer.echo(splits.format_summary())
     splits.save(out_dir / "splits")
+    return splits, data
+
+
+def _train_step(
+    splits: Any,
+    data: Any,
+    model_dir: Path,
+    base_model: str,
+    epochs: float,
+    batch_size: int,
+    device: str | None,
+) -> None:
+    from dupq.training import TrainConfig, train_model
 
     # Multi-task: MNRL ranks duplicates above in-batch strangers, online-contrastive learns the
     # sample's hard negatives (same topic, different intent) that the zero-shot model confuses.
@@ -81,6 +110,10 @@ def run_demo(
     )
     typer.echo(result.format_summary())
 
+
+def _evaluate_step(splits: Any, model_dir: Path, base_model: str, out_dir: Path, device: str | None) -> None:
+    from dupq.evaluation import evaluate
+
     _say("3. evaluate on the held-out test split: fine-tuned vs zero-shot vs TF-IDF")
     report = evaluate(
         model_dir,
@@ -92,6 +125,10 @@ def run_demo(
         device=device,
     )
     typer.echo(report.format_table())
+
+
+def _dedupe_step(data_dir: Path, out_dir: Path, model_dir: Path, device: str | None) -> tuple[Path, Any]:
+    from dupq.dedupe import deduplicate
 
     _say("4. dedupe data/sample_questions.csv with the fine-tuned model")
     deduped = out_dir / "sample_questions.deduped.csv"
@@ -112,9 +149,13 @@ def run_demo(
     typer.echo("largest duplicate groups:")
     for group in dd.groups("question")[:5]:
         typer.echo("  - " + "\n    ".join(group[:4]))
+    return deduped, dd.read()
+
+
+def _matcher_step(rows: Any, model_dir: Path, out_dir: Path) -> Any:
+    from dupq.matcher import Matcher
 
     _say("5. Matcher: index the sample questions (the rows with text), then ask new ones")
-    rows = dd.read()
     keep = rows[rows["status"] != "empty"]
     matcher = Matcher.from_model(model_dir)
     matcher.add(keep["question"].tolist(), ids=keep["id"].astype(int).tolist())
@@ -126,15 +167,4 @@ def run_demo(
             flag = "DUPLICATE" if m.is_duplicate else "         "
             prob = "" if m.probability is None else f" P(dup)={m.probability:.2f}"
             typer.echo(f"  {flag} {m.score:.3f}{prob}  [{m.id}] {m.text}")
-
-    paths = {
-        "model": model_dir,
-        "report": out_dir / "report" / "report.md",
-        "deduped": deduped,
-        "store": Path(store),
-        "tensorboard": model_dir / "tensorboard",
-    }
-    _say(f"done in {time.perf_counter() - t0:.0f}s — artefacts")
-    for k, v in paths.items():
-        typer.echo(f"  {k:<12} {v}")
-    return paths
+    return store
