@@ -374,76 +374,84 @@ def _as_qid(value: Any) -> str | None:
     return str(value).strip()
 
 
+class _RowChecker:
+    """Checks one row of a table against a :class:`_Spec`: text present, label 0/1, not a self-pair.
+
+    Normalised texts and their keys are cached: QQP repeats the same questions many times."""
+
+    def __init__(self, table: Table, spec: _Spec) -> None:
+        cols = table.columns
+        self.spec = spec
+        self.c_q1 = [cols[c] for c in spec.q1]
+        self.c_q2 = [cols[c] for c in spec.q2]
+        self.c_label = cols[spec.label]
+        self.c_id1 = cols[spec.qid1] if spec.qid1 else None
+        self.c_id2 = cols[spec.qid2] if spec.qid2 else None
+        self.name_q1 = "+".join(spec.q1)
+        self.name_q2 = "+".join(spec.q2)
+        self._norms: dict[str, str] = {}
+        self._keys: dict[str, str] = {}
+
+    def norm(self, t: str) -> str:
+        n = self._norms.get(t)
+        if n is None:
+            n = self._norms[t] = normalize(t)
+        return n
+
+    def key(self, t: str) -> str:
+        k = self._keys.get(t)
+        if k is None:
+            k = self._keys[t] = normalized_key(self.norm(t))
+        return k
+
+    def check(self, i: int, row: int) -> tuple[list[RowIssue], tuple[Any, ...]]:
+        """``(issues, (qid1, qid2, question1, question2, label))`` for the ``i``-th row (source ``row``)."""
+        spec, name_q1, name_q2 = self.spec, self.name_q1, self.name_q2
+        issues: list[RowIssue] = []
+        raw1 = [c[i] for c in self.c_q1]
+        raw2 = [c[i] for c in self.c_q2]
+        t1, t2 = _join_text(raw1), _join_text(raw2)
+        if t1 is None:
+            issues.append(RowIssue(row, name_q1, "missing_text", show(raw1[0] if len(raw1) == 1 else raw1)))
+        if t2 is None:
+            issues.append(RowIssue(row, name_q2, "missing_text", show(raw2[0] if len(raw2) == 1 else raw2)))
+        lab = parse_label(self.c_label[i])
+        if lab is None:
+            issues.append(RowIssue(row, spec.label, "bad_label", show(self.c_label[i])))
+        # A blank qid falls back to the text key below, so the row is kept and still joins its component.
+        id1 = _as_qid(self.c_id1[i]) if self.c_id1 is not None else None
+        id2 = _as_qid(self.c_id2[i]) if self.c_id2 is not None else None
+        if t1 is not None and t2 is not None:
+            same_text = self.norm(t1) == self.norm(t2)
+            id1 = id1 or self.key(t1)
+            id2 = id2 or self.key(t2)
+            if id1 == id2 and spec.qid2 is not None and not same_text:
+                issues.append(RowIssue(row, spec.qid2, "self_pair", f"same qid {id1!r} on both sides"))
+            elif same_text:
+                issues.append(RowIssue(row, name_q2, "self_pair", f"same text as {name_q1}: {show(t2)}"))
+        return issues, (id1, id2, t1, t2, lab)
+
+
 def _build(
     path: Path | str, table: Table, spec: _Spec, *, fmt: str, strict: bool, sha: str | None
 ) -> PairData:
     """Validate every row into the canonical table; collect (or, strictly, raise) per-row issues."""
-    cols = table.columns
-    c_q1 = [cols[c] for c in spec.q1]
-    c_q2 = [cols[c] for c in spec.q2]
-    c_label = cols[spec.label]
-    c_id1 = cols[spec.qid1] if spec.qid1 else None
-    c_id2 = cols[spec.qid2] if spec.qid2 else None
-    name_q1 = "+".join(spec.q1)
-    name_q2 = "+".join(spec.q2)
-    norms: dict[str, str] = {}
-    keys: dict[str, str] = {}
-
-    def norm(t: str) -> str:
-        n = norms.get(t)
-        if n is None:
-            n = norms[t] = normalize(t)
-        return n
-
-    def key(t: str) -> str:
-        k = keys.get(t)
-        if k is None:
-            k = keys[t] = normalized_key(norm(t))
-        return k
-
+    checker = _RowChecker(table, spec)
     out: dict[str, list[Any]] = {c: [] for c in PAIR_COLUMNS}
     issues: list[RowIssue] = list(table.malformed)
     first_malformed = table.malformed[0].row if table.malformed else None
     for i, row in enumerate(table.rows):
         if strict and first_malformed is not None and first_malformed < row:
             break
-        row_issues: list[RowIssue] = []
-        raw1 = [c[i] for c in c_q1]
-        raw2 = [c[i] for c in c_q2]
-        t1, t2 = _join_text(raw1), _join_text(raw2)
-        if t1 is None:
-            row_issues.append(
-                RowIssue(row, name_q1, "missing_text", show(raw1[0] if len(raw1) == 1 else raw1))
-            )
-        if t2 is None:
-            row_issues.append(
-                RowIssue(row, name_q2, "missing_text", show(raw2[0] if len(raw2) == 1 else raw2))
-            )
-        lab = parse_label(c_label[i])
-        if lab is None:
-            row_issues.append(RowIssue(row, spec.label, "bad_label", show(c_label[i])))
-        # A blank qid falls back to the text key below, so the row is kept and still joins its component.
-        id1 = _as_qid(c_id1[i]) if c_id1 is not None else None
-        id2 = _as_qid(c_id2[i]) if c_id2 is not None else None
-        if t1 is not None and t2 is not None:
-            same_text = norm(t1) == norm(t2)
-            id1 = id1 or key(t1)
-            id2 = id2 or key(t2)
-            if id1 == id2 and spec.qid2 is not None and not same_text:
-                row_issues.append(RowIssue(row, spec.qid2, "self_pair", f"same qid {id1!r} on both sides"))
-            elif same_text:
-                row_issues.append(RowIssue(row, name_q2, "self_pair", f"same text as {name_q1}: {show(t2)}"))
+        row_issues, values = checker.check(i, row)
         if row_issues:
             if strict:
                 issues = row_issues
                 break
             issues.extend(row_issues)
             continue
-        out["qid1"].append(id1)
-        out["qid2"].append(id2)
-        out["question1"].append(t1)
-        out["question2"].append(t2)
-        out["label"].append(lab)
+        for column, value in zip(("qid1", "qid2", "question1", "question2", "label"), values, strict=True):
+            out[column].append(value)
         out["source_row"].append(row)
     if strict and issues:
         first = min(issues, key=lambda x: x.row)
