@@ -180,6 +180,42 @@ def _training_args(config: TrainConfig, spec: LossSpec, device: str, n_train: in
     )
 
 
+def _fit(
+    model: Any,
+    args: Any,
+    train_ds: Any,
+    dev_ds: Any,
+    loss: Any,
+    evaluator: Any,
+    config: TrainConfig,
+    out_dir: Path,
+    resume_from_checkpoint: str | bool | None,
+) -> tuple[Any, Any, float, float | None, float | None]:
+    """Run the trainer: ``(trainer, output, seconds, dev loss before, dev loss after)``."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    callbacks = []
+    if config.patience:
+        callbacks.append(_early_stopping(config.patience))
+
+    with _env("TENSORBOARD_LOGGING_DIR", str(out_dir / "tensorboard")):
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=dev_ds,
+            loss=loss,
+            evaluator=evaluator,
+            callbacks=callbacks,
+        )
+        before = None if resume_from_checkpoint else _dev_loss(trainer.evaluate())
+        t0 = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        seconds = time.perf_counter() - t0
+        after = _dev_loss(trainer.evaluate())
+    return trainer, output, seconds, before, after
+
+
 def train_model(
     train_pairs: pd.DataFrame,
     dev_pairs: pd.DataFrame,
@@ -198,8 +234,6 @@ def train_model(
     labelled pair sets from other domains (name -> frame): the model is compared with its base on them
     and on dev, and a loss of more than :data:`FORGETTING_TOLERANCE` AP is warned about and recorded.
     """
-    from sentence_transformers import SentenceTransformerTrainer
-
     config = config or TrainConfig()
     spec = config.loss_spec()
     out_dir = Path(out_dir)
@@ -221,26 +255,9 @@ def train_model(
     evaluator = _dev_evaluator(dev_pairs, config)
     n_train = len(train_ds) if not isinstance(train_ds, dict) else max(len(d) for d in train_ds.values())
     args = _training_args(config, spec, device, n_train, out_dir / "checkpoints")
-    callbacks = []
-    if config.patience:
-        callbacks.append(_early_stopping(config.patience))
-
-    with _env("TENSORBOARD_LOGGING_DIR", str(out_dir / "tensorboard")):
-        trainer = SentenceTransformerTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_ds,
-            eval_dataset=dev_ds,
-            loss=loss,
-            evaluator=evaluator,
-            callbacks=callbacks,
-        )
-        before = None if resume_from_checkpoint else _dev_loss(trainer.evaluate())
-        t0 = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-        seconds = time.perf_counter() - t0
-        after = _dev_loss(trainer.evaluate())
-
+    trainer, output, seconds, before, after = _fit(
+        model, args, train_ds, dev_ds, loss, evaluator, config, out_dir, resume_from_checkpoint
+    )
     history = [h for h in trainer.state.log_history if BEST_METRIC in h or "loss" in h]
     best_ap = trainer.state.best_metric
     model = trainer.model
