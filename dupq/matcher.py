@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dupq.checks import as_id, check_ids, check_metadata, check_texts
 from dupq.datamodels import Match, QueryMatches, format_matches  # noqa: F401  (format_matches: re-exported)
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, read_metadata, resolve_threshold
@@ -63,7 +64,7 @@ from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file
 from dupq.runtime import RWLock, torch_threads
 from dupq.tables import read_table
-from dupq.text import normalize, text_key
+from dupq.text import text_key
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -168,11 +169,11 @@ class Matcher:
         if isinstance(texts, str) or not isinstance(texts, (list, tuple, np.ndarray, pd.Series)):
             texts = [texts]
         texts = list(texts)
-        _check_texts(texts)
+        check_texts(texts)
         if ids is not None:
-            ids = _check_ids(ids, len(texts))
+            ids = check_ids(ids, len(texts))
         if metadata is not None:
-            metadata = _check_metadata(metadata, len(texts))
+            metadata = check_metadata(metadata, len(texts))
         if not texts:
             return []
         vecs, truncated = self._encode(texts, show_progress=show_progress)
@@ -235,7 +236,7 @@ class Matcher:
         df = read_table(path, columns=columns, **read_kwargs)
         texts = df[text_column].tolist()
         try:
-            _check_texts(texts)
+            check_texts(texts)
         except InputError as exc:
             raise InputError(exc.reason, file=path, row=exc.row, column=text_column) from None
         ids = None
@@ -243,7 +244,7 @@ class Matcher:
             ids = []
             for r, v in enumerate(df[id_column].tolist(), start=1):
                 try:
-                    ids.append(_as_id(v))
+                    ids.append(as_id(v))
                 except ValueError as exc:
                     raise InputError(str(exc), file=path, row=r, column=id_column) from None
             seen: dict[int, int] = {}
@@ -286,7 +287,7 @@ class Matcher:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}", column="k")
         thr = self.threshold if threshold is None else check_threshold(threshold)
-        _check_texts(queries)
+        check_texts(queries)
         keys = [text_key(q) for q in queries]
         with self._lock.read():
             exact = [list(self._by_key.get(key, ())) for key in keys]
@@ -551,66 +552,6 @@ class Matcher:
 
 
 # -- validation ---------------------------------------------------------------------------------------
-def _check_texts(texts: list[Any]) -> None:
-    for r, t in enumerate(texts, start=1):
-        if not isinstance(t, str):
-            raise InputError(f"question is {type(t).__name__}, not a string", row=r, column="text")
-        if not t.strip():
-            raise InputError("question is empty", row=r, column="text")
-        if not normalize(t):
-            # Only punctuation/symbols: nothing a model or the exact-match key can work with.
-            raise InputError(f"question {t[:40]!r} has no letters or digits", row=r, column="text")
-
-
-def _as_id(v: Any) -> int:
-    if isinstance(v, bool):
-        raise ValueError(f"id {v!r} is a boolean, not an integer")
-    if isinstance(v, (int, np.integer)):
-        i = int(v)
-    elif isinstance(v, str) and v.strip().lstrip("+").isdigit():
-        i = int(v.strip())
-    elif isinstance(v, float) and v.is_integer():
-        i = int(v)
-    else:
-        raise ValueError(f"id {v!r} is not a non-negative integer")
-    if not 0 <= i < 2**63:
-        raise ValueError(f"id {i} is out of range (0 .. 2**63-1)")
-    return i
-
-
-def _check_ids(ids: Sequence[Any], n: int) -> list[int]:
-    ids = list(ids)
-    if len(ids) != n:
-        raise InputError(f"{n} questions but {len(ids)} ids", column="id")
-    out, seen = [], {}
-    for r, v in enumerate(ids, start=1):
-        try:
-            i = _as_id(v)
-        except ValueError as exc:
-            raise InputError(str(exc), row=r, column="id") from None
-        if i in seen:
-            raise InputError(f"id {i} repeats row {seen[i]}", row=r, column="id")
-        seen[i] = r
-        out.append(i)
-    return out
-
-
-def _check_metadata(metadata: Sequence[Any], n: int) -> list[dict | None]:
-    metadata = list(metadata)
-    if len(metadata) != n:
-        raise InputError(f"{n} questions but {len(metadata)} metadata entries", column="metadata")
-    for r, m in enumerate(metadata, start=1):
-        if m is not None and not isinstance(m, dict):
-            raise InputError(
-                f"metadata is {type(m).__name__}, expected a dict or None", row=r, column="metadata"
-            )
-        try:
-            json.dumps(m)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"metadata is not JSON-serialisable: {exc}", row=r, column="metadata") from None
-    return metadata
-
-
 def _as_verifier(verifier: Verifier | str | Path | None, device: str | None) -> Verifier | None:
     """A loaded verifier from a directory (or the one given); ``None`` stays ``None``."""
     if verifier is None:

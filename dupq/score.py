@@ -21,7 +21,7 @@ import pandas as pd
 
 from dupq.data import LABEL_COLUMNS, TEXT_COLUMN_PAIRS
 from dupq.errors import InputError
-from dupq.io import read_table
+from dupq.tables import read_table
 from dupq.text import is_blank, normalize
 
 RESULT_COLUMNS = ("similarity", "score", "probability", "is_duplicate", "status")
@@ -138,9 +138,9 @@ def score_pairs(
     ):
         table[names[name]] = values
     if out is not None:
-        from dupq.dedupe import _write_frame  # the one CSV/TSV/Parquet/JSONL writer, atomic
+        from dupq.dedupe.write import write_frame  # the one CSV/TSV/Parquet/JSONL writer, atomic
 
-        _write_frame(table, Path(out))
+        write_frame(table, Path(out))
     return ScoreResult(
         table=table,
         out=Path(out) if out is not None else None,
