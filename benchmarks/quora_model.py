@@ -160,7 +160,7 @@ def train_the_verifier(args: argparse.Namespace, splits: dict) -> dict:
 def _metrics(dev_s: np.ndarray, dev_y: np.ndarray, test_s: np.ndarray, test_y: np.ndarray) -> dict:
     from sklearn.metrics import average_precision_score
 
-    from dupq.evaluate import operating_points
+    from dupq.evaluation import operating_points
 
     t = operating_points(dev_s, dev_y)["best_accuracy"]["threshold"]
     return {
@@ -176,7 +176,7 @@ def report(args: argparse.Namespace, splits: dict) -> list[dict]:
 
     from dupq.embed import Embedder
     from dupq.encoder import load_encoder
-    from dupq.evaluate import TfidfScorer
+    from dupq.evaluation import TfidfScorer
     from dupq.verifier import Verifier
     from dupq.verifier.model import pair_feature_matrix
 
