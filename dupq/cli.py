@@ -436,7 +436,9 @@ def dedupe(
     out: str = typer.Option(..., "--out", "-o", help="Output file (every input row + result columns)."),
     id_column: str | None = typer.Option(None, "--id-column", help="Column naming rows in duplicate_of."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model directory (default: MiniLM-L6)."),
-    threshold: str = typer.Option("auto", "--threshold", help="Cosine in [-1, 1], or 'auto' (dupq.json)."),
+    threshold: str = typer.Option(
+        "auto", "--threshold", help="Cosine in [-1, 1], or 'auto' (dupq.json's precision-0.90 point)."
+    ),
     pairs: str | None = typer.Option(None, "--pairs", help="Also write every pair above the threshold here."),
     against: str | None = typer.Option(None, "--against", help="Existing base: mark rows duplicating it."),
     against_text_column: str | None = typer.Option(
@@ -467,6 +469,15 @@ def dedupe(
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (default: detected)."),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    verifier: str | None = typer.Option(
+        None, "--verifier", help="Verifier dir: decides the candidate pairs (cosine finds them)."
+    ),
+    verify_below: float = typer.Option(
+        0.10, "--verify-below", help="With --verifier: search this far below the threshold."
+    ),
+    verify_above: float = typer.Option(
+        0.98, "--verify-above", help="With --verifier: pairs at/above this cosine are accepted unverified."
+    ),
 ) -> None:
     """Find duplicate groups in a file of questions; write every row with its group and status."""
     from dupq.dedupe import deduplicate
@@ -497,6 +508,9 @@ def dedupe(
             encoding=encoding,
             ray_address=ray_address,
             show_progress=not quiet,
+            verifier=verifier,
+            verify_below=verify_below,
+            verify_above=verify_above,
         )
     except KeyboardInterrupt:
         typer.secho(

@@ -232,13 +232,21 @@ def check_threshold(value: Any) -> float:
     return t
 
 
-def resolve_threshold(threshold: Any, source: str | None, *, warn: bool = True) -> tuple[float, str]:
+def resolve_threshold(
+    threshold: Any, source: str | None, *, warn: bool = True, point: str | None = None
+) -> tuple[float, str]:
     """The cosine threshold to use and where it came from: ``threshold`` when given, else (``None`` or
-    ``"auto"``) the model's ``dupq.json`` threshold, else :data:`DEFAULT_THRESHOLD` (with a warning,
+    ``"auto"``) the model's ``dupq.json`` operating point ``point`` (e.g. ``"precision_0.90"``, when it
+    was reached on dev) or its best-F1 ``threshold``, else :data:`DEFAULT_THRESHOLD` (with a warning,
     when ``warn``, for a model other than the default)."""
     if threshold is not None and not (isinstance(threshold, str) and threshold.strip().lower() == "auto"):
         return check_threshold(threshold), "given"
     meta = read_metadata(source) if source else {}
+    chosen = (meta.get("operating_points") or {}).get(point) if point else None
+    if chosen and chosen.get("reached", True):
+        return check_threshold(
+            chosen["threshold"]
+        ), f"dupq.json of {source}, {point.replace('_', ' ')} on dev"
     if meta.get("threshold") is not None:
         return check_threshold(meta["threshold"]), f"dupq.json of {source}"
     is_default = source is not None and Path(source).resolve() == default_model_path().resolve()

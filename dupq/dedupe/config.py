@@ -55,6 +55,9 @@ class DedupeConfig:
     encoding: str | None = None
     ray_address: str | None = None
     show_progress: bool = True
+    verifier: Any = None
+    verify_below: float = 0.10
+    verify_above: float = 0.98
 
     def __post_init__(self) -> None:
         _one_of("cluster", self.cluster, ("leader", "components"))
@@ -64,6 +67,12 @@ class DedupeConfig:
         for name in ("k", "chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.verify_below <= 1.0:
+            raise InputError(f"verify_below must be in [0, 1], got {self.verify_below}")
+        if not -1.0 <= self.verify_above <= 1.01:
+            raise InputError(
+                f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {self.verify_above}"
+            )
         if self.ef_search is not None and self.ef_search < 1:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
         for name in ("out", "pairs_out", "summary_out", "workdir"):

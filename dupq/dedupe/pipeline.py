@@ -27,6 +27,7 @@ from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
 from dupq.dedupe.search import index_kind, match_against, similar_pairs
 from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
+from dupq.dedupe.verify import DEDUPE_POINT, verifier_threshold, verify_pairs
 from dupq.dedupe.write import OutputColumns, output_format, pairs_frame, write_frame, write_table
 from dupq.encoder import resolve_threshold
 from dupq.io import atomic_write_json
@@ -65,6 +66,9 @@ def deduplicate(
     encoding: str | None = None,
     ray_address: str | None = None,
     show_progress: bool = True,
+    verifier: Any = None,
+    verify_below: float = 0.10,
+    verify_above: float = 0.98,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
@@ -91,6 +95,13 @@ def deduplicate(
     (default :data:`~dupq.dedupe.config.HNSW_EF_SEARCH`; lower is faster at some pair recall: see the
     README). ``dtype``: storage of the embeddings on disk (``"float16"`` halves memory; cosine error
     < 1e-3). The options are checked as a :class:`~dupq.dedupe.config.DedupeConfig`.
+
+    ``threshold="auto"`` takes the model's precision-0.90 operating point on its dev split when its
+    ``dupq.json`` has one (a wrong merge costs more than a missed one), else its best-F1 threshold.
+    ``verifier`` (a :class:`dupq.verifier.Verifier` or its directory): candidates are searched down to
+    ``threshold - verify_below`` and every pair below the cosine ``verify_above`` is decided by the
+    verifier at its precision-0.90 point (:mod:`dupq.dedupe.verify`); the summary says how many pairs
+    each stage decided.
     """
     options = dict(locals())
     del options["data"]
@@ -144,8 +155,13 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     if base is not None:
         match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
     timer.stage("against")
-    pairs, n_live = _similar_pairs(store, match, enc.threshold, cfg)
+    search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
+    pairs, n_live = _similar_pairs(store, match, search_at, cfg)
     timer.stage("search")
+    verification = None
+    if cfg.verifier is not None:
+        pairs, verification = _verify(pairs, new.texts, enc.threshold, cfg)
+        timer.stage("verify")
     groups = group(new, store.vectors, pairs[:2], cfg.cluster, cfg.chunk_size, base, match)
     timer.stage("group")
     columns = OutputColumns(new, groups, store.truncated)
@@ -153,6 +169,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     timer.stage("write")
     index = index_kind(n_live, cfg.index)
     summary = _summary(new, base, columns, groups, pairs, enc, cfg, index, workdir, timer)
+    summary.verification = verification
     if cfg.summary_out is not None:
         atomic_write_json(cfg.summary_out, summary.to_dict())
     return DedupeResult(
@@ -187,7 +204,7 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     from dupq.embed import as_embedder
 
     embedder = as_embedder(cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend)
-    threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source)
+    threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source, point=DEDUPE_POINT)
     fp = embedder.fingerprint
     timer.stage("load_model")
     stores = []
@@ -224,6 +241,41 @@ def _similar_pairs(
         ef_search=cfg.ef_search,
     )
     return (live[la], live[lb], ls), len(live)
+
+
+def _verify(
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray], texts: list[str], threshold: float, cfg: DedupeConfig
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
+    """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts."""
+    from dupq.verifier import Verifier
+
+    verifier = (
+        cfg.verifier if isinstance(cfg.verifier, Verifier) else Verifier.load(cfg.verifier, device=cfg.device)
+    )
+    v_thr = verifier_threshold(verifier)
+    result = verify_pairs(
+        pairs[0],
+        pairs[1],
+        pairs[2],
+        texts,
+        verifier,
+        threshold=v_thr,
+        verify_above=cfg.verify_above,
+        show_progress=cfg.show_progress,
+    )
+    keep = result.keep
+    info = {
+        "verifier": verifier.source,
+        "verifier_threshold": v_thr,
+        "candidate_pairs": int(len(keep)),
+        "searched_from": float(threshold - cfg.verify_below),
+        "verify_above": cfg.verify_above,
+        "accepted_by_cosine": result.by_cosine,
+        "verified": result.verified,
+        "accepted_by_verifier": result.verified_duplicate,
+        "rejected_by_verifier": result.verified - result.verified_duplicate,
+    }
+    return (pairs[0][keep], pairs[1][keep], pairs[2][keep]), info
 
 
 def _write(

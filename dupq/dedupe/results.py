@@ -51,6 +51,7 @@ class DedupeSummary:
     output: str | None = None
     pairs_output: str | None = None
     workdir: str | None = None
+    verification: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -78,6 +79,7 @@ class DedupeSummary:
             ),
             f"similar pairs      {self.similar_pairs:>12,}"
             f"  (cosine >= {self.threshold:.3f}, {self.threshold_source})",
+            *self._verification_lines(),
             f"grouping           {self.cluster}, k={self.k}, index {self.index}, engine {self.engine}, "
             f"backend {self.backend}",
             f"encoded            {self.texts_encoded:>12,}"
@@ -92,6 +94,17 @@ class DedupeSummary:
         if self.pairs_output:
             lines.append(f"pairs              {self.pairs_output}")
         return "\n".join(lines)
+
+    def _verification_lines(self) -> list[str]:
+        v = self.verification
+        if not v:
+            return []
+        return [
+            f"verified           {v['verified']:>12,}  candidate pairs with cosine in "
+            f"[{v['searched_from']:.3f}, {v['verify_above']:.3f}) by the verifier (P >= "
+            f"{v['verifier_threshold']:.3f}): {v['accepted_by_verifier']:,} accepted, "
+            f"{v['rejected_by_verifier']:,} rejected; {v['accepted_by_cosine']:,} accepted on the cosine",
+        ]
 
 
 @dataclass
