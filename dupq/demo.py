@@ -47,11 +47,13 @@ def run_demo(
     splits, data = _data_step(data_dir, out_dir)
     _train_step(splits, data, model_dir, base_model, epochs, batch_size, device)
     _evaluate_step(splits, model_dir, base_model, out_dir, device)
-    deduped, rows = _dedupe_step(data_dir, out_dir, model_dir, device)
-    store = _matcher_step(rows, model_dir, out_dir)
+    verifier_dir = _verifier_step(splits, model_dir, out_dir, device)
+    deduped, rows = _dedupe_step(data_dir, out_dir, model_dir, verifier_dir, device)
+    store = _matcher_step(rows, model_dir, verifier_dir, out_dir)
 
     paths = {
         "model": model_dir,
+        "verifier": verifier_dir,
         "report": out_dir / "report" / "report.md",
         "deduped": deduped,
         "store": Path(store),
@@ -127,10 +129,30 @@ def _evaluate_step(splits: Any, model_dir: Path, base_model: str, out_dir: Path,
     typer.echo(report.format_table())
 
 
-def _dedupe_step(data_dir: Path, out_dir: Path, model_dir: Path, device: str | None) -> tuple[Path, Any]:
+def _verifier_step(splits: Any, model_dir: Path, out_dir: Path, device: str | None) -> Path:
+    from dupq.augment import augment_pairs
+    from dupq.verifier import train_verifier
+
+    # The cosine alone merges near-misses ("reverse a list / a string in Python"); the verifier reads
+    # the same encoder's token vectors and decides, trained on the train split plus generated near-misses.
+    _say("4. verifier: a second stage over the fine-tuned encoder's token vectors (near-miss augmented)")
+    verifier_dir = out_dir / "verifier"
+    train = augment_pairs(splits.train, seed=42).drop(columns=["augment"])
+    v = train_verifier(train, splits.dev, verifier_dir, encoder=model_dir, device=device, show_progress=False)
+    points = v.metadata["operating_points"]
+    typer.echo(
+        f"{len(train)} training pairs ({len(train) - len(splits.train)} generated near-misses); head "
+        f"{v.head.kind}; dev threshold {v.threshold:.3f} (best F1 {points['best_f1']['f1']:.3f})"
+    )
+    return verifier_dir
+
+
+def _dedupe_step(
+    data_dir: Path, out_dir: Path, model_dir: Path, verifier_dir: Path, device: str | None
+) -> tuple[Path, Any]:
     from dupq.dedupe import deduplicate
 
-    _say("4. dedupe data/sample_questions.csv with the fine-tuned model")
+    _say("5. dedupe data/sample_questions.csv: the fine-tuned model finds candidates, the verifier decides")
     deduped = out_dir / "sample_questions.deduped.csv"
     dd = deduplicate(
         data_dir / "sample_questions.csv",
@@ -144,6 +166,7 @@ def _dedupe_step(data_dir: Path, out_dir: Path, model_dir: Path, device: str | N
         workdir=out_dir / "dedupe_work",
         device=device,
         show_progress=False,
+        verifier=verifier_dir,
     )
     typer.echo(dd.summary.format())
     typer.echo("largest duplicate groups:")
@@ -152,12 +175,12 @@ def _dedupe_step(data_dir: Path, out_dir: Path, model_dir: Path, device: str | N
     return deduped, dd.read()
 
 
-def _matcher_step(rows: Any, model_dir: Path, out_dir: Path) -> Any:
+def _matcher_step(rows: Any, model_dir: Path, verifier_dir: Path, out_dir: Path) -> Any:
     from dupq.matcher import Matcher
 
-    _say("5. Matcher: index the sample questions (the rows with text), then ask new ones")
+    _say("6. Matcher (with the verifier): index the sample questions (the rows with text), ask new ones")
     keep = rows[rows["status"] != "empty"]
-    matcher = Matcher.from_model(model_dir)
+    matcher = Matcher.from_model(model_dir, verifier=verifier_dir)
     matcher.add(keep["question"].tolist(), ids=keep["id"].astype(int).tolist())
     store = matcher.save(out_dir / "store")
     typer.echo(f"{len(matcher)} questions indexed (of {len(rows)} rows; blank rows skipped)")
@@ -165,6 +188,5 @@ def _matcher_step(rows: Any, model_dir: Path, out_dir: Path) -> Any:
         typer.echo(f"\nQ: {query}")
         for m in matcher.match(query, k=3):
             flag = "DUPLICATE" if m.is_duplicate else "         "
-            prob = "" if m.probability is None else f" P(dup)={m.probability:.2f}"
-            typer.echo(f"  {flag} {m.score:.3f}{prob}  [{m.id}] {m.text}")
+            typer.echo(f"  {flag} P(dup)={m.probability:.2f} cos={m.similarity:.3f}  [{m.id}] {m.text}")
     return store
