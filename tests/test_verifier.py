@@ -190,6 +190,10 @@ def test_loaded_verifier_scores_like_the_trained_one(trained):
     b = Verifier.load(out, device="cpu").predict(test.question1.tolist(), test.question2.tolist()).probability
     assert np.allclose(a, b, atol=1e-5)
     assert Verifier.load(out, threshold=0.99).threshold == 0.99
+    meta = json.loads((out / "dupq.json").read_text())
+    p90 = meta["operating_points"]["precision_0.90"]
+    want = p90["threshold"] if p90["reached"] else meta["threshold"]
+    assert Verifier.load(out, point="precision_0.90").threshold == pytest.approx(want)
 
 
 def test_a_bi_encoder_directory_is_not_a_verifier(tiny_model_dir, trained, tmp_path):
