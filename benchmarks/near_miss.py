@@ -1,4 +1,4 @@
-"""Planted near-misses: does a dedupe of ``data/sample_questions.csv`` merge questions that differ in one slot?
+"""Planted near-misses: does a dedupe of ``data/sample_questions.csv`` merge questions that differ?
 
 ``data/sample_questions.csv`` plants duplicate groups (``data/sample_questions_groups.csv``) among
 near-miss questions written to share most words with a group member and ask something else
