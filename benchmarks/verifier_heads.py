@@ -8,6 +8,7 @@ accuracy at the best-accuracy threshold of the same set's dev split. The cosine 
 
     python benchmarks/verifier_heads.py
     python benchmarks/verifier_heads.py --train-sets quora paws-qqp
+    python benchmarks/verifier_heads.py --augment --out-json benchmarks/results/verifier_heads_augment.json
 
 Prints a table and writes ``benchmarks/results/verifier_heads.json``.
 """
@@ -54,6 +55,26 @@ def features(splits: dict) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray
     return out
 
 
+def augmented(splits: dict, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of near-miss pairs generated from the train splits of ``names`` (cached)."""
+    from dupq.augment import near_miss_pairs
+    from dupq.encoder import load_encoder
+    from dupq.verifier.model import pair_feature_matrix
+
+    xs, ys, model = [], [], None
+    for name in names:
+        path = CACHE / f"{name}_augment.npz"
+        if not path.exists():
+            model = model or load_encoder("default")
+            gen = near_miss_pairs(splits[name].train, seed=42)
+            x = pair_feature_matrix(model, gen.question1, gen.question2, show_progress=True)
+            np.savez(path, X=x, y=gen.label.to_numpy())
+        with np.load(path) as z:
+            xs.append(z["X"])
+            ys.append(z["y"])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def score(feats: dict, prob_dev: dict, prob_test: dict) -> dict:
     from sklearn.metrics import average_precision_score
 
@@ -75,11 +96,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-sets", nargs="+", default=["quora", "paws-qqp", "paws-wiki", "mqp"])
+    ap.add_argument("--augment", action="store_true", help="add near-miss pairs generated from train")
     ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "verifier_heads.json"))
     args = ap.parse_args(argv)
-    feats = features(load_splits())
+    splits = load_splits()
+    feats = features(splits)
     x = np.concatenate([feats[(n, "train")][0] for n in args.train_sets])
     y = np.concatenate([feats[(n, "train")][1] for n in args.train_sets])
+    if args.augment:
+        xa, ya = augmented(splits, args.train_sets)
+        print(f"near-miss augmentation: +{len(ya)} pairs ({int(ya.sum())} positives)")
+        x, y = np.concatenate([x, xa]), np.concatenate([y, ya])
     results = {"cosine": score(feats, {n: feats[(n, "dev")][0][:, 0] for n in SETS},
                                {n: feats[(n, "test")][0][:, 0] for n in SETS})}  # fmt: skip
     seconds = {}
@@ -115,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "encoder": "default (all-MiniLM-L6-v2, zero-shot)",
         "train_sets": args.train_sets,
+        "augment": "near-miss" if args.augment else None,
         "fit_seconds": seconds,
         "results": results,
         "table": table,
