@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import warnings
@@ -249,9 +250,15 @@ class Matcher:
 
     def remove(self, ids: int | Iterable[int], *, missing_ok: bool = False) -> int:
         """Remove stored questions by id; returns how many were removed (see module doc for unknown ids)."""
-        if isinstance(ids, (int, np.integer)):
-            ids = [int(ids)]
-        wanted = list(dict.fromkeys(int(i) for i in ids))
+        if isinstance(ids, (str, bytes, int, np.integer)) or not isinstance(ids, Iterable):
+            ids = [ids]  # one id — or one bad value (None, "abc"), reported as such below
+        checked = []
+        for r, v in enumerate(ids, start=1):
+            try:
+                checked.append(_as_id(v))
+            except ValueError as exc:
+                raise InputError(str(exc), row=r, column="id") from None
+        wanted = list(dict.fromkeys(checked))
         with self._lock.write():
             unknown = [i for i in wanted if i not in self._rows]
             if unknown and not missing_ok:
@@ -348,11 +355,14 @@ class Matcher:
             truncated[need] = trunc
         out: list[QueryMatches] = []
         with self._lock.read():
+            # No query can get more than every stored question: a huge k (10**8) must not make FAISS
+            # allocate an n-by-k result matrix (gigabytes) for a store of a few thousand.
+            search_k = max(1, min(int(k), len(self.index)))
             if len(need) and len(self.index):
-                scores, found = self.index.search(vecs, k)
+                scores, found = self.index.search(vecs, search_k)
             else:
-                scores = np.full((len(need), k), -np.inf, np.float32)
-                found = np.full((len(need), k), -1, np.int64)
+                scores = np.full((len(need), search_k), -np.inf, np.float32)
+                found = np.full((len(need), search_k), -1, np.int64)
             row_of = {q: r for r, q in enumerate(need)}
             for qi, query in enumerate(queries):
                 results: list[Match] = []
@@ -675,12 +685,17 @@ def _check_texts(texts: list[Any]) -> None:
             raise InputError(f"question {t[:40]!r} has no letters or digits", row=r, column="text")
 
 
+_ASCII_INT = re.compile(r"\+?[0-9]+")
+
+
 def _as_id(v: Any) -> int:
     if isinstance(v, bool):
         raise ValueError(f"id {v!r} is a boolean, not an integer")
     if isinstance(v, (int, np.integer)):
         i = int(v)
-    elif isinstance(v, str) and v.strip().lstrip("+").isdigit():
+    elif isinstance(v, str) and _ASCII_INT.fullmatch(v.strip()):
+        # ASCII digits only: str.isdigit() and int() also take "١٢" (Arabic-Indic) or "１２" (full
+        # width), which would silently become the id 12.
         i = int(v.strip())
     elif isinstance(v, float) and v.is_integer():
         i = int(v)
@@ -771,6 +786,25 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     missing = {"model_fingerprint", "dim", "count", "threshold", "files"} - set(manifest)
     if missing:
         raise StoreError(f"{path}: manifest lacks {sorted(missing)}")
+    # Types, not just presence: a hand-edited "dim": "384" would otherwise fail later as the baffling
+    # "dimension 384 != encoder's 384".
+    for key, minimum in (("dim", 1), ("count", 0), ("next_id", 0)):
+        value = manifest.get(key, minimum)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise StoreError(
+                f"{path}: manifest field {key!r} is {value!r} ({type(value).__name__}); "
+                f"expected an integer >= {minimum}"
+            )
+    if not isinstance(manifest["model_fingerprint"], str):
+        raise StoreError(f"{path}: manifest field 'model_fingerprint' is not a string")
+    if not isinstance(manifest["files"], dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("bytes"), int)
+        for v in manifest["files"].values()
+    ):
+        raise StoreError(f"{path}: manifest field 'files' is not {{name: {{'sha256': str, 'bytes': int}}}}")
+    threshold = manifest["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise StoreError(f"{path}: manifest field 'threshold' is {threshold!r}; expected a number")
     return manifest
 
 
