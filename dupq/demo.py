@@ -118,7 +118,7 @@ def run_demo(
     keep = rows[rows["status"] != "empty"]
     matcher = Matcher.from_model(model_dir)
     matcher.add(keep["question"].tolist(), ids=keep["id"].astype(int).tolist())
-    store = matcher.save(out_dir / "store")
+    store = matcher.save(out_dir / "store", overwrite=True)  # a rerun replaces it
     typer.echo(f"{len(matcher)} questions indexed (of {len(rows)} rows; blank rows skipped)")
     for query in QUERIES:
         typer.echo(f"\nQ: {query}")

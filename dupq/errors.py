@@ -48,3 +48,8 @@ class EncoderLoadError(DupqError, OSError):
 
 class StoreError(DupqError):
     """A persisted store (index, matcher, model metadata) is missing, corrupt or incompatible."""
+
+
+class StoreConflictError(StoreError):
+    """A save would overwrite a store that changed on disk since this process loaded (or last saved)
+    it — another process or Matcher wrote it meanwhile. Nothing was written."""

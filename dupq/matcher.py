@@ -47,6 +47,7 @@ import os
 import re
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,9 +61,9 @@ import pandas as pd
 from dupq.datamodels import Match, QueryMatches
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, read_metadata
-from dupq.errors import DupqError, InputError, StoreError
+from dupq.errors import DupqError, InputError, StoreConflictError, StoreError
 from dupq.index import VectorIndex
-from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file
+from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file, store_lock
 from dupq.text import normalize, text_key
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class Matcher:
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = 0
+        self._generations: dict[str, str] = {}  # store directory -> manifest hash we loaded / saved there
 
     @classmethod
     def from_model(cls, model_dir: str | Path, **kwargs: Any) -> Matcher:
@@ -475,12 +477,43 @@ class Matcher:
         return vecs, truncated
 
     # -- persistence --------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write the store to ``directory`` atomically (a complete new directory is swapped in)."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the store to ``directory`` atomically (a complete new directory is swapped in).
+
+        Holds the store's exclusive file lock (:func:`dupq.io.store_lock`, ``<directory>.lock``) from
+        the check below to the swap, so saves and loads of other processes never interleave with it.
+        A ``directory`` that already holds a store is overwritten only if it is the store this
+        Matcher loaded or last saved *and it is unchanged on disk since*; otherwise (another process
+        saved it meanwhile — ``dupq index add`` beside ``dupq serve`` — or it is some other store)
+        :class:`~dupq.errors.StoreConflictError` is raised and nothing is written, unless
+        ``overwrite=True`` (replace whatever is there).
+        """
         directory = Path(directory)
         delay = float(os.environ.get(_SLOW_SAVE_ENV, "0") or 0)
-        # _save_lock: two saves racing over the same directory's renames could drop one of them.
-        with self._save_lock, self._lock.read(), atomic_dir(directory) as tmp:
+        key = str(directory.resolve())
+        # _save_lock: this Matcher's own saves one at a time; store_lock: everyone's, across processes.
+        with self._save_lock, store_lock(directory, exclusive=True):
+            recover_dir(directory)
+            on_disk = _generation(directory)
+            if on_disk is not None and not overwrite and on_disk != self._generations.get(key):
+                known = key in self._generations
+                raise StoreConflictError(
+                    f"{directory} "
+                    + (
+                        "changed on disk since this Matcher loaded or last saved it (another process "
+                        "or Matcher saved it meanwhile)"
+                        if known
+                        else "already holds a store this Matcher did not load"
+                    )
+                    + ": refusing to overwrite it. Load it again and re-apply the changes, or save "
+                    "with overwrite=True to replace it."
+                )
+            self._write_store(directory, delay)
+            self._generations[key] = _generation(directory)
+        return directory
+
+    def _write_store(self, directory: Path, delay: float) -> None:
+        with self._lock.read(), atomic_dir(directory) as tmp:
             self.index.save(tmp / INDEX_FILE)
             _pause(delay)
             ids = sorted(self._rows)
@@ -503,6 +536,8 @@ class Matcher:
                 "format": STORE_FORMAT,
                 "format_version": STORE_FORMAT_VERSION,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                # unique per save: two saves never leave the same manifest (see _generation)
+                "generation": uuid.uuid4().hex,
                 "model_fingerprint": self.embedder.fingerprint,
                 "model_source": self.embedder.source,
                 "dim": self.embedder.dim,
@@ -520,7 +555,6 @@ class Matcher:
             }
             atomic_write_json(tmp / MANIFEST_FILE, manifest)
             _pause(delay)
-        return directory
 
     @classmethod
     def load(
@@ -538,20 +572,29 @@ class Matcher:
         embedded default). A store from another model, or with a missing/short/altered file, raises
         :class:`StoreError`.
         """
-        directory = recover_dir(directory)
-        manifest = _read_manifest(directory)
-        for name in (INDEX_FILE, QUESTIONS_FILE):
-            path = directory / name
-            want = manifest["files"].get(name)
-            if not path.exists() or want is None:
-                raise StoreError(f"{directory}: missing {name}")
-            size = path.stat().st_size
-            if size != want["bytes"]:
-                raise StoreError(
-                    f"{path}: {size} bytes, manifest says {want['bytes']} (truncated or replaced)"
-                )
-            if sha256_file(path) != want["sha256"]:
-                raise StoreError(f"{path}: checksum does not match the manifest (corrupt or edited)")
+        directory = recover_dir(Path(directory))
+        # Every file is read under the store's shared lock: a save (exclusive) by another process or
+        # thread can neither swap the directory midway nor be caught between its two renames.
+        with store_lock(directory, exclusive=False):
+            generation = _generation(directory)
+            manifest = _read_manifest(directory)
+            for name in (INDEX_FILE, QUESTIONS_FILE):
+                path = directory / name
+                want = manifest["files"].get(name)
+                if not path.exists() or want is None:
+                    raise StoreError(f"{directory}: missing {name}")
+                size = path.stat().st_size
+                if size != want["bytes"]:
+                    raise StoreError(
+                        f"{path}: {size} bytes, manifest says {want['bytes']} (truncated or replaced)"
+                    )
+                if sha256_file(path) != want["sha256"]:
+                    raise StoreError(f"{path}: checksum does not match the manifest (corrupt or edited)")
+            index = VectorIndex.load(directory / INDEX_FILE)
+            try:
+                table = pd.read_parquet(directory / QUESTIONS_FILE)
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                raise StoreError(f"{directory / QUESTIONS_FILE}: unreadable: {exc}") from exc
         if encoder is None:
             src = manifest.get("model_source")
             encoder = src if src and Path(src).is_dir() else None
@@ -566,11 +609,6 @@ class Matcher:
             )
         if embedder.dim != manifest["dim"]:
             raise StoreError(f"{directory}: dimension {manifest['dim']} != encoder's {embedder.dim}")
-        index = VectorIndex.load(directory / INDEX_FILE)
-        try:
-            table = pd.read_parquet(directory / QUESTIONS_FILE)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise StoreError(f"{directory / QUESTIONS_FILE}: unreadable: {exc}") from exc
         if len(table) != manifest["count"] or len(index) != manifest["count"]:
             raise StoreError(
                 f"{directory}: manifest count {manifest['count']}, questions {len(table)}, index {len(index)}"
@@ -601,6 +639,7 @@ class Matcher:
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = int(manifest.get("next_id", max(self._rows, default=-1) + 1))
+        self._generations = {str(directory.resolve()): generation}
         return self
 
     def __repr__(self) -> str:
@@ -649,7 +688,7 @@ def build_store(
     """``dupq index build``: a new store at ``out`` from one table."""
     matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
     matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
-    matcher.save(out)
+    matcher.save(out, overwrite=True)  # "build" replaces whatever store was at --out
     return matcher
 
 
@@ -806,6 +845,19 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise StoreError(f"{path}: manifest field 'threshold' is {threshold!r}; expected a number")
     return manifest
+
+
+def _generation(directory: Path) -> str | None:
+    """What identifies one save of the store at ``directory``: the sha256 of its manifest (which holds a
+    fresh ``generation`` id and every file's checksum), or ``None`` where no store is."""
+    try:
+        import hashlib
+
+        return hashlib.sha256((directory / MANIFEST_FILE).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"{directory / MANIFEST_FILE}: unreadable: {exc.strerror}") from exc
 
 
 def _pause(seconds: float) -> None:

@@ -35,7 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from dupq.errors import DupqError, InputError
+from dupq.errors import DupqError, InputError, StoreConflictError
 from dupq.matcher import Matcher, UnknownIdError
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,11 @@ def create_app(
         if thread is not None:
             thread.join(timeout=5)
         if store is not None and state["dirty"]:
-            save()  # graceful shutdown never loses acknowledged writes
+            try:
+                save()  # graceful shutdown never loses acknowledged writes
+            except StoreConflictError as exc:
+                # Changed on disk by someone else: their work wins; ours was never acknowledged as saved.
+                logger.error("not saving at shutdown: %s", exc)
 
     app = FastAPI(
         title="dupq",
@@ -225,6 +229,12 @@ def create_app(
     @app.exception_handler(UnknownIdError)
     async def _unknown(request: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse(_err("not_found", str(exc), ids=exc.ids), status_code=404)
+
+    @app.exception_handler(StoreConflictError)
+    async def _conflict(request: Request, exc: StoreConflictError) -> JSONResponse:
+        # Someone else (``dupq index add``, another server) saved the store since this server loaded
+        # it: the server refuses to overwrite their work. Its in-memory change is not saved.
+        return JSONResponse(_err("store_conflict", str(exc)), status_code=409)
 
     @app.exception_handler(DupqError)
     async def _dupq(request: Request, exc: DupqError) -> JSONResponse:
