@@ -218,6 +218,18 @@ class Matcher:
         show_progress: bool = False,
     ) -> list[int]:
         """Store questions; returns their ids. All-or-nothing: a bad item rejects the whole call."""
+        return self._add(texts, ids, metadata, show_progress=show_progress)[0]
+
+    def _add(
+        self,
+        texts: str | Sequence[str],
+        ids: Sequence[int] | None = None,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        show_progress: bool = False,
+    ) -> tuple[list[int], list[bool]]:
+        """:meth:`add`, also returning which texts were truncated (the server reports those without
+        reading them back, which could race a concurrent delete)."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple, np.ndarray, pd.Series)):
             texts = [texts]
         texts = list(texts)
@@ -227,7 +239,7 @@ class Matcher:
         if metadata is not None:
             metadata = _check_metadata(metadata, len(texts))
         if not texts:
-            return []
+            return [], []
         vecs, truncated = self._encode(texts, show_progress=show_progress)
         with self._lock.write():
             if ids is None:
@@ -248,7 +260,7 @@ class Matcher:
                 self._rows[i] = (t, key, bool(truncated[j]), metadata[j] if metadata else None)
                 self._by_key.setdefault(key, []).append(i)
             self._next_id = max(self._next_id, max(ids) + 1)
-        return list(ids)
+        return list(ids), [bool(t) for t in truncated]
 
     def remove(self, ids: int | Iterable[int], *, missing_ok: bool = False) -> int:
         """Remove stored questions by id; returns how many were removed (see module doc for unknown ids)."""
