@@ -48,6 +48,7 @@ def test_match_add_delete_and_stats(matcher, tmp_path, embedder):
             "text": q,
             "score": 1.0,
             "probability": None,
+            "similarity": 1.0,
             "is_duplicate": True,
             "exact": True,
             "metadata": {"n": 3},
