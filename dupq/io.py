@@ -131,22 +131,24 @@ def store_lock(path: str | Path, *, exclusive: bool = True, timeout: float | Non
     if fd is None:  # a read-only location without a lock file: nobody can be writing there
         yield
         return
+    # Writer preference: flock grants a shared lock while a writer waits, so a steady stream of
+    # loads could starve a save for ever. A writer first takes the *gate* exclusively, which stops new
+    # readers at the gate, then waits for the readers inside to leave; readers pass the gate (shared,
+    # for an instant) on their way in.
+    gate = _open_lock_file(lp.with_name(f".{lp.name}-gate"), exclusive)
+    limit = LOCK_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + limit
     try:
         op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + (LOCK_TIMEOUT if timeout is None else timeout)
-        delay = 0.002
-        while True:
-            try:
-                fcntl.flock(fd, op | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreError(
-                        f"{path}: locked by another process or thread for over "
-                        f"{LOCK_TIMEOUT if timeout is None else timeout:g} s ({lp}); is a save stuck?"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        if gate is not None:
+            _flock(gate, op, deadline, path, lp, limit)
+        try:
+            _flock(fd, op, deadline, path, lp, limit)
+        finally:
+            if gate is not None:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+                os.close(gate)
+                gate = None
         held[key] = (exclusive, 1)
         try:
             yield
@@ -154,7 +156,28 @@ def store_lock(path: str | Path, *, exclusive: bool = True, timeout: float | Non
             del held[key]
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
+        if gate is not None:
+            os.close(gate)
         os.close(fd)
+
+
+def _flock(fd: int, op: int, deadline: float, path: str | Path, lp: Path, limit: float) -> None:
+    """``flock(fd, op)``, polling until ``deadline`` (then :class:`StoreError`)."""
+    import fcntl
+
+    delay = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"{path}: locked by another process or thread for over {limit:g} s ({lp}); "
+                    "is a save stuck?"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _open_lock_file(lp: Path, exclusive: bool) -> int | None:

@@ -209,3 +209,33 @@ def test_index_add_beside_a_serving_store_is_not_overwritten(embedder, store, tm
     back = Matcher.load(store, embedder)
     assert len(back) == 42  # index add's two rows were not overwritten by the server's save
     assert back.get(501)["text"] == "added by index add two?"
+
+
+def test_a_steady_stream_of_loads_does_not_starve_a_save(store):
+    # Readers whose shared locks always overlap: plain flock would never give the writer a gap.
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader(offset: float) -> None:
+        time.sleep(offset)
+        try:
+            while not stop.is_set():
+                with store_lock(store, exclusive=False, timeout=30):
+                    time.sleep(0.05)
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader, args=(i * 0.02,)) for i in range(4)]
+    for t in readers:
+        t.start()
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        with store_lock(store, exclusive=True, timeout=10):
+            waited = time.monotonic() - t0
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(timeout=30)
+    assert not errors, errors
+    assert waited < 5, waited
