@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The venv first on PATH: notebook kernels and subprocess servers started by tests use its python.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint format bench-quality bench-encode bench-matcher bench-dedupe clean
+.PHONY: install demo test lint format quora-model bench-quality bench-encode bench-matcher bench-dedupe clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format dupq tests benchmarks
 	$(BIN)/ruff check --fix dupq tests benchmarks
+
+# The recommended Quora recipe: bi-encoder -> models/quora/, verifier -> models/quora-verifier/, and the
+# quality table (benchmarks/results/quora_model.json). Needs ../shared/data (real Quora, PAWS, MQP …).
+quora-model: $(STAMP)
+	$(BIN)/python benchmarks/quora_model.py
 
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/quality.py

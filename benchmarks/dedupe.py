@@ -56,6 +56,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from dupq.vectors import l2_normalize  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results" / "dedupe.json"
 CACHE = REPO / "benchmarks" / ".cache" / "dedupe"
@@ -228,7 +231,7 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     if args.worker == "dupq-mining":  # dupq's search + grouping stage alone, on the same vectors
-        from dupq.dedupe import _index_kind, group_pairs, similar_pairs
+        from dupq.dedupe import group_pairs, index_kind, similar_pairs
 
         t0 = time.perf_counter()
         a, b, _ = similar_pairs(emb, args.threshold, ef_search=args.ef_search)
@@ -237,7 +240,7 @@ def worker(args: argparse.Namespace) -> dict:
         sizes = np.bincount(rep, minlength=len(emb))
         out = {
             "mining_s": mining,
-            "index": _index_kind(len(emb), "auto"),
+            "index": index_kind(len(emb), "auto"),
             "ef_search": args.ef_search,
             "pairs_above": len(a),
             "duplicate_groups": int((sizes >= 2).sum()),
@@ -529,7 +532,7 @@ def save_dupq_vectors(dupq_workdir: Path, dest: Path) -> None:
     """dupq's stored (float16) vectors as float32 unit rows at ``dest``, for the baselines to mine."""
     store = next(dupq_workdir.glob("emb-*"))
     v = np.load(store / "vectors.npy").astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = l2_normalize(v)
     np.save(dest, v)
 
 
@@ -562,7 +565,7 @@ def mining_only(args: argparse.Namespace) -> None:
         noise = rng.normal(size=vecs.shape).astype(np.float32) * (1.3 / np.sqrt(vecs.shape[1]))
         noise[: len(base)] = 0.0  # the first copy is the real vector
         vecs += noise
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = l2_normalize(vecs)
         run = {"size": size, "base_real_vectors": len(base), "threshold": threshold, "systems": {}}
         with tempfile.TemporaryDirectory(prefix="dupq-bench-mining-") as tmp:
             work = Path(tmp)

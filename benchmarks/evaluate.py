@@ -5,7 +5,7 @@ recall@k / MRR@10 / nDCG@10. On a QQP-sized test split (~50k questions) that is 
 similarities, so how it is done decides whether evaluation fits in memory. Measured side by side in
 one run, each method in a fresh process (peak RSS growth = ``ru_maxrss`` after minus before):
 
-* ``dupq``: :func:`dupq.evaluate._retrieval_from_vectors` — blocked numpy inner products (a 64 MiB
+* ``dupq``: :func:`dupq.evaluation.retrieval_from_vectors` — blocked numpy inner products (a 64 MiB
   score block at a time) + ``argpartition`` top-10;
 * ``faiss-flat``: what a user would pick instead — ``faiss.IndexFlatIP`` search for the top-11
   neighbours of every question, then the same metric code;
@@ -39,6 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dupq.vectors import l2_normalize  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "evaluate.json"
 DIM = 384
 #: Per-dimension noise around a cluster centre: duplicates at cosine ~0.2, like hard real pairs.
@@ -63,7 +65,7 @@ def make_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     for start in range(0, n, 4096):  # in chunks: no big temporaries to inflate the peak-RSS baseline
         chunk = rng.standard_normal((min(4096, n - start), DIM), dtype=np.float32) * NOISE
         chunk += centres[cluster[start : start + len(chunk)]]
-        vectors[start : start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+        vectors[start : start + len(chunk)] = l2_normalize(chunk)
     return vectors, cluster
 
 
@@ -106,13 +108,13 @@ def run_method(method: str, n: int, queue: mp.Queue) -> None:
     import psutil
     import torch  # noqa: F401
 
-    from dupq.evaluate import _retrieval_from_vectors
+    from dupq.evaluation import retrieval_from_vectors
 
     vectors, cluster = make_split(n)
     before = psutil.Process().memory_info().rss // 1024  # KiB, like ru_maxrss on Linux
     t0 = time.perf_counter()
     if method == "dupq":
-        m = _retrieval_from_vectors(vectors, cluster)
+        m = retrieval_from_vectors(vectors, cluster)
     elif method == "faiss-flat":
         index = faiss.IndexFlatIP(DIM)
         index.add(vectors)

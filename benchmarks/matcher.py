@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))
 from dupq.embed import Embedder  # noqa: E402
 from dupq.index import VectorIndex, default_nlist  # noqa: E402
 from dupq.text import is_blank, text_key  # noqa: E402
+from dupq.vectors import l2_normalize  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 CACHE = REPO / "benchmarks" / ".cache" / "matcher"
@@ -122,7 +123,7 @@ def pad_vectors(real: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
         lam = rng.uniform(0.15, 0.5, (m, 1)).astype(np.float32)
         noise = rng.standard_normal((m, dim)).astype(np.float32) * np.float32(0.1 / np.sqrt(dim))
         v = (1 - lam) * a + lam * b + noise
-        out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        out[start : start + m] = l2_normalize(v)
     return out
 
 
@@ -188,7 +189,7 @@ def measure(index: VectorIndex, qvecs: np.ndarray, truth: np.ndarray, k: int, n_
 
 def encode_latencies(embedder: Embedder, queries: list[str], n: int) -> list[float]:
     """One question at a time, the way Matcher.match encodes it (1 torch thread for small batches)."""
-    from dupq.matcher import torch_threads
+    from dupq.runtime import torch_threads
 
     lat = []
     with torch_threads(1):

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dupq.data import load_shared, split_pairs  # noqa: E402
-from dupq.evaluate import evaluate  # noqa: E402
+from dupq.evaluation import evaluate  # noqa: E402
 from dupq.training import TrainConfig, train_model  # noqa: E402
 
 COLUMNS = ("average_precision", "f1", "accuracy", "roc_auc", "recall@1", "mrr@10")

@@ -130,8 +130,14 @@ def train_biencoder(args: argparse.Namespace, splits: dict) -> dict:
         save_total_limit=1,
     )
     t0 = time.perf_counter()
+    general = {f"{n}-dev": splits[n].dev for n in args.general}
     result = train_model(
-        train, dev, args.model_dir, cfg, extra_metadata={"recipe": vars(args) | {"train_sets": names}}
+        train,
+        dev,
+        args.model_dir,
+        cfg,
+        extra_metadata={"recipe": vars(args) | {"train_sets": names}},
+        general_pairs=general,
     )
     return {"train_pairs": len(train), "seconds": round(time.perf_counter() - t0, 1), "steps": result.steps}
 
@@ -154,7 +160,7 @@ def train_the_verifier(args: argparse.Namespace, splits: dict) -> dict:
 def _metrics(dev_s: np.ndarray, dev_y: np.ndarray, test_s: np.ndarray, test_y: np.ndarray) -> dict:
     from sklearn.metrics import average_precision_score
 
-    from dupq.evaluate import operating_points
+    from dupq.evaluation import operating_points
 
     t = operating_points(dev_s, dev_y)["best_accuracy"]["threshold"]
     return {
@@ -170,7 +176,7 @@ def report(args: argparse.Namespace, splits: dict) -> list[dict]:
 
     from dupq.embed import Embedder
     from dupq.encoder import load_encoder
-    from dupq.evaluate import TfidfScorer
+    from dupq.evaluation import TfidfScorer
     from dupq.verifier import Verifier
     from dupq.verifier.model import pair_feature_matrix
 
@@ -254,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loss", default="online-contrastive")
     ap.add_argument("--mix", nargs="*", default=["mqp"], help="general sets mixed into bi-encoder training")
     ap.add_argument("--dev-mix", nargs="*", default=["mqp", "semeval"], help="sets mixed into the dev split")
+    ap.add_argument(
+        "--general",
+        nargs="*",
+        default=["mqp", "semeval", "paws-wiki"],
+        help="dev splits checked for forgetting",
+    )
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-5)

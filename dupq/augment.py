@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dupq.errors import InputError
 from dupq.text import normalize, text_key
 
 AUGMENT_KINDS = ("swap", "substitute", "noise")
@@ -175,7 +176,7 @@ def near_miss_pairs(
     kinds = set(kinds)
     unknown = kinds - set(AUGMENT_KINDS)
     if unknown:
-        raise ValueError(f"unknown augmentation kind(s) {sorted(unknown)}; known: {', '.join(AUGMENT_KINDS)}")
+        raise InputError(f"unknown augmentation kind(s) {sorted(unknown)}; known: {', '.join(AUGMENT_KINDS)}")
     rng = random.Random(seed)
     keep = [normalize(a) != normalize(b) for a, b in zip(pairs["question1"], pairs["question2"], strict=True)]
     real = pairs[keep]

@@ -8,12 +8,32 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+class _Group(TyperGroup):
+    """The root command group: every :class:`~dupq.errors.DupqError` a command raises is reported here,
+    once, as one clear line with exit code 2 (no traceback for user errors)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from dupq.errors import DupqError
+
+        try:
+            return super().invoke(ctx)
+        except DupqError as exc:
+            _fail(exc)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="dupq",
     help="Semantic duplicate-question detection: train, evaluate, index, match, dedupe, serve.",
     no_args_is_help=True,
@@ -37,7 +57,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
 @app.command()
 def version() -> None:
     """Print the dupq version."""
-    from dupq import __version__
+    from dupq._version import __version__
 
     typer.echo(__version__)
 
@@ -66,20 +86,16 @@ def data_inspect(
     import json
 
     from dupq.data import load_pairs
-    from dupq.errors import DupqError
 
-    try:
-        data = load_pairs(
-            file,
-            fmt=fmt,
-            question1=question1,
-            question2=question2,
-            label=label,
-            encoding=encoding,
-            strict=strict,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    data = load_pairs(
+        file,
+        fmt=fmt,
+        question1=question1,
+        question2=question2,
+        label=label,
+        encoding=encoding,
+        strict=strict,
+    )
     if as_json:
         out = data.summary() | {"issue_rows": [dataclasses.asdict(i) for i in data.issues]}
         typer.echo(json.dumps(out, indent=2))
@@ -105,24 +121,20 @@ def data_split(
 ) -> None:
     """Split FILE into train/dev/test by question components (no question in two splits)."""
     from dupq.data import split_file
-    from dupq.errors import DupqError
 
-    try:
-        data, splits = split_file(
-            file,
-            out,
-            fmt=fmt,
-            dev=dev,
-            test=test,
-            seed=seed,
-            strict=strict,
-            encoding=encoding,
-            question1=question1,
-            question2=question2,
-            label=label,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    data, splits = split_file(
+        file,
+        out,
+        fmt=fmt,
+        dev=dev,
+        test=test,
+        seed=seed,
+        strict=strict,
+        encoding=encoding,
+        question1=question1,
+        question2=question2,
+        label=label,
+    )
     typer.echo(data.report())
     typer.echo(splits.format_summary())
     typer.echo(f"written: {out}/{{train,dev,test}}.tsv and {out}/split_summary.json")
@@ -172,41 +184,37 @@ def train(
     Writes a model directory with a dupq.json calibrated on dev (best-F1 threshold, precision 0.90/0.95
     thresholds, P(duplicate)).
     """
-    from dupq.errors import DupqError
     from dupq.training import train as run_training
 
-    try:
-        result = run_training(
-            data,
-            out,
-            fmt=fmt,
-            dev=dev,
-            test=test,
-            max_train_pairs=max_train_pairs,
-            resume_from_checkpoint=True if resume == "last" else resume,
-            kind=kind,
-            augment=augment,
-            verifier_head=verifier_head,
-            general=general,
-            base_model=model,
-            loss=loss,
-            margin=margin,
-            distance=distance,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            learning_rate=lr,
-            warmup_ratio=warmup_ratio,
-            lr_scheduler=scheduler,
-            max_seq_length=max_seq_length,
-            eval_steps=eval_steps,
-            patience=patience or None,
-            seed=seed,
-            device=device,
-            tensorboard=not no_tensorboard,
-        )
-    except (DupqError, ValueError) as exc:
-        _fail(exc)
+    result = run_training(
+        data,
+        out,
+        fmt=fmt,
+        dev=dev,
+        test=test,
+        max_train_pairs=max_train_pairs,
+        resume_from_checkpoint=True if resume == "last" else resume,
+        kind=kind,
+        augment=augment,
+        verifier_head=verifier_head,
+        general=general,
+        base_model=model,
+        loss=loss,
+        margin=margin,
+        distance=distance,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=lr,
+        warmup_ratio=warmup_ratio,
+        lr_scheduler=scheduler,
+        max_seq_length=max_seq_length,
+        eval_steps=eval_steps,
+        patience=patience or None,
+        seed=seed,
+        device=device,
+        tensorboard=not no_tensorboard,
+    )
     typer.echo(result.format_summary())
     typer.echo(f"evaluate with: dupq evaluate {out} {out}/splits")
 
@@ -237,36 +245,31 @@ def evaluate(
 ) -> None:
     """Score MODEL on labelled pairs against TF-IDF and the zero-shot base model; write a report."""
     import json
-    from pathlib import Path
 
-    from dupq.errors import DupqError
-    from dupq.evaluate import evaluate as run_evaluation
-    from dupq.evaluate import load_eval_data
+    from dupq.evaluation import evaluate as run_evaluation
+    from dupq.evaluation import load_eval_data
 
-    try:
-        pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)
-        data_path = Path(data)
-        if out is None:
-            tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
-            out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
-        name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
-        report = run_evaluation(
-            model,
-            pairs,
-            threshold=threshold,
-            baselines=() if no_baselines else ("tfidf", "zero-shot"),
-            base_model=base_model,
-            train_pairs=train_pairs,
-            dev_pairs=dev_pairs,
-            out_dir=out,
-            plots=not no_plots,
-            device=device,
-            show_progress=not as_json,
-            data_info=info,
-            name=name,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    pairs, train_pairs, dev_pairs, info = load_eval_data(data, split=split, fmt=fmt)
+    data_path = Path(data)
+    if out is None:
+        tag = f"{data_path.name}-{split}" if data_path.is_dir() else data_path.stem
+        out = str(Path("evaluation") / f"{Path(model).name}-{tag}")
+    name = f"{Path(model).name} on {Path(data).name}" + (f" ({split})" if data_path.is_dir() else "")
+    report = run_evaluation(
+        model,
+        pairs,
+        threshold=threshold,
+        baselines=() if no_baselines else ("tfidf", "zero-shot"),
+        base_model=base_model,
+        train_pairs=train_pairs,
+        dev_pairs=dev_pairs,
+        out_dir=out,
+        plots=not no_plots,
+        device=device,
+        show_progress=not as_json,
+        data_info=info,
+        name=name,
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -304,26 +307,21 @@ def index_build(
         [], "--metadata-column", help="Column kept as metadata (repeat)."
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="Model directory [default: MiniLM]."),
-    index_kind: str = typer.Option("auto", "--index-kind", help="auto | flat | hnsw | ivf."),
+    index_kind: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: model's]."),
 ) -> None:
     """Encode every question of TABLE and write a new store to --out."""
-    from dupq.errors import DupqError
-    from dupq.matcher import build_store
 
-    try:
-        m = build_store(
-            table,
-            out,
-            text_column=text_column,
-            id_column=id_column,
-            metadata_columns=metadata_column,
-            model=model,
-            index_kind=index_kind,
-            threshold=threshold,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    m = _build_store(
+        table,
+        out,
+        text_column=text_column,
+        id_column=id_column,
+        metadata_columns=metadata_column,
+        model=model,
+        index_kind=index_kind,
+        threshold=threshold,
+    )
     typer.echo(f"stored {len(m)} questions in {out} (index {m.index.kind}, threshold {m.threshold:.3f})")
 
 
@@ -339,20 +337,15 @@ def index_add(
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
 ) -> None:
     """Append TABLES to STORE (all-or-nothing: the store is saved once every table was accepted)."""
-    from dupq.errors import DupqError
-    from dupq.matcher import add_to_store
 
-    try:
-        m, added = add_to_store(
-            store,
-            tables,
-            text_column=text_column,
-            id_column=id_column,
-            metadata_columns=metadata_column,
-            model=model,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    m, added = _add_to_store(
+        store,
+        tables,
+        text_column=text_column,
+        id_column=id_column,
+        metadata_columns=metadata_column,
+        model=model,
+    )
     typer.echo(f"added {added} questions; {store} now holds {len(m)} (index {m.index.kind})")
 
 
@@ -360,7 +353,7 @@ def index_add(
 def match_cmd(
     questions: list[str] = typer.Argument(..., help="One or more new questions."),
     store: str = typer.Option(..., "--store", "-s", help="Store directory."),
-    k: int = typer.Option(5, "-k", help="Matches per question."),
+    k: int = typer.Option(5, "-k", "--k", help="Matches per question."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: store's]."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
     verifier: str | None = typer.Option(None, "--verifier", help="Verifier dir: rescores the top-k."),
@@ -369,13 +362,9 @@ def match_cmd(
     """Find the stored questions closest to each QUESTION."""
     import json
 
-    from dupq.errors import DupqError
     from dupq.matcher import Matcher, format_matches
 
-    try:
-        results = Matcher.load(store, model, verifier=verifier).match(questions, k=k, threshold=threshold)
-    except DupqError as exc:
-        _fail(exc)
+    results = Matcher.load(store, model, verifier=verifier).match(questions, k=k, threshold=threshold)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
     else:
@@ -404,24 +393,20 @@ def serve_cmd(
     ),
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
-    from dupq.errors import DupqError
     from dupq.server import read_token, serve
 
-    try:
-        serve(
-            store,
-            host=host,
-            port=port,
-            model=model,
-            persist=persist,
-            save_interval=save_interval,
-            create=create,
-            token=read_token(token_file),
-            insecure=insecure,
-            max_in_flight=max_in_flight,
-        )
-    except (DupqError, ValueError) as exc:
-        _fail(exc)
+    serve(
+        store,
+        host=host,
+        port=port,
+        model=model,
+        persist=persist,
+        save_interval=save_interval,
+        create=create,
+        token=read_token(token_file),
+        insecure=insecure,
+        max_in_flight=max_in_flight,
+    )
 
 
 # --- score -------------------------------------------------------------------------------------
@@ -442,22 +427,18 @@ def score(
 
     Every input row is written with similarity, score, probability, is_duplicate and status.
     """
-    from dupq.errors import DupqError
     from dupq.score import score_pairs
 
-    try:
-        result = score_pairs(
-            pairs,
-            out,
-            model=model,
-            verifier=verifier,
-            question1=question1,
-            question2=question2,
-            label=label,
-            threshold=threshold,
-        )
-    except DupqError as exc:
-        _fail(exc)
+    result = score_pairs(
+        pairs,
+        out,
+        model=model,
+        verifier=verifier,
+        question1=question1,
+        question2=question2,
+        label=label,
+        threshold=threshold,
+    )
     typer.echo(result.format_summary())
 
 
@@ -469,7 +450,9 @@ def dedupe(
     out: str = typer.Option(..., "--out", "-o", help="Output file (every input row + result columns)."),
     id_column: str | None = typer.Option(None, "--id-column", help="Column naming rows in duplicate_of."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model directory (default: MiniLM-L6)."),
-    threshold: str = typer.Option("auto", "--threshold", help="Cosine in (0, 1], or 'auto' (dupq.json)."),
+    threshold: str = typer.Option(
+        "auto", "--threshold", help="Cosine in [-1, 1], or 'auto' (dupq.json's precision-0.90 point)."
+    ),
     pairs: str | None = typer.Option(None, "--pairs", help="Also write every pair above the threshold here."),
     against: str | None = typer.Option(None, "--against", help="Existing base: mark rows duplicating it."),
     against_text_column: str | None = typer.Option(
@@ -479,13 +462,15 @@ def dedupe(
         None, "--against-id-column", help="Id column of --against (default: --id-column if present)."
     ),
     cluster: str = typer.Option("leader", "--cluster", help="leader (no chaining) or components."),
-    k: int = typer.Option(32, "--k", help="Neighbours per question (range search beyond, if all k match)."),
+    k: int = typer.Option(
+        32, "-k", "--k", help="Neighbours per question (range search beyond, if all k match)."
+    ),
     engine: str = typer.Option("local", "--engine", help="local, or ray (encoding on Ray Data)."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="ray://host:port (or $RAY_ADDRESS)."),
     backend: str = typer.Option("torch", "--backend", help="Encoding backend: torch, onnx, onnx-int8 …"),
     device: str | None = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
-    index: str = typer.Option("auto", "--index", help="auto, flat, hnsw or ivf."),
+    index: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
     ef_search: int | None = typer.Option(
         None,
         "--ef-search",
@@ -498,10 +483,18 @@ def dedupe(
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (default: detected)."),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    verifier: str | None = typer.Option(
+        None, "--verifier", help="Verifier dir: decides the candidate pairs (cosine finds them)."
+    ),
+    verify_below: float = typer.Option(
+        0.10, "--verify-below", help="With --verifier: search this far below the threshold."
+    ),
+    verify_above: float = typer.Option(
+        0.98, "--verify-above", help="With --verifier: pairs at/above this cosine are accepted unverified."
+    ),
 ) -> None:
     """Find duplicate groups in a file of questions; write every row with its group and status."""
     from dupq.dedupe import deduplicate
-    from dupq.errors import DupqError
 
     try:
         result = deduplicate(
@@ -529,6 +522,9 @@ def dedupe(
             encoding=encoding,
             ray_address=ray_address,
             show_progress=not quiet,
+            verifier=verifier,
+            verify_below=verify_below,
+            verify_above=verify_above,
         )
     except KeyboardInterrupt:
         typer.secho(
@@ -537,45 +533,12 @@ def dedupe(
             err=True,
         )
         raise typer.Exit(130) from None
-    except (DupqError, ValueError) as exc:
-        _fail(exc)
     typer.echo(result.summary.format())
     if result.summary_out is not None:
         typer.echo(f"summary            {result.summary_out}")
 
 
 # --- encoding backends -------------------------------------------------------------------------
-
-
-@app.command("bench-encode")
-def bench_encode(
-    n: int | None = typer.Option(None, "--n", help="Timed questions (default: all ~5,200 real questions)."),
-    backends: str | None = typer.Option(
-        None, "--backends", help="Comma list of plain,torch,onnx,onnx-int8,torch-cuda (default: all)."
-    ),
-    batch_size: int = typer.Option(64, "--batch-size", help="dupq batch size (plain uses its default 32)."),
-    repeats: int = typer.Option(1, "--repeats", help="Interleaved runs per backend; the best is reported."),
-    model: str | None = typer.Option(None, "--model", help="Model dir (default: embedded all-MiniLM-L6-v2)."),
-    data: str | None = typer.Option(None, "--data", help="Folder holding medical-question-pairs/."),
-    out: str = typer.Option("benchmarks/results/encode.json", "--out", help="Where to write the JSON."),
-) -> None:
-    """Questions/s of each backend vs plain SentenceTransformer.encode, cosine to fp32, MQP AP, GFLOP/s."""
-    from dupq.bench_encode import format_table, run_encode_benchmark
-    from dupq.errors import DupqError
-
-    try:
-        result = run_encode_benchmark(
-            n=n,
-            backends=backends.split(",") if backends else None,
-            batch_size=batch_size,
-            repeats=repeats,
-            model=model,
-            data_dir=data,
-            out=out,
-        )
-    except DupqError as exc:
-        _fail(exc)
-    typer.echo(format_table(result))
 
 
 @app.command("export-onnx")
@@ -587,18 +550,57 @@ def export_onnx_cmd(
     """Export, verify and cache MODEL for an onnx backend ahead of time (e.g. in a Docker build)."""
     import json
 
-    from dupq.backends import export_onnx
+    from dupq.backends.onnx import export_onnx
     from dupq.encoder import load_encoder
-    from dupq.errors import DupqError
 
-    try:
-        path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
-    except DupqError as exc:
-        _fail(exc)
+    path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     typer.echo(str(path))
     mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]
     typer.echo(f"probe cosine vs torch: mean {mean:.4f}, min {low:.4f}")
+
+
+# -- index helpers (each one library call sequence) ----------------------------------------------
+def _build_store(
+    table: str | Path,
+    out: str | Path,
+    *,
+    text_column: str,
+    id_column: str | None = None,
+    metadata_columns: Sequence[str] | None = None,
+    model: str | Path | None = None,
+    index_kind: str = "auto",
+    threshold: float | None = None,
+) -> Any:
+    """``dupq index build``: a new store at ``out`` from one table."""
+    from dupq.matcher import Matcher
+
+    matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
+    matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
+    matcher.save(out, overwrite=True)  # "build" replaces whatever store was at --out
+    return matcher
+
+
+def _add_to_store(
+    store: str | Path,
+    tables: Sequence[str | Path],
+    *,
+    text_column: str,
+    id_column: str | None = None,
+    metadata_columns: Sequence[str] | None = None,
+    model: str | Path | None = None,
+) -> tuple[Any, int]:
+    """``dupq index add``: append tables to a store (saved once, after every table was accepted)."""
+    from dupq.matcher import Matcher
+
+    matcher = Matcher.load(store, model)
+    before = len(matcher)
+    for table in tables:
+        matcher.add_table(
+            table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns
+        )
+    matcher.save(store)
+    return matcher, len(matcher) - before
 
 
 def main() -> None:

@@ -13,13 +13,9 @@ normalised text into connected components and assigns whole components to one sp
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
-import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +25,25 @@ import numpy as np
 import pandas as pd
 
 from dupq.datamodels import PAIR_COLUMNS, PairData, RowIssue, Splits, empty_pairs
+from dupq.delimited import (
+    Table,
+    data_suffix,
+    decode,
+    first_record,
+    guess_delimiter,
+    parse,
+    show,
+    strict_parse,
+    table_from_frame,
+    uses_csv_quoting,
+)
 from dupq.errors import DupqError, InputError
-from dupq.io import read_table, sha256_file
-from dupq.text import is_blank, normalize, normalized_key, text_key
+from dupq.io import sha256_file
+from dupq.splits import question_components, split_pairs  # noqa: F401  (dupq.data.split_pairs stays)
+from dupq.tables import read_table
+from dupq.text import is_blank, normalize, normalized_key
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Formats :func:`load_pairs` understands (``auto`` detects one of the others from the header).
 FORMATS = ("auto", "quora", "kaggle", "glue", "mqp", "semeval-cqa", "mrpc", "generic")
@@ -74,8 +84,6 @@ HF_SETS = {
     "nyu-mll/glue/qqp": ("nyu-mll/glue", "qqp", {"dev": "validation"}),
 }
 
-_QUOTED_FIELD_START = {"\t": re.compile(r'(?:^|\t)"', re.M), ",": re.compile(r'(?:^|,)"', re.M)}
-
 
 # --------------------------------------------------------------------------------------------------
 # Reading
@@ -90,16 +98,6 @@ class _Spec:
     label: str
     qid1: str | None = None
     qid2: str | None = None
-
-
-@dataclass
-class _Table:
-    """Column lists aligned with their 1-based source row numbers, plus rows that could not be parsed."""
-
-    columns: dict[str, list[Any]]
-    rows: list[int]
-    malformed: list[RowIssue]
-    n_input_rows: int
 
 
 def load_pairs(
@@ -141,15 +139,15 @@ def load_pairs(
                 f"format {fmt!r} is a delimited text format, but this is {suffix_fmt}", file=path
             )
         df = read_table(path, fmt=suffix_fmt)
-        table = _table_from_frame(df)
+        table = table_from_frame(df)
         spec = _generic_spec(path, list(df.columns), overrides)
         return _build(path, table, spec, fmt="generic", strict=strict, sha=sha256_file(path))
 
-    text = _decode(path, encoding)
+    text = decode(path, encoding)
     try:
         return _load_text(path, text, fmt, sep, overrides, has_overrides, strict)
     finally:
-        _strict_parse.clear()  # do not keep a large file's text alive
+        strict_parse.clear()  # do not keep a large file's text alive
 
 
 def _load_text(
@@ -161,29 +159,29 @@ def _load_text(
     has_overrides: bool,
     strict: bool,
 ) -> PairData:
-    delim = sep or _guess_delimiter(path, text)
-    header = _first_record(text, delim)
+    delim = sep or guess_delimiter(path, text)
+    header = first_record(text, delim)
 
     if fmt == "auto":
         fmt = "generic" if has_overrides else _detect_format(path, header, delim, text)
     _check_not_unlabelled(path, header)
 
     if fmt == "quora":
-        table = _parse(text, delim, "csv", path)
+        table = parse(text, delim, "csv", path)
         spec = _fixed_spec(path, table, ["question1"], ["question2"], "is_duplicate", "qid1", "qid2")
     elif fmt == "kaggle":
-        table = _parse(text, delim if sep else ",", "csv", path)
+        table = parse(text, delim if sep else ",", "csv", path)
         spec = _fixed_spec(path, table, ["question1"], ["question2"], "is_duplicate", "qid1", "qid2")
     elif fmt == "glue":
-        table = _parse(text, delim, "none", path)
+        table = parse(text, delim, "none", path)
         spec = _fixed_spec(path, table, ["question1"], ["question2"], "is_duplicate", "qid1", "qid2")
     elif fmt == "mqp":
         headerless = header and header[0] != "dr_id" and len(header) == len(MQP_COLUMNS)
         names = MQP_COLUMNS if headerless else None
-        table = _parse(text, delim, "csv" if delim == "," else "none", path, names=names)
+        table = parse(text, delim, "csv" if delim == "," else "none", path, names=names)
         spec = _fixed_spec(path, table, ["question1"], ["question2"], "label")
     elif fmt == "semeval-cqa":
-        table = _parse(text, delim, "none", path)
+        table = parse(text, delim, "none", path)
         spec = _fixed_spec(
             path,
             table,
@@ -194,103 +192,24 @@ def _load_text(
             "relq_id",
         )
     elif fmt == "mrpc":
-        table = _parse(text, delim, "none", path)
+        table = parse(text, delim, "none", path)
         if "#1 String" in table.columns:
             spec = _fixed_spec(path, table, ["#1 String"], ["#2 String"], "Quality", "#1 ID", "#2 ID")
         else:
             spec = _fixed_spec(path, table, ["sentence1"], ["sentence2"], "label", "id1", "id2")
     else:  # generic
-        table = _parse(text, delim, "csv" if delim == "," else "auto", path)
+        table = parse(text, delim, "csv" if delim == "," else "auto", path)
         spec = _generic_spec(path, list(table.columns), overrides)
     return _build(path, table, spec, fmt=fmt, strict=strict, sha=sha256_file(path))
 
 
 def _suffix_kind(path: Path) -> str | None:
-    suffix = _data_suffix(path)
+    suffix = data_suffix(path)
     if suffix in {".parquet", ".pq"}:
         return "parquet"
     if suffix in {".jsonl", ".ndjson", ".json"}:
         return "jsonl"
     return None
-
-
-def _decode(path: Path, encoding: str | None) -> str:
-    """The whole file as text; a decoding failure names the line, because a silent latin-1 fallback
-    would turn every accented question into mojibake that no model can match."""
-    data = _read_bytes(path)
-    enc = encoding or "utf-8-sig"
-    try:
-        return data.decode(enc)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        bad = data[exc.start : exc.start + 4]
-        raise InputError(
-            f"not valid {encoding or 'UTF-8'} text at line {line} (byte offset {exc.start}: {bad!r}); "
-            "re-save the file as UTF-8 or pass its encoding (encoding='latin-1', CLI --encoding)",
-            file=path,
-        ) from exc
-    except LookupError as exc:
-        raise InputError(f"unknown encoding {encoding!r}", file=path) from exc
-
-
-_COMPRESSED = {".gz", ".bz2", ".xz", ".zip"}
-
-
-def _read_bytes(path: Path) -> bytes:
-    """File bytes, decompressed for ``.gz``/``.bz2``/``.xz``/single-member ``.zip`` (Kaggle ships
-    ``train.csv.zip``)."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".gz":
-            import gzip
-
-            return gzip.decompress(path.read_bytes())
-        if suffix == ".bz2":
-            import bz2
-
-            return bz2.decompress(path.read_bytes())
-        if suffix == ".xz":
-            import lzma
-
-            return lzma.decompress(path.read_bytes())
-        if suffix == ".zip":
-            import zipfile
-
-            with zipfile.ZipFile(path) as zf:
-                members = [m for m in zf.namelist() if not m.endswith("/") and not m.startswith("__MACOSX")]
-                if len(members) != 1:
-                    raise InputError(f"zip archive must hold exactly one file, found {members}", file=path)
-                return zf.read(members[0])
-    except InputError:
-        raise
-    except Exception as exc:  # corrupt archive: name the file
-        raise InputError(f"cannot decompress: {exc}", file=path) from exc
-    return path.read_bytes()
-
-
-def _data_suffix(path: Path) -> str:
-    """The suffix that says what the data is (``train.csv.zip`` -> ``.csv``)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSED:
-        suffixes = suffixes[:-1]
-    return suffixes[-1] if suffixes else ""
-
-
-def _guess_delimiter(path: Path, text: str) -> str:
-    suffix = _data_suffix(path)
-    if suffix == ".tsv":
-        return "\t"
-    if suffix == ".csv":
-        return ","
-    first = text.split("\n", 1)[0]
-    return "\t" if "\t" in first else ","
-
-
-def _first_record(text: str, delim: str) -> list[str]:
-    first = text.split("\n", 1)[0].rstrip("\r")
-    if not first.strip():
-        return []
-    return [h.strip().lstrip("\ufeff") for h in next(csv.reader([first], delimiter=delim))]
 
 
 def _check_not_unlabelled(path: Path, header: list[str]) -> None:
@@ -319,7 +238,7 @@ def _detect_format(path: Path, header: list[str], delim: str, text: str) -> str:
         # Quora's original file and GLUE's QQP share the header; Quora's is CSV-quoted, GLUE's is not.
         if "quora" in path.name.lower():
             return "quora"
-        return "quora" if _uses_csv_quoting(text, delim) else "glue"
+        return "quora" if uses_csv_quoting(text, delim) else "glue"
     if names == MQP_COLUMNS:
         return "mqp"
     if names in (MRPC_COLUMNS, MRPC_GLUE_COLUMNS):
@@ -329,117 +248,9 @@ def _detect_format(path: Path, header: list[str], delim: str, text: str) -> str:
     return "generic"
 
 
-class _StrictParse:
-    """Strict CSV-quoting parse of one text, kept for reuse: format sniffing and reading both need it,
-    and a QQP-sized file takes about a second per parse."""
-
-    def __init__(self) -> None:
-        self.key: tuple[int, str] | None = None
-        self.result: tuple[list[list[str]] | None, str, int] = (None, "", 0)
-
-    def __call__(self, text: str, delim: str) -> tuple[list[list[str]] | None, str, int]:
-        """``(records or None, error, line)`` for ``text``."""
-        key = (id(text), delim)
-        if key != self.key:
-            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
-            try:
-                self.result = ([r for r in reader if r], "", reader.line_num)
-            except csv.Error as exc:
-                self.result = (None, str(exc), reader.line_num)
-            self.key = key
-        return self.result
-
-    def clear(self) -> None:
-        self.key, self.result = None, (None, "", 0)
-
-
-_strict_parse = _StrictParse()
-
-
-def _uses_csv_quoting(text: str, delim: str) -> bool:
-    """True when some field starts with a quote and the whole file parses as strict CSV quoting."""
-    pattern = _QUOTED_FIELD_START.get(delim) or re.compile(rf'(?:^|{re.escape(delim)})"', re.M)
-    if not pattern.search(text):
-        return False
-    records, _, _ = _strict_parse(text, delim)
-    return bool(records) and all(len(r) == len(records[0]) for r in records)
-
-
-def _parse(text: str, delim: str, mode: str, path: Path, names: list[str] | None = None) -> _Table:
-    """Parse delimited text into aligned columns.
-
-    ``mode``: ``csv`` (quoted fields may hold delimiters, doubled quotes and newlines — Quora's TSV and
-    every CSV), ``none`` (quotes are plain characters — GLUE, MQP, MRPC, SemEval), or ``auto`` (CSV
-    quoting when the whole file parses strictly that way, else none; for generic TSVs).
-    Rows with the wrong number of fields become ``malformed_row`` issues.
-    """
-    if mode == "auto":
-        mode = "csv" if _uses_csv_quoting(text, delim) else "none"
-    records = None
-    if mode == "csv":
-        # Strict first: it stops at a stray or unclosed quote, which lenient parsing (pandas' and the
-        # csv module's default) would silently glue onto the following rows.
-        records, error, line = _strict_parse(text, delim)
-        if records is None:
-            log.warning(
-                "%s: irregular quoting near line %d (%s); parsed leniently — check malformed_row issues",
-                path,
-                line,
-                error,
-            )
-    if records is None:
-        quoting = csv.QUOTE_NONE if mode == "none" else csv.QUOTE_MINIMAL
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quoting=quoting)
-        try:
-            records = [r for r in reader if r]
-        except csv.Error as exc:
-            raise InputError(f"cannot parse near line {reader.line_num}: {exc}", file=path) from exc
-    if names is None:
-        if not records:
-            raise InputError("empty file (no header)", file=path)
-        header, records = [h.strip().lstrip("\ufeff") for h in records[0]], records[1:]
-    else:
-        header = names
-    width = len(header)
-    columns: dict[str, list[Any]] = {h: [] for h in header}
-    if len(columns) != width:
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        raise InputError(f"duplicate column name(s) {dupes} in the header", file=path, column=dupes[0])
-    if all(len(rec) == width for rec in records):  # the common case: transpose in C
-        transposed = list(zip(*records, strict=True)) if records else [() for _ in header]
-        columns = {h: list(col) for h, col in zip(header, transposed, strict=True)}
-        return _Table(columns, list(range(1, len(records) + 1)), [], len(records))
-    rows: list[int] = []
-    malformed: list[RowIssue] = []
-    lists = [columns[h] for h in header]
-    for i, rec in enumerate(records, start=1):
-        if len(rec) != width:
-            shown = delim.join(rec)
-            lines = shown.rstrip("\r\n").count("\n") + 1
-            spans = f", spans {lines} lines (unclosed quote?)" if lines > 1 else ""
-            malformed.append(
-                RowIssue(
-                    i,
-                    None,
-                    "malformed_row",
-                    f"{len(rec)} fields, expected {width}{spans}: {_show(shown, 120)}",
-                )
-            )
-            continue
-        rows.append(i)
-        for lst, value in zip(lists, rec, strict=True):
-            lst.append(value)
-    return _Table(columns, rows, malformed, len(records))
-
-
-def _table_from_frame(df: pd.DataFrame) -> _Table:
-    columns = {str(c): df[c].tolist() for c in df.columns}
-    return _Table(columns, list(range(1, len(df) + 1)), [], len(df))
-
-
 def _fixed_spec(
     path: Path,
-    table: _Table,
+    table: Table,
     q1: list[str],
     q2: list[str],
     label: str,
@@ -500,14 +311,6 @@ def _generic_spec(path: Path, found: list[str], overrides: dict[str, str | None]
             id1, id2 = detected_ids
     _require(path, found, [q1, q2, lab, *(c for c in (id1, id2) if c)])
     return _Spec([q1], [q2], lab, id1, id2)
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """Short printable rendering of a bad value for reports."""
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _as_text(value: Any) -> str | None:
@@ -571,76 +374,84 @@ def _as_qid(value: Any) -> str | None:
     return str(value).strip()
 
 
-def _build(
-    path: Path | str, table: _Table, spec: _Spec, *, fmt: str, strict: bool, sha: str | None
-) -> PairData:
-    """Validate every row into the canonical table; collect (or, strictly, raise) per-row issues."""
-    cols = table.columns
-    c_q1 = [cols[c] for c in spec.q1]
-    c_q2 = [cols[c] for c in spec.q2]
-    c_label = cols[spec.label]
-    c_id1 = cols[spec.qid1] if spec.qid1 else None
-    c_id2 = cols[spec.qid2] if spec.qid2 else None
-    name_q1 = "+".join(spec.q1)
-    name_q2 = "+".join(spec.q2)
-    norms: dict[str, str] = {}
-    keys: dict[str, str] = {}
+class _RowChecker:
+    """Checks one row of a table against a :class:`_Spec`: text present, label 0/1, not a self-pair.
 
-    def norm(t: str) -> str:
-        n = norms.get(t)
+    Normalised texts and their keys are cached: QQP repeats the same questions many times."""
+
+    def __init__(self, table: Table, spec: _Spec) -> None:
+        cols = table.columns
+        self.spec = spec
+        self.c_q1 = [cols[c] for c in spec.q1]
+        self.c_q2 = [cols[c] for c in spec.q2]
+        self.c_label = cols[spec.label]
+        self.c_id1 = cols[spec.qid1] if spec.qid1 else None
+        self.c_id2 = cols[spec.qid2] if spec.qid2 else None
+        self.name_q1 = "+".join(spec.q1)
+        self.name_q2 = "+".join(spec.q2)
+        self._norms: dict[str, str] = {}
+        self._keys: dict[str, str] = {}
+
+    def norm(self, t: str) -> str:
+        n = self._norms.get(t)
         if n is None:
-            n = norms[t] = normalize(t)
+            n = self._norms[t] = normalize(t)
         return n
 
-    def key(t: str) -> str:
-        k = keys.get(t)
+    def key(self, t: str) -> str:
+        k = self._keys.get(t)
         if k is None:
-            k = keys[t] = normalized_key(norm(t))
+            k = self._keys[t] = normalized_key(self.norm(t))
         return k
 
+    def check(self, i: int, row: int) -> tuple[list[RowIssue], tuple[Any, ...]]:
+        """``(issues, (qid1, qid2, question1, question2, label))`` for the ``i``-th row (source ``row``)."""
+        spec, name_q1, name_q2 = self.spec, self.name_q1, self.name_q2
+        issues: list[RowIssue] = []
+        raw1 = [c[i] for c in self.c_q1]
+        raw2 = [c[i] for c in self.c_q2]
+        t1, t2 = _join_text(raw1), _join_text(raw2)
+        if t1 is None:
+            issues.append(RowIssue(row, name_q1, "missing_text", show(raw1[0] if len(raw1) == 1 else raw1)))
+        if t2 is None:
+            issues.append(RowIssue(row, name_q2, "missing_text", show(raw2[0] if len(raw2) == 1 else raw2)))
+        lab = parse_label(self.c_label[i])
+        if lab is None:
+            issues.append(RowIssue(row, spec.label, "bad_label", show(self.c_label[i])))
+        # A blank qid falls back to the text key below, so the row is kept and still joins its component.
+        id1 = _as_qid(self.c_id1[i]) if self.c_id1 is not None else None
+        id2 = _as_qid(self.c_id2[i]) if self.c_id2 is not None else None
+        if t1 is not None and t2 is not None:
+            same_text = self.norm(t1) == self.norm(t2)
+            id1 = id1 or self.key(t1)
+            id2 = id2 or self.key(t2)
+            if id1 == id2 and spec.qid2 is not None and not same_text:
+                issues.append(RowIssue(row, spec.qid2, "self_pair", f"same qid {id1!r} on both sides"))
+            elif same_text:
+                issues.append(RowIssue(row, name_q2, "self_pair", f"same text as {name_q1}: {show(t2)}"))
+        return issues, (id1, id2, t1, t2, lab)
+
+
+def _build(
+    path: Path | str, table: Table, spec: _Spec, *, fmt: str, strict: bool, sha: str | None
+) -> PairData:
+    """Validate every row into the canonical table; collect (or, strictly, raise) per-row issues."""
+    checker = _RowChecker(table, spec)
     out: dict[str, list[Any]] = {c: [] for c in PAIR_COLUMNS}
     issues: list[RowIssue] = list(table.malformed)
     first_malformed = table.malformed[0].row if table.malformed else None
     for i, row in enumerate(table.rows):
         if strict and first_malformed is not None and first_malformed < row:
             break
-        row_issues: list[RowIssue] = []
-        raw1 = [c[i] for c in c_q1]
-        raw2 = [c[i] for c in c_q2]
-        t1, t2 = _join_text(raw1), _join_text(raw2)
-        if t1 is None:
-            row_issues.append(
-                RowIssue(row, name_q1, "missing_text", _show(raw1[0] if len(raw1) == 1 else raw1))
-            )
-        if t2 is None:
-            row_issues.append(
-                RowIssue(row, name_q2, "missing_text", _show(raw2[0] if len(raw2) == 1 else raw2))
-            )
-        lab = parse_label(c_label[i])
-        if lab is None:
-            row_issues.append(RowIssue(row, spec.label, "bad_label", _show(c_label[i])))
-        # A blank qid falls back to the text key below, so the row is kept and still joins its component.
-        id1 = _as_qid(c_id1[i]) if c_id1 is not None else None
-        id2 = _as_qid(c_id2[i]) if c_id2 is not None else None
-        if t1 is not None and t2 is not None:
-            same_text = norm(t1) == norm(t2)
-            id1 = id1 or key(t1)
-            id2 = id2 or key(t2)
-            if id1 == id2 and spec.qid2 is not None and not same_text:
-                row_issues.append(RowIssue(row, spec.qid2, "self_pair", f"same qid {id1!r} on both sides"))
-            elif same_text:
-                row_issues.append(RowIssue(row, name_q2, "self_pair", f"same text as {name_q1}: {_show(t2)}"))
+        row_issues, values = checker.check(i, row)
         if row_issues:
             if strict:
                 issues = row_issues
                 break
             issues.extend(row_issues)
             continue
-        out["qid1"].append(id1)
-        out["qid2"].append(id2)
-        out["question1"].append(t1)
-        out["question2"].append(t2)
-        out["label"].append(lab)
+        for column, value in zip(("qid1", "qid2", "question1", "question2", "label"), values, strict=True):
+            out[column].append(value)
         out["source_row"].append(row)
     if strict and issues:
         first = min(issues, key=lambda x: x.row)
@@ -652,7 +463,7 @@ def _build(
         pairs["source_row"] = pairs["source_row"].astype("int64")
     data = PairData(pairs, issues, str(path), sha, table.n_input_rows, fmt)
     if issues:
-        log.info(  # callers print data.report(); a warning here would say it twice
+        logger.info(  # callers print data.report(); a warning here would say it twice
             "%s: %d of %d rows excluded (%s)",
             path,
             len(data.rows_with_issues),
@@ -735,7 +546,7 @@ def pairs_from_hf(
         raise DupqError(
             f"{source}: every label is -1 — this split has no labels (GLUE test); use train or dev"
         )
-    table = _Table({c: columns[c] for c in found}, list(range(1, n + 1)), [], n)
+    table = Table({c: columns[c] for c in found}, list(range(1, n + 1)), [], n)
     sha = _content_sha256(columns, [*spec.q1, *spec.q2, spec.label])
     return _build(source, table, spec, fmt="hf", strict=strict, sha=sha)
 
@@ -781,125 +592,6 @@ def load_shared(name: str, *, strict: bool = False) -> PairData:
 
 # --------------------------------------------------------------------------------------------------
 # Splitting
-
-
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: list[int] = []
-
-    def add(self) -> int:
-        self.parent.append(len(self.parent))
-        return len(self.parent) - 1
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def question_components(pairs: pd.DataFrame) -> np.ndarray:
-    """Component id per pair: pairs share a component when they are linked through a question that
-    has the same qid or the same normalised text (:func:`dupq.text.text_key`). Ids are numbered in
-    order of first appearance, so the result depends only on the table."""
-    uf = _UnionFind()
-    nodes: dict[tuple[str, str], int] = {}
-    keys: dict[str, str] = {}
-
-    def node(kind: str, value: str) -> int:
-        k = (kind, value)
-        n = nodes.get(k)
-        if n is None:
-            n = nodes[k] = uf.add()
-        return n
-
-    def tkey(t: str) -> str:
-        k = keys.get(t)
-        if k is None:
-            k = keys[t] = text_key(t)
-        return k
-
-    firsts = []
-    for q1, q2, t1, t2 in zip(
-        pairs["qid1"], pairs["qid2"], pairs["question1"], pairs["question2"], strict=True
-    ):
-        a, b = node("q", str(q1)), node("q", str(q2))
-        uf.union(a, b)
-        uf.union(a, node("t", tkey(str(t1))))
-        uf.union(b, node("t", tkey(str(t2))))
-        firsts.append(a)
-    comp_of_root: dict[int, int] = {}
-    out = np.empty(len(firsts), dtype=np.int64)
-    for i, a in enumerate(firsts):
-        r = uf.find(a)
-        out[i] = comp_of_root.setdefault(r, len(comp_of_root))
-    return out
-
-
-def split_pairs(
-    pairs: pd.DataFrame | PairData, *, dev: float = 0.1, test: float = 0.1, seed: int = 42
-) -> Splits:
-    """Split pairs into train/dev/test so that no question (by qid or normalised text) is in two splits.
-
-    Components of the question graph are shuffled with ``seed`` and dealt out one at a time to the
-    split furthest below its target share (a component goes to dev/test only if it fits), so pair
-    counts approach the fractions. A component too large for dev or test (QQP has a few giant ones)
-    stays in train. Same pairs + same seed ⇒ same split.
-    """
-    df = pairs.pairs if isinstance(pairs, PairData) else pairs
-    for name, frac in (("dev", dev), ("test", test)):
-        if not 0.0 <= frac < 1.0:
-            raise InputError(f"{name} fraction must be in [0, 1), got {frac}")
-    if dev + test >= 1.0:
-        raise InputError(f"dev + test fractions must leave something to train on, got {dev} + {test}")
-    missing = [c for c in ("qid1", "qid2", "question1", "question2", "label") if c not in df.columns]
-    if missing:
-        raise InputError(f"pairs table lacks column {missing[0]!r}", column=missing[0])
-    n = len(df)
-    comp = question_components(df) if n else np.empty(0, dtype=np.int64)
-    n_comp = int(comp.max()) + 1 if n else 0
-    sizes = np.bincount(comp, minlength=n_comp) if n else np.empty(0, dtype=np.int64)
-    targets = {"train": 0, "dev": int(round(dev * n)), "test": int(round(test * n))}
-    targets["train"] = n - targets["dev"] - targets["test"]
-    counts = dict.fromkeys(targets, 0)
-    assign = np.empty(n_comp, dtype=object)
-    order = np.random.default_rng(seed).permutation(n_comp)
-    for c in order:
-        s = int(sizes[c])
-        best, best_gap = "train", -math.inf
-        for name in ("test", "dev", "train"):
-            if name != "train" and counts[name] + s > targets[name]:
-                continue
-            gap = (targets[name] - counts[name]) / max(targets[name], 1)
-            if gap > best_gap:
-                best, best_gap = name, gap
-        assign[c] = best
-        counts[best] += s
-    per_pair = assign[comp] if n else np.empty(0, dtype=object)
-    frames = {name: df[per_pair == name].reset_index(drop=True) for name in ("train", "dev", "test")}
-    largest = int(sizes.max()) if n_comp else 0
-    info: dict[str, Any] = {
-        "components": n_comp,
-        "largest_component": largest,
-        "largest_component_split": str(assign[int(np.argmax(sizes))]) if n_comp else None,
-        "target_fractions": {"dev": dev, "test": test},
-    }
-    if n and largest > 0.5 * n:
-        log.warning("one question component holds %d of %d pairs; it stays in train", largest, n)
-    for name in ("dev", "test"):
-        if targets[name] and not counts[name]:
-            log.warning(
-                "%s split is empty: no question component is small enough for %d pairs", name, targets[name]
-            )
-    return Splits(frames["train"], frames["dev"], frames["test"], seed=seed, info=info)
 
 
 def split_file(

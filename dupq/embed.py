@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from dupq.backends import make_runner
 from dupq.encoder import embedding_dim, load_encoder, model_fingerprint, model_source
+from dupq.runtime import cap_torch_threads
+from dupq.vectors import l2_normalize
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -55,9 +58,10 @@ class Embedder:
         self.model = model
         self.batch_size = batch_size
         self.backend = backend
-        _configure_threads(str(model.device))
-        self._run_batch = self._make_runner(backend)
-        self._run_ids = self._make_ids_runner()
+        cap_torch_threads(str(model.device))
+        runner = make_runner(model, backend)
+        self._run_batch: Callable[[list[str], int], np.ndarray] = runner
+        self._run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = runner.run_ids
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -115,16 +119,9 @@ class Embedder:
                 self._encode_tokens(tokens, bs, unique_vecs, bar)
             else:
                 self._encode_texts(unique, bs, unique_vecs, bar)
-        _normalise_inplace(unique_vecs)
+        l2_normalize(unique_vecs, out=unique_vecs)
         out[:] = unique_vecs[inverse]
         return out
-
-    def encode_iter(
-        self, texts: Sequence[str], *, chunk_size: int = 8192, **kwargs
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, vectors)`` chunks: for streaming into a memory-mapped array."""
-        for start in range(0, len(texts), chunk_size):
-            yield start, self.encode(texts[start : start + chunk_size], **kwargs)
 
     # -- the two encode loops ---------------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> _Tokens | None:
@@ -178,53 +175,6 @@ class Embedder:
             out[idx] = self._run_batch([unique[i] for i in idx], bs)
             bar.update(len(idx))
 
-    # -- backends ---------------------------------------------------------------------------------
-    def _make_runner(self, backend: str) -> Callable[[list[str], int], np.ndarray]:
-        if backend == "torch":
-            return self._torch_batch
-        from dupq import backends
-
-        return backends.make_runner(self, backend)
-
-    def _make_ids_runner(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-        """A runner on padded token ids, when the model is a plain text Transformer (else ``None``)."""
-        run_ids = getattr(self._run_batch, "run_ids", None)
-        if run_ids is not None:
-            return run_ids
-        if self.backend != "torch" or not _plain_text_transformer(self.model):
-            return None
-        from dupq.backends import model_input_names
-
-        self._input_names = model_input_names(self.model)
-        return self._torch_ids
-
-    def _torch_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        import torch
-
-        device = self.model.device
-        features = {
-            "input_ids": torch.from_numpy(input_ids).to(device),
-            "attention_mask": torch.from_numpy(attention_mask).to(device),
-        }
-        if "token_type_ids" in self._input_names:
-            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
-        with torch.inference_mode(), _autocast(str(device)):
-            emb = self.model(features)["sentence_embedding"]
-        return emb.float().cpu().numpy()
-
-    def _torch_batch(self, texts: list[str], batch_size: int) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode(), _autocast(str(self.model.device)):
-            emb = self.model.encode(
-                texts,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                show_progress_bar=False,
-            )
-        return np.asarray(emb, dtype=np.float32)
-
 
 class _Tokens(NamedTuple):
     """Token ids of many texts: text ``i`` is ``flat[offsets[i]:offsets[i + 1]]``."""
@@ -247,39 +197,6 @@ def _eval_mode(model) -> Iterator[None]:
             model.train()
 
 
-def _autocast(device: str):
-    """bf16 (or fp16 on older GPUs) autocast on CUDA: about twice the throughput, same rankings."""
-    if not device.startswith("cuda"):
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-
-
-def _configure_threads(device: str) -> None:
-    """Cap torch's intra-op threads at the physical cores (hyperthreads only add contention)."""
-    if not device.startswith("cpu"):
-        return
-    import torch
-
-    from dupq.backends import physical_cores
-
-    cores = physical_cores()
-    if torch.get_num_threads() > cores:
-        torch.set_num_threads(cores)
-
-
-def _plain_text_transformer(model: SentenceTransformer) -> bool:
-    """True for Transformer → Pooling … models with a fast text tokenizer (the tokenise-once path)."""
-    first = next(iter(model.children()), None)
-    tok = getattr(model, "tokenizer", None)
-    return (
-        type(first).__name__ == "Transformer"
-        and getattr(tok, "is_fast", False)
-        and getattr(first, "modalities", ["text"]) == ["text"]
-    )
-
-
 def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
     """Unique texts (first-seen order) and, for each input, the index of its unique text."""
     index: dict[str, int] = {}
@@ -297,13 +214,8 @@ def _approx_lengths(embedder: Embedder, texts: list[str]) -> np.ndarray:
         return np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
 
 
-def _normalise_inplace(vecs: np.ndarray) -> None:
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    np.divide(vecs, np.maximum(norms, 1e-12), out=vecs)
-
-
-def as_embedder(encoder: Embedder | SentenceTransformer | str | Path | None, **kwargs) -> Embedder:
+def as_embedder(model: Embedder | SentenceTransformer | str | Path | None, **kwargs) -> Embedder:
     """Accept whatever a user passes as "the encoder" and return an :class:`Embedder`."""
-    if isinstance(encoder, Embedder):
-        return encoder
-    return Embedder(encoder, **kwargs)
+    if isinstance(model, Embedder):
+        return model
+    return Embedder(model, **kwargs)

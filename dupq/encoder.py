@@ -13,9 +13,9 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dupq.errors import EncoderLoadError
+from dupq.errors import EncoderLoadError, InputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -219,3 +219,43 @@ def read_metadata(model_dir: str | Path) -> dict:
 def model_source(model: SentenceTransformer) -> str | None:
     """The directory a model was loaded from, when known (used to find its ``dupq.json``)."""
     return getattr(model, "_dupq_source", None)
+
+
+def check_threshold(value: Any) -> float:
+    """``value`` as a cosine threshold: a number in [-1, 1] (the one valid range, everywhere)."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"threshold {value!r} is not a number", column="threshold") from None
+    if not -1.0 <= t <= 1.0:
+        raise InputError(f"threshold {t} is outside the cosine range [-1, 1]", column="threshold")
+    return t
+
+
+def resolve_threshold(
+    threshold: Any, source: str | None, *, warn: bool = True, point: str | None = None
+) -> tuple[float, str]:
+    """The cosine threshold to use and where it came from: ``threshold`` when given, else (``None`` or
+    ``"auto"``) the model's ``dupq.json`` operating point ``point`` (e.g. ``"precision_0.90"``, when it
+    was reached on dev) or its best-F1 ``threshold``, else :data:`DEFAULT_THRESHOLD` (with a warning,
+    when ``warn``, for a model other than the default)."""
+    if threshold is not None and not (isinstance(threshold, str) and threshold.strip().lower() == "auto"):
+        return check_threshold(threshold), "given"
+    meta = read_metadata(source) if source else {}
+    chosen = (meta.get("operating_points") or {}).get(point) if point else None
+    if chosen and chosen.get("reached", True):
+        return check_threshold(
+            chosen["threshold"]
+        ), f"dupq.json of {source}, {point.replace('_', ' ')} on dev"
+    if meta.get("threshold") is not None:
+        return check_threshold(meta["threshold"]), f"dupq.json of {source}"
+    is_default = source is not None and Path(source).resolve() == default_model_path().resolve()
+    if warn and not is_default:
+        logger.warning(
+            "threshold auto: model %s has no dupq.json threshold; using the %s default %.2f "
+            "(pass --threshold to choose one for this model)",
+            source,
+            DEFAULT_MODEL,
+            DEFAULT_THRESHOLD,
+        )
+    return DEFAULT_THRESHOLD, f"default for {DEFAULT_MODEL} (measured on MQP)"

@@ -1,7 +1,14 @@
 """Exceptions with enough context to fix the input.
 
 Every error a user can cause names *where* the problem is (file, row, column) because a data team
-running dupq over a million-row export cannot bisect the file by hand.
+running dupq over a million-row export cannot bisect the file by hand. One type per meaning, so that
+callers (the CLI, ``dupq serve``'s HTTP codes) map types, never message text:
+
+* :class:`InputError` — bad input (422); :class:`ConflictError` — an id already stored (409);
+* :class:`UnknownIdError` — ids that are not stored (404);
+* :class:`StoreError` / :class:`EncoderLoadError` — a store or model that cannot be used.
+* :class:`StoreConflictError` — a save refused: the store changed on disk since it was loaded (409
+  ``store_conflict`` in ``dupq serve``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,22 @@ class InputError(DupqError, ValueError):
             where.append(f"column {column!r}")
         self.reason = message
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class ConflictError(InputError):
+    """The input clashes with what is stored (an id already stored); HTTP 409 in ``dupq serve``."""
+
+
+class UnknownIdError(DupqError, LookupError):
+    """Ids that are not stored (``.ids`` lists them); nothing was changed. HTTP 404 in ``dupq serve``."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
+        super().__init__(f"{len(ids)} unknown id(s): {shown}")
+
+    def __str__(self) -> str:  # LookupError would repr() the message
+        return self.args[0]
 
 
 class EncoderLoadError(DupqError, OSError):

@@ -51,6 +51,7 @@ import numpy as np
 
 from dupq.errors import StoreError
 from dupq.io import atomic_path
+from dupq.runtime import allowed_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,7 @@ def set_num_threads(n: int | None = None) -> int:
     global _threads
     if n is None:
         env = os.environ.get("DUPQ_FAISS_THREADS")
-        if env:
-            n = int(env)
-        else:
-            try:
-                n = len(os.sched_getaffinity(0))
-            except AttributeError:  # not on Linux
-                n = os.cpu_count() or 1
+        n = int(env) if env else allowed_cpus()
     _threads = max(1, int(n))
     faiss.omp_set_num_threads(_threads)
     return _threads

@@ -1,4 +1,4 @@
-"""File helpers shared by every module that writes: atomic saves and table reading.
+"""File helpers shared by every module that writes: atomic saves and checksums (tables: :mod:`dupq.tables`).
 
 Saves go to a temporary sibling and are renamed into place, so a crash or a kill in the middle of a
 save never leaves a half-written file where a good one used to be (``os.replace`` is atomic on POSIX).
@@ -24,11 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from dupq.errors import InputError, StoreError
-
-TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json"}
+from dupq.errors import StoreError
 
 
 @contextlib.contextmanager
@@ -265,102 +261,3 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def detect_format(path: str | Path) -> str:
-    """Return one of ``csv``, ``tsv``, ``parquet``, ``jsonl`` from the suffix (or content sniffing)."""
-    path = Path(path)
-    suffixes = [s.lower() for s in path.suffixes]
-    suffix = suffixes[-1] if suffixes else ""
-    if suffix in {".gz", ".bz2", ".zip", ".xz"} and len(suffixes) > 1:
-        suffix = suffixes[-2]
-    if suffix in {".parquet", ".pq"}:
-        return "parquet"
-    if suffix in {".jsonl", ".ndjson", ".json"}:
-        return "jsonl"
-    if suffix == ".tsv":
-        return "tsv"
-    if suffix == ".csv":
-        return "csv"
-    # Unknown suffix (.txt or none): sniff the first line for a tab.
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            first = fh.readline()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", file=path) from exc
-    return "tsv" if "\t" in first else "csv"
-
-
-def read_table(
-    path: str | Path,
-    *,
-    fmt: str | None = None,
-    sep: str | None = None,
-    encoding: str | None = None,
-    columns: list[str] | None = None,
-) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet/JSONL file into a DataFrame of strings, keeping every row.
-
-    Text is never coerced to numbers or NaN (``keep_default_na=False``): a question "null" or "NA"
-    is a question. TSV is read without quoting (the Quora/GLUE files contain bare quotes). Encoding
-    falls back from UTF-8 to UTF-8-with-BOM to latin-1, because exports from spreadsheets are often
-    not UTF-8. Errors name the file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such file", file=path)
-    fmt = fmt or detect_format(path)
-    try:
-        if fmt == "parquet":
-            df = pd.read_parquet(path, columns=columns)
-        elif fmt == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
-        else:
-            df = _read_delimited(path, fmt, sep, encoding)
-    except InputError:
-        raise
-    except Exception as exc:  # pandas/pyarrow raise many types; the user needs the file name.
-        raise InputError(f"cannot parse as {fmt}: {exc}", file=path) from exc
-    if columns is not None:
-        missing = [c for c in columns if c not in df.columns]
-        if missing:
-            raise InputError(
-                f"missing column(s) {missing}; found {list(df.columns)}", file=path, column=missing[0]
-            )
-    return df
-
-
-def _read_delimited(path: Path, fmt: str, sep: str | None, encoding: str | None) -> pd.DataFrame:
-    import csv
-
-    if sep is None:
-        sep = "\t" if fmt == "tsv" else None
-    encodings = [encoding] if encoding else ["utf-8", "utf-8-sig", "latin-1"]
-    last: Exception | None = None
-    for enc in encodings:
-        try:
-            if sep == "\t":
-                df = pd.read_csv(
-                    path,
-                    sep="\t",
-                    quoting=csv.QUOTE_NONE,
-                    keep_default_na=False,
-                    dtype=str,
-                    encoding=enc,
-                )
-            else:
-                df = pd.read_csv(
-                    path,
-                    sep=sep,
-                    engine="python" if sep is None else "c",
-                    keep_default_na=False,
-                    dtype=str,
-                    encoding=enc,
-                )
-            if enc == "utf-8" and len(df.columns) and str(df.columns[0]).startswith("\ufeff"):
-                df = df.rename(columns={df.columns[0]: str(df.columns[0]).lstrip("\ufeff")})
-            return df
-        except UnicodeDecodeError as exc:
-            last = exc
-            continue
-    raise InputError(f"cannot decode text with {encodings}: {last}", file=path)

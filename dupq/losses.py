@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from dupq.errors import InputError
+
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
@@ -57,13 +59,9 @@ class LossSpec:
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
-            raise ValueError(f"unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}")
+            raise InputError(f"unknown loss {self.name!r}; choose one of {', '.join(LOSSES)}")
         if self.distance not in DISTANCES:
-            raise ValueError(f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
-
-    @property
-    def uses_duplicates_only(self) -> bool:
-        return self.name == "mnrl"
+            raise InputError(f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
 
     @property
     def needs_no_duplicates_sampler(self) -> bool:
@@ -125,7 +123,7 @@ def _duplicate_pairs(pairs: pd.DataFrame) -> Dataset:
 
     dup = pairs[pairs["label"] == 1]
     if dup.empty:
-        raise ValueError("MNRL needs duplicate pairs (label 1); the data has none")
+        raise InputError("MNRL needs duplicate pairs (label 1); the data has none")
     return Dataset.from_dict({"anchor": dup["question1"].tolist(), "positive": dup["question2"].tolist()})
 
 
@@ -162,5 +160,5 @@ def _triplets(pairs: pd.DataFrame, seed: int) -> Dataset:
         rows["positive"].append(q2)
         rows["negative"].append(neg)
     if not rows["anchor"]:
-        raise ValueError("triplet loss needs duplicate pairs (label 1); the data has none")
+        raise InputError("triplet loss needs duplicate pairs (label 1); the data has none")
     return Dataset.from_dict(rows)

@@ -44,13 +44,11 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,13 +56,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dupq.datamodels import Match, QueryMatches
+from dupq.checks import as_id, check_ids, check_metadata, check_texts
+from dupq.datamodels import Match, QueryMatches, format_matches  # noqa: F401  (format_matches: re-exported)
 from dupq.embed import Embedder, as_embedder
-from dupq.encoder import DEFAULT_THRESHOLD, read_metadata
-from dupq.errors import DupqError, InputError, StoreConflictError, StoreError
+from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, read_metadata, resolve_threshold
+from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
-from dupq.io import atomic_dir, atomic_write_json, read_table, recover_dir, sha256_file, store_lock
-from dupq.text import normalize, text_key
+from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file, store_lock
+from dupq.manifest import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    QUESTIONS_FILE,
+    STORE_FORMAT,
+    STORE_FORMAT_VERSION,
+    check_files,
+    check_unchanged,
+    generation,
+    read_manifest,
+)
+from dupq.runtime import RWLock, torch_threads
+from dupq.tables import read_table
+from dupq.text import text_key
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -73,11 +85,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STORE_FORMAT = "dupq-matcher"
-STORE_FORMAT_VERSION = 1
-INDEX_FILE = "index.dupqidx"
-QUESTIONS_FILE = "questions.parquet"
-MANIFEST_FILE = "manifest.json"
 #: Query batches smaller than this are encoded with ``query_threads`` torch threads (default 1).
 #: Measured here (2 cores, busy): one short question takes 27–40 ms with 1 intra-op thread and
 #: 230–300 ms with 2, because a parallel region waits for a descheduled worker; a short sequence has
@@ -91,61 +98,10 @@ class TruncationWarning(UserWarning):
     """Some texts were longer than the model's ``max_seq_length``; only their beginning was encoded."""
 
 
-class UnknownIdError(DupqError, LookupError):
-    """``remove`` was given ids that are not stored (``.ids`` lists them); nothing was removed."""
-
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
-        shown = ", ".join(map(str, ids[:10])) + (" …" if len(ids) > 10 else "")
-        super().__init__(f"{len(ids)} unknown id(s): {shown}")
-
-    def __str__(self) -> str:  # LookupError would repr() the message
-        return self.args[0]
-
-
-class _RWLock:
-    """Readers–writer lock with writer preference (a waiting writer blocks new readers: no starvation)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
 class Matcher:
     """Find stored questions that duplicate new ones (see the module docstring for the contract).
 
-    ``encoder``: ``None`` (the embedded all-MiniLM-L6-v2), a model directory, a loaded
+    ``model``: ``None`` (the embedded all-MiniLM-L6-v2), a model directory, a loaded
     ``SentenceTransformer`` or a :class:`dupq.embed.Embedder`. ``threshold``: cosine above which a
     match is a duplicate; default the model's ``dupq.json`` threshold, else :data:`DEFAULT_THRESHOLD`.
     ``index_kind``/``index_params``: see :mod:`dupq.index` (``auto``: exact flat search up to
@@ -158,7 +114,7 @@ class Matcher:
 
     def __init__(
         self,
-        encoder: Embedder | SentenceTransformer | str | Path | None = None,
+        model: Embedder | SentenceTransformer | str | Path | None = None,
         *,
         threshold: float | None = None,
         index_kind: str = "auto",
@@ -168,18 +124,16 @@ class Matcher:
         query_threads: int | None = 1,
         verifier: Verifier | str | Path | None = None,
     ) -> None:
-        self.embedder = as_embedder(encoder, device=device, batch_size=batch_size)
+        self.embedder = as_embedder(model, device=device, batch_size=batch_size)
         self.query_threads = query_threads
         self.verifier = _as_verifier(verifier, device)
         meta = read_metadata(self.embedder.source) if self.embedder.source else {}
         self.calibration: dict[str, float] | None = _calibration(meta.get("calibration"))
-        if threshold is None:
-            threshold = meta.get("threshold", DEFAULT_THRESHOLD)
-        self.threshold = _check_threshold(threshold)
+        self.threshold = resolve_threshold(threshold, self.embedder.source, warn=False)[0]
         self.index = VectorIndex(self.embedder.dim, kind=index_kind, **(index_params or {}))
         self._rows: dict[int, tuple[str, str, bool, dict | None]] = {}  # id -> (text, key, truncated, meta)
         self._by_key: dict[str, list[int]] = {}
-        self._lock = _RWLock()
+        self._lock = RWLock()
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = 0
@@ -205,8 +159,10 @@ class Matcher:
         """Calibrated P(duplicate) for a cosine score, or ``None`` without a calibration."""
         if self.calibration is None:
             return None
-        z = self.calibration["coef"] * float(score) + self.calibration["intercept"]
-        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        from dupq.evaluation.calibration import Calibration
+
+        cal = Calibration(threshold=self.threshold, f1=math.nan, **self.calibration)
+        return float(cal.probability(float(score)))
 
     # -- writes -------------------------------------------------------------------------------------
     def add(
@@ -233,11 +189,11 @@ class Matcher:
         if isinstance(texts, str) or not isinstance(texts, (list, tuple, np.ndarray, pd.Series)):
             texts = [texts]
         texts = list(texts)
-        _check_texts(texts)
+        check_texts(texts)
         if ids is not None:
-            ids = _check_ids(ids, len(texts))
+            ids = check_ids(ids, len(texts))
         if metadata is not None:
-            metadata = _check_metadata(metadata, len(texts))
+            metadata = check_metadata(metadata, len(texts))
         if not texts:
             return [], []
         vecs, truncated = self._encode(texts, show_progress=show_progress)
@@ -248,7 +204,7 @@ class Matcher:
             else:
                 present = [i for i in ids if i in self._rows]
                 if present:
-                    raise InputError(
+                    raise ConflictError(
                         f"{len(present)} id(s) already stored, e.g. {present[:5]} "
                         "(remove them first to replace)",
                         row=ids.index(present[0]) + 1,
@@ -269,7 +225,7 @@ class Matcher:
         checked = []
         for r, v in enumerate(ids, start=1):
             try:
-                checked.append(_as_id(v))
+                checked.append(as_id(v))
             except ValueError as exc:
                 raise InputError(str(exc), row=r, column="id") from None
         wanted = list(dict.fromkeys(checked))
@@ -297,7 +253,7 @@ class Matcher:
         show_progress: bool = True,
         **read_kwargs: Any,
     ) -> list[int]:
-        """Add every row of a CSV/TSV/Parquet/JSONL file (read by :func:`dupq.io.read_table`).
+        """Add every row of a CSV/TSV/Parquet/JSONL file (read by :func:`dupq.tables.read_table`).
 
         Errors name the file, the 1-based data row and the column. Every row is stored or the whole
         file is rejected: a blank text, a non-integer or repeated id is an ``InputError``.
@@ -306,7 +262,7 @@ class Matcher:
         df = read_table(path, columns=columns, **read_kwargs)
         texts = df[text_column].tolist()
         try:
-            _check_texts(texts)
+            check_texts(texts)
         except InputError as exc:
             raise InputError(exc.reason, file=path, row=exc.row, column=text_column) from None
         ids = None
@@ -314,7 +270,7 @@ class Matcher:
             ids = []
             for r, v in enumerate(df[id_column].tolist(), start=1):
                 try:
-                    ids.append(_as_id(v))
+                    ids.append(as_id(v))
                 except ValueError as exc:
                     raise InputError(str(exc), file=path, row=r, column=id_column) from None
             seen: dict[int, int] = {}
@@ -356,8 +312,8 @@ class Matcher:
         queries = [text_or_texts] if isinstance(text_or_texts, str) else list(text_or_texts)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}", column="k")
-        thr = self.threshold if threshold is None else _check_threshold(threshold)
-        _check_texts(queries)
+        thr = self.threshold if threshold is None else check_threshold(threshold)
+        check_texts(queries)
         keys = [text_key(q) for q in queries]
         with self._lock.read():
             exact = [list(self._by_key.get(key, ())) for key in keys]
@@ -506,22 +462,9 @@ class Matcher:
         # _save_lock: this Matcher's own saves one at a time; store_lock: everyone's, across processes.
         with self._save_lock, store_lock(directory, exclusive=True):
             recover_dir(directory)
-            on_disk = _generation(directory)
-            if on_disk is not None and not overwrite and on_disk != self._generations.get(key):
-                known = key in self._generations
-                raise StoreConflictError(
-                    f"{directory} "
-                    + (
-                        "changed on disk since this Matcher loaded or last saved it (another process "
-                        "or Matcher saved it meanwhile)"
-                        if known
-                        else "already holds a store this Matcher did not load"
-                    )
-                    + ": refusing to overwrite it. Load it again and re-apply the changes, or save "
-                    "with overwrite=True to replace it."
-                )
+            check_unchanged(directory, self._generations.get(key), overwrite=overwrite)
             self._write_store(directory, delay)
-            self._generations[key] = _generation(directory)
+            self._generations[key] = generation(directory)
         return directory
 
     def _write_store(self, directory: Path, delay: float) -> None:
@@ -548,7 +491,7 @@ class Matcher:
                 "format": STORE_FORMAT,
                 "format_version": STORE_FORMAT_VERSION,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                # unique per save: two saves never leave the same manifest (see _generation)
+                # unique per save: two saves never leave the same manifest (see dupq.manifest.generation)
                 "generation": uuid.uuid4().hex,
                 "model_fingerprint": self.embedder.fingerprint,
                 "model_source": self.embedder.source,
@@ -572,7 +515,7 @@ class Matcher:
     def load(
         cls,
         directory: str | Path,
-        encoder: Embedder | SentenceTransformer | str | Path | None = None,
+        model: Embedder | SentenceTransformer | str | Path | None = None,
         *,
         threshold: float | None = None,
         device: str | None = None,
@@ -580,7 +523,7 @@ class Matcher:
     ) -> Matcher:
         """Open a store written by :meth:`save` (``verifier`` as for the constructor; not stored).
 
-        ``encoder`` defaults to the model the store was built with (its recorded directory, else the
+        ``model`` defaults to the model the store was built with (its recorded directory, else the
         embedded default). A store from another model, or with a missing/short/altered file, raises
         :class:`StoreError`.
         """
@@ -588,29 +531,18 @@ class Matcher:
         # Every file is read under the store's shared lock: a save (exclusive) by another process or
         # thread can neither swap the directory midway nor be caught between its two renames.
         with store_lock(directory, exclusive=False):
-            generation = _generation(directory)
-            manifest = _read_manifest(directory)
-            for name in (INDEX_FILE, QUESTIONS_FILE):
-                path = directory / name
-                want = manifest["files"].get(name)
-                if not path.exists() or want is None:
-                    raise StoreError(f"{directory}: missing {name}")
-                size = path.stat().st_size
-                if size != want["bytes"]:
-                    raise StoreError(
-                        f"{path}: {size} bytes, manifest says {want['bytes']} (truncated or replaced)"
-                    )
-                if sha256_file(path) != want["sha256"]:
-                    raise StoreError(f"{path}: checksum does not match the manifest (corrupt or edited)")
+            stored_generation = generation(directory)
+            manifest = read_manifest(directory)
+            check_files(directory, manifest)
             index = VectorIndex.load(directory / INDEX_FILE)
             try:
                 table = pd.read_parquet(directory / QUESTIONS_FILE)
             except Exception as exc:  # pyarrow raises several types for a damaged file
                 raise StoreError(f"{directory / QUESTIONS_FILE}: unreadable: {exc}") from exc
-        if encoder is None:
+        if model is None:
             src = manifest.get("model_source")
-            encoder = src if src and Path(src).is_dir() else None
-        embedder = as_embedder(encoder, device=device)
+            model = src if src and Path(src).is_dir() else None
+        embedder = as_embedder(model, device=device)
         if embedder.fingerprint != manifest["model_fingerprint"]:
             raise StoreError(
                 f"{directory} was built with another model "
@@ -630,7 +562,7 @@ class Matcher:
         self.query_threads = 1
         self.verifier = _as_verifier(verifier, device)
         self.calibration = _calibration(manifest.get("calibration"))
-        self.threshold = _check_threshold(manifest["threshold"] if threshold is None else threshold)
+        self.threshold = check_threshold(manifest["threshold"] if threshold is None else threshold)
         self.index = index
         self._rows = {}
         self._by_key = {}
@@ -647,11 +579,11 @@ class Matcher:
             self._by_key.setdefault(key, []).append(int(i))
         if set(self._rows) != set(index.ids.tolist()):
             raise StoreError(f"{directory}: the index and the questions table hold different ids")
-        self._lock = _RWLock()
+        self._lock = RWLock()
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = int(manifest.get("next_id", max(self._rows, default=-1) + 1))
-        self._generations = {str(directory.resolve()): generation}
+        self._generations = {str(directory.resolve()): stored_generation}
         return self
 
     def __repr__(self) -> str:
@@ -661,135 +593,7 @@ class Matcher:
         )
 
 
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily run torch on ``n`` intra-op threads (``None``: leave it alone).
-
-    torch's setting is process-wide; the Matcher changes it only inside its encode lock and restores
-    it, so other Matcher calls never see it — but other torch work in the same process, at that same
-    moment, would (pass ``query_threads=None`` to opt out).
-    """
-    if not n:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    if before == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-# -- CLI-facing helpers (one library call per command) ----------------------------------------------
-def build_store(
-    table: str | Path,
-    out: str | Path,
-    *,
-    text_column: str,
-    id_column: str | None = None,
-    metadata_columns: Sequence[str] | None = None,
-    model: str | Path | None = None,
-    index_kind: str = "auto",
-    threshold: float | None = None,
-) -> Matcher:
-    """``dupq index build``: a new store at ``out`` from one table."""
-    matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
-    matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
-    matcher.save(out, overwrite=True)  # "build" replaces whatever store was at --out
-    return matcher
-
-
-def add_to_store(
-    store: str | Path,
-    tables: Sequence[str | Path],
-    *,
-    text_column: str,
-    id_column: str | None = None,
-    metadata_columns: Sequence[str] | None = None,
-    model: str | Path | None = None,
-) -> tuple[Matcher, int]:
-    """``dupq index add``: append tables to a store (saved once, after every table was accepted)."""
-    matcher = Matcher.load(store, model)
-    before = len(matcher)
-    for table in tables:
-        matcher.add_table(
-            table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns
-        )
-    matcher.save(store)
-    return matcher, len(matcher) - before
-
-
 # -- validation ---------------------------------------------------------------------------------------
-def _check_texts(texts: list[Any]) -> None:
-    for r, t in enumerate(texts, start=1):
-        if not isinstance(t, str):
-            raise InputError(f"question is {type(t).__name__}, not a string", row=r, column="text")
-        if not t.strip():
-            raise InputError("question is empty", row=r, column="text")
-        if not normalize(t):
-            # Only punctuation/symbols: nothing a model or the exact-match key can work with.
-            raise InputError(f"question {t[:40]!r} has no letters or digits", row=r, column="text")
-
-
-_ASCII_INT = re.compile(r"\+?[0-9]+")
-
-
-def _as_id(v: Any) -> int:
-    if isinstance(v, bool):
-        raise ValueError(f"id {v!r} is a boolean, not an integer")
-    if isinstance(v, (int, np.integer)):
-        i = int(v)
-    elif isinstance(v, str) and _ASCII_INT.fullmatch(v.strip()):
-        # ASCII digits only: str.isdigit() and int() also take "١٢" (Arabic-Indic) or "１２" (full
-        # width), which would silently become the id 12.
-        i = int(v.strip())
-    elif isinstance(v, float) and v.is_integer():
-        i = int(v)
-    else:
-        raise ValueError(f"id {v!r} is not a non-negative integer")
-    if not 0 <= i < 2**63:
-        raise ValueError(f"id {i} is out of range (0 .. 2**63-1)")
-    return i
-
-
-def _check_ids(ids: Sequence[Any], n: int) -> list[int]:
-    ids = list(ids)
-    if len(ids) != n:
-        raise InputError(f"{n} questions but {len(ids)} ids", column="id")
-    out, seen = [], {}
-    for r, v in enumerate(ids, start=1):
-        try:
-            i = _as_id(v)
-        except ValueError as exc:
-            raise InputError(str(exc), row=r, column="id") from None
-        if i in seen:
-            raise InputError(f"id {i} repeats row {seen[i]}", row=r, column="id")
-        seen[i] = r
-        out.append(i)
-    return out
-
-
-def _check_metadata(metadata: Sequence[Any], n: int) -> list[dict | None]:
-    metadata = list(metadata)
-    if len(metadata) != n:
-        raise InputError(f"{n} questions but {len(metadata)} metadata entries", column="metadata")
-    for r, m in enumerate(metadata, start=1):
-        if m is not None and not isinstance(m, dict):
-            raise InputError(
-                f"metadata is {type(m).__name__}, expected a dict or None", row=r, column="metadata"
-            )
-        try:
-            json.dumps(m)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"metadata is not JSON-serialisable: {exc}", row=r, column="metadata") from None
-    return metadata
-
-
 def _as_verifier(verifier: Verifier | str | Path | None, device: str | None) -> Verifier | None:
     """A loaded verifier from a directory (or the one given); ``None`` stays ``None``."""
     if verifier is None:
@@ -797,16 +601,6 @@ def _as_verifier(verifier: Verifier | str | Path | None, device: str | None) -> 
     from dupq.verifier import Verifier
 
     return verifier if isinstance(verifier, Verifier) else Verifier.load(verifier, device=device)
-
-
-def _check_threshold(t: Any) -> float:
-    try:
-        t = float(t)
-    except (TypeError, ValueError):
-        raise InputError(f"threshold {t!r} is not a number", column="threshold") from None
-    if not -1.0 <= t <= 1.0:
-        raise InputError(f"threshold {t} is outside the cosine range [-1, 1]", column="threshold")
-    return t
 
 
 def _calibration(c: Any) -> dict[str, float] | None:
@@ -818,81 +612,6 @@ def _calibration(c: Any) -> dict[str, float] | None:
         raise StoreError(f"calibration {c!r} is not {{'coef': a, 'intercept': b}}") from exc
 
 
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST_FILE
-    if not directory.is_dir():
-        raise StoreError(f"{directory}: no such store directory")
-    if not path.exists():
-        raise StoreError(
-            f"{directory}: no {MANIFEST_FILE} (not a Matcher store, or an interrupted first save)"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path}: unreadable manifest: {exc}") from exc
-    if manifest.get("format") != STORE_FORMAT:
-        raise StoreError(f"{path}: not a {STORE_FORMAT} manifest")
-    if manifest.get("format_version") != STORE_FORMAT_VERSION:
-        raise StoreError(f"{path}: unsupported store format version {manifest.get('format_version')}")
-    missing = {"model_fingerprint", "dim", "count", "threshold", "files"} - set(manifest)
-    if missing:
-        raise StoreError(f"{path}: manifest lacks {sorted(missing)}")
-    # Types, not just presence: a hand-edited "dim": "384" would otherwise fail later as the baffling
-    # "dimension 384 != encoder's 384".
-    for key, minimum in (("dim", 1), ("count", 0), ("next_id", 0)):
-        value = manifest.get(key, minimum)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise StoreError(
-                f"{path}: manifest field {key!r} is {value!r} ({type(value).__name__}); "
-                f"expected an integer >= {minimum}"
-            )
-    if not isinstance(manifest["model_fingerprint"], str):
-        raise StoreError(f"{path}: manifest field 'model_fingerprint' is not a string")
-    if not isinstance(manifest["files"], dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("bytes"), int)
-        for v in manifest["files"].values()
-    ):
-        raise StoreError(f"{path}: manifest field 'files' is not {{name: {{'sha256': str, 'bytes': int}}}}")
-    threshold = manifest["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise StoreError(f"{path}: manifest field 'threshold' is {threshold!r}; expected a number")
-    return manifest
-
-
-def _generation(directory: Path) -> str | None:
-    """What identifies one save of the store at ``directory``: the sha256 of its manifest (which holds a
-    fresh ``generation`` id and every file's checksum), or ``None`` where no store is."""
-    try:
-        import hashlib
-
-        return hashlib.sha256((directory / MANIFEST_FILE).read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StoreError(f"{directory / MANIFEST_FILE}: unreadable: {exc.strerror}") from exc
-
-
 def _pause(seconds: float) -> None:
     if seconds > 0:
         time.sleep(seconds)
-
-
-def format_matches(results: Sequence[QueryMatches], width: int = 70) -> str:
-    """A plain-text table per query (what ``dupq match`` prints)."""
-    lines: list[str] = []
-    for r in results:
-        lines.append(f"query: {r.query}" + ("  [truncated to the model's length]" if r.truncated else ""))
-        if not r:
-            lines.append("  (no stored questions)")
-        else:
-            lines.append(f"  {'#':>2}  {'id':>8}  {'score':>6}  {'P(dup)':>6}  {'dup':<3}  text")
-        for rank, m in enumerate(r, start=1):
-            p = "-" if m.probability is None else f"{m.probability:.3f}"
-            text = m.text if len(m.text) <= width else m.text[: width - 1] + "…"
-            flag = "yes" if m.is_duplicate else "no"
-            lines.append(
-                f"  {rank:>2}  {m.id:>8}  {m.score:>6.3f}  {p:>6}  {flag:<3}  {text}"
-                + ("  (exact)" if m.exact else "")
-            )
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"

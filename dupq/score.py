@@ -21,7 +21,7 @@ import pandas as pd
 
 from dupq.data import LABEL_COLUMNS, TEXT_COLUMN_PAIRS
 from dupq.errors import InputError
-from dupq.io import read_table
+from dupq.tables import read_table
 from dupq.text import is_blank, normalize
 
 RESULT_COLUMNS = ("similarity", "score", "probability", "is_duplicate", "status")
@@ -138,9 +138,9 @@ def score_pairs(
     ):
         table[names[name]] = values
     if out is not None:
-        from dupq.dedupe import _write_frame  # the one CSV/TSV/Parquet/JSONL writer, atomic
+        from dupq.dedupe.write import write_frame  # the one CSV/TSV/Parquet/JSONL writer, atomic
 
-        _write_frame(table, Path(out))
+        write_frame(table, Path(out))
     return ScoreResult(
         table=table,
         out=Path(out) if out is not None else None,
@@ -159,7 +159,7 @@ def result_names(columns: Any) -> dict[str, str]:
 
 def _metrics(score: np.ndarray, label: pd.Series, threshold: float) -> dict[str, Any]:
     """Classification metrics over scored rows whose label is 0 or 1 (other labels are not counted)."""
-    from dupq.evaluate import classification_metrics
+    from dupq.evaluation import classification_metrics
 
     labels = pd.to_numeric(label, errors="coerce").to_numpy()
     scored = ~np.isnan(score)

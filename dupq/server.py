@@ -55,8 +55,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dupq.errors import DupqError, InputError, StoreConflictError
-from dupq.matcher import Matcher, UnknownIdError
+from dupq._version import __version__
+from dupq.errors import ConflictError, DupqError, InputError, StoreConflictError, UnknownIdError
+from dupq.matcher import Matcher
 
 logger = logging.getLogger(__name__)
 
@@ -264,11 +265,11 @@ def create_app(
     """A FastAPI app serving ``matcher`` (see the module docstring for endpoints, security, limits and
     persistence). ``token``: bearer token required by the write endpoints (``None``: none required)."""
     if persist not in PERSIST_MODES:
-        raise ValueError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
+        raise InputError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
     if max_in_flight < 1:
-        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        raise InputError(f"max_in_flight must be at least 1, got {max_in_flight}")
     if token is not None and not token.strip():
-        raise ValueError("token is empty")
+        raise InputError("token is empty")
     store = Path(store_dir) if store_dir is not None else None
     state = {"dirty": False, "saves": 0}
     save_lock = threading.Lock()
@@ -325,16 +326,16 @@ def create_app(
     app = FastAPI(
         title="dupq",
         summary="Has this question been asked before? Semantic duplicate matching over a FAISS index.",
-        version=__import__("dupq").__version__,
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.matcher = matcher
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        status = 409 if isinstance(exc, ConflictError) else 422
         return JSONResponse(
-            _err("invalid_input", exc.reason, row=exc.row, column=exc.column),
-            status_code=409 if "already stored" in exc.reason else 422,
+            _err("invalid_input", exc.reason, row=exc.row, column=exc.column), status_code=status
         )
 
     @app.exception_handler(UnknownIdError)

@@ -39,7 +39,9 @@ def normalized_key(normalized: str) -> str:
 
 
 def is_blank(value: object) -> bool:
-    """True for None, NaN, non-strings and whitespace-only strings: nothing a model could encode."""
+    """True for None, NaN and whitespace-only strings: nothing a model could encode.
+
+    Other non-strings (numbers, bytes …) are not blank: callers decide whether they are text."""
     if value is None:
         return True
     if isinstance(value, float) and value != value:  # NaN

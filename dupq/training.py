@@ -116,47 +116,11 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def train_model(
-    train_pairs: pd.DataFrame,
-    dev_pairs: pd.DataFrame,
-    out_dir: str | Path,
-    config: TrainConfig | None = None,
-    *,
-    resume_from_checkpoint: str | bool | None = None,
-    extra_metadata: dict[str, Any] | None = None,
-    general_pairs: dict[str, pd.DataFrame] | None = None,
-) -> TrainResult:
-    """Fine-tune ``config.base_model`` on canonical pairs; write the model and ``dupq.json`` to ``out_dir``.
-
-    ``train_pairs``/``dev_pairs`` are canonical pair frames (``question1, question2, label`` …), normally
-    the train/dev parts of :func:`dupq.data.split_pairs`. ``resume_from_checkpoint`` is a checkpoint
-    directory, or ``True`` for the latest one under ``out_dir/checkpoints``. ``general_pairs`` are
-    labelled pair sets from other domains (name -> frame): the model is compared with its base on them
-    and on dev, and a loss of more than :data:`FORGETTING_TOLERANCE` AP is warned about and recorded.
-    """
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+def _dev_evaluator(dev_pairs: pd.DataFrame, config: TrainConfig) -> Any:
+    """Average precision of the cosine on the dev pairs: what early stopping and the best checkpoint use."""
     from sentence_transformers.evaluation import BinaryClassificationEvaluator
-    from sentence_transformers.training_args import BatchSamplers, MultiDatasetBatchSamplers
 
-    config = config or TrainConfig()
-    spec = config.loss_spec()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if len(train_pairs) == 0:
-        raise ValueError("no training pairs")
-    if len(dev_pairs) == 0 or dev_pairs["label"].nunique() < 2:
-        raise ValueError(
-            "the dev split needs both duplicate and non-duplicate pairs (for AP and the threshold)"
-        )
-
-    device = resolve_device(config.device)
-    _seed_everything(config.seed)
-    model = load_encoder(config.base_model, device=device, max_seq_length=config.max_seq_length)
-
-    train_ds = build_datasets(train_pairs, spec, seed=config.seed)
-    dev_ds = build_datasets(dev_pairs, spec, seed=config.seed)
-    loss = build_loss(model, spec)
-    evaluator = BinaryClassificationEvaluator(
+    return BinaryClassificationEvaluator(
         dev_pairs["question1"].tolist(),
         dev_pairs["question2"].tolist(),
         dev_pairs["label"].astype(int).tolist(),
@@ -166,7 +130,12 @@ def train_model(
         write_csv=False,
     )
 
-    n_train = len(train_ds) if not isinstance(train_ds, dict) else max(len(d) for d in train_ds.values())
+
+def _training_args(config: TrainConfig, spec: LossSpec, device: str, n_train: int, checkpoints: Path) -> Any:
+    """The trainer's arguments: steps, evaluation cadence, best-checkpoint selection, precision, sampler."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.training_args import BatchSamplers, MultiDatasetBatchSamplers
+
     steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     eval_steps = config.eval_steps or max(1, min(500, total_steps // 5))
@@ -177,8 +146,7 @@ def train_model(
 
         bf16 = torch.cuda.is_bf16_supported()
 
-    checkpoints = out_dir / "checkpoints"
-    args = SentenceTransformerTrainingArguments(
+    return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -210,6 +178,22 @@ def train_model(
         disable_tqdm=not config.show_progress,
         dataloader_num_workers=0,
     )
+
+
+def _fit(
+    model: Any,
+    args: Any,
+    train_ds: Any,
+    dev_ds: Any,
+    loss: Any,
+    evaluator: Any,
+    config: TrainConfig,
+    out_dir: Path,
+    resume_from_checkpoint: str | bool | None,
+) -> tuple[Any, Any, float, float | None, float | None]:
+    """Run the trainer: ``(trainer, output, seconds, dev loss before, dev loss after)``."""
+    from sentence_transformers import SentenceTransformerTrainer
+
     callbacks = []
     if config.patience:
         callbacks.append(_early_stopping(config.patience))
@@ -229,7 +213,51 @@ def train_model(
         output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
         seconds = time.perf_counter() - t0
         after = _dev_loss(trainer.evaluate())
+    return trainer, output, seconds, before, after
 
+
+def train_model(
+    train_pairs: pd.DataFrame,
+    dev_pairs: pd.DataFrame,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume_from_checkpoint: str | bool | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+    general_pairs: dict[str, pd.DataFrame] | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.base_model`` on canonical pairs; write the model and ``dupq.json`` to ``out_dir``.
+
+    ``train_pairs``/``dev_pairs`` are canonical pair frames (``question1, question2, label`` …), normally
+    the train/dev parts of :func:`dupq.data.split_pairs`. ``resume_from_checkpoint`` is a checkpoint
+    directory, or ``True`` for the latest one under ``out_dir/checkpoints``. ``general_pairs`` are
+    labelled pair sets from other domains (name -> frame): the model is compared with its base on them
+    and on dev, and a loss of more than :data:`FORGETTING_TOLERANCE` AP is warned about and recorded.
+    """
+    config = config or TrainConfig()
+    spec = config.loss_spec()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if len(train_pairs) == 0:
+        raise InputError("no training pairs")
+    if len(dev_pairs) == 0 or dev_pairs["label"].nunique() < 2:
+        raise InputError(
+            "the dev split needs both duplicate and non-duplicate pairs (for AP and the threshold)"
+        )
+
+    device = resolve_device(config.device)
+    _seed_everything(config.seed)
+    model = load_encoder(config.base_model, device=device, max_seq_length=config.max_seq_length)
+
+    train_ds = build_datasets(train_pairs, spec, seed=config.seed)
+    dev_ds = build_datasets(dev_pairs, spec, seed=config.seed)
+    loss = build_loss(model, spec)
+    evaluator = _dev_evaluator(dev_pairs, config)
+    n_train = len(train_ds) if not isinstance(train_ds, dict) else max(len(d) for d in train_ds.values())
+    args = _training_args(config, spec, device, n_train, out_dir / "checkpoints")
+    trainer, output, seconds, before, after = _fit(
+        model, args, train_ds, dev_ds, loss, evaluator, config, out_dir, resume_from_checkpoint
+    )
     history = [h for h in trainer.state.log_history if BEST_METRIC in h or "loss" in h]
     best_ap = trainer.state.best_metric
     model = trainer.model
@@ -237,7 +265,8 @@ def train_model(
 
     # The operating point: threshold and P(duplicate) calibrated on dev, with the *best* model.
     from dupq.embed import Embedder
-    from dupq.evaluate import calibrate, operating_points, pair_similarities
+    from dupq.evaluation.calibration import calibrate, operating_points
+    from dupq.evaluation.scorers import pair_similarities
 
     dev_scores = pair_similarities(Embedder(model), dev_pairs)
     calibration = calibrate(dev_scores, dev_pairs["label"].to_numpy())
@@ -420,7 +449,7 @@ def forgetting_check(
     from sklearn.metrics import average_precision_score
 
     from dupq.embed import Embedder
-    from dupq.evaluate import pair_similarities
+    from dupq.evaluation import pair_similarities
 
     base = Embedder(load_encoder(base_model, device=device))
     tuned = Embedder(model)
@@ -507,6 +536,6 @@ def _env(key: str, value: str):
 
 
 def _version() -> str:
-    from dupq import __version__
+    from dupq._version import __version__
 
     return __version__

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dupq import backends
+from dupq.backends import available_backends
+from dupq.backends import onnx as backends
 from dupq.embed import Embedder
 from dupq.encoder import load_encoder, model_fingerprint
 from dupq.errors import DupqError
@@ -198,7 +199,7 @@ def test_missing_onnxruntime_says_what_to_install(tiny_model, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(DupqError, match=r"pip install 'dupq\[onnx\]'"):
         Embedder(tiny_model, backend="onnx")
-    assert backends.available_backends() == ["torch"]
+    assert available_backends() == ["torch"]
 
 
 def test_unknown_backend(tiny_model):
@@ -212,7 +213,7 @@ def test_bench_encode_end_to_end(model_copy, shared_data, tmp_path):
 
     import pandas as pd
 
-    from dupq.bench_encode import format_table, load_questions, run_encode_benchmark
+    from benchmarks.encode import format_table, load_questions, run_encode_benchmark
 
     src = shared_data / "medical-question-pairs" / "mqp.tsv"
     data = tmp_path / "data"

@@ -560,37 +560,36 @@ def test_pairs_frame_is_built_only_when_asked_for(tiny_model, tmp_path):
 
 
 def test_float16_store_gets_a_float16_hnsw_graph():
-    from dupq.dedupe import _build_index
+    from dupq.dedupe.search import build_index
 
     rng = np.random.default_rng(0)
     v = rng.standard_normal((500, 16)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     assert (
-        _build_index(v.astype(np.float16), index="hnsw", chunk_size=100, show_progress=False).params[
-            "storage"
-        ]
+        build_index(v.astype(np.float16), index="hnsw", chunk_size=100, show_progress=False).params["storage"]
         == "float16"
     )
-    assert _build_index(v, index="hnsw", chunk_size=100, show_progress=False).params["storage"] == "float32"
+    assert build_index(v, index="hnsw", chunk_size=100, show_progress=False).params["storage"] == "float32"
 
 
 def test_ef_search_reaches_the_hnsw_index(tiny_model, monkeypatch):
-    import dupq.dedupe as dd
+    import dupq.dedupe.search as dd
+    from dupq.dedupe.config import HNSW_EF_SEARCH
 
     v = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    assert dd._build_index(v, index="hnsw", chunk_size=100, show_progress=False).params["ef_search"] == (
-        dd.HNSW_EF_SEARCH
+    assert dd.build_index(v, index="hnsw", chunk_size=100, show_progress=False).params["ef_search"] == (
+        HNSW_EF_SEARCH
     )
     seen = []
-    real = dd._build_index
+    real = dd.build_index
 
     def spy(*args, **kwargs):
         index = real(*args, **kwargs)
         seen.append(index.params["ef_search"])
         return index
 
-    monkeypatch.setattr(dd, "_build_index", spy)
+    monkeypatch.setattr(dd, "build_index", spy)
     df = _crafted_frame()
     kw = {"text_column": "question", "model": tiny_model, "threshold": THRESHOLD, "show_progress": False}
     deduplicate(df, index="hnsw", ef_search=24, **kw)

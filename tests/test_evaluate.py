@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import dupq
 from dupq.datamodels import EvaluationReport, Splits
 from dupq.errors import InputError, StoreError
-from dupq.evaluate import (
+from dupq.evaluation import (
     SRC_ARGUMENT,
     SRC_DEV,
     SRC_EVAL,

@@ -47,8 +47,8 @@ def test_match_add_delete_and_stats(matcher, tmp_path, embedder):
             "id": 3,
             "text": q,
             "score": 1.0,
+            "similarity": 1.0,  # main's Match carries the bi-encoder cosine since the verifier (f0e40c3)
             "probability": None,
-            "similarity": 1.0,
             "is_duplicate": True,
             "exact": True,
             "metadata": {"n": 3},

@@ -85,7 +85,7 @@ def test_each_loss_trains_and_lowers_dev_loss(loss, tiny_model_dir, pair_splits,
 def test_metadata_threshold_is_dev_best_f1(tiny_model_dir, pair_splits, tmp_path):
     """The stored threshold is the best-F1 cut on dev similarities of the saved (best) model."""
     from dupq.embed import Embedder
-    from dupq.evaluate import pair_similarities
+    from dupq.evaluation import pair_similarities
 
     train_pairs, dev_pairs = pair_splits
     out = tmp_path / "m"
@@ -200,7 +200,7 @@ def test_metadata_keeps_precision_operating_points_and_a_forgetting_check(
 ):
     """dupq.json: thresholds for precision 0.90/0.95 on dev (dedupe's default) and AP vs the base model."""
     from dupq.embed import Embedder
-    from dupq.evaluate import pair_similarities
+    from dupq.evaluation import pair_similarities
 
     train_pairs, dev_pairs = pair_splits
     general = _pairs(12, seed=7)

@@ -10,7 +10,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from dupq.errors import StoreError
-from dupq.evaluate import operating_points
+from dupq.evaluation import operating_points
 from dupq.verifier import Verifier, train_verifier
 from dupq.verifier.features import FEATURE_NAMES, alignment_features, lexical_features
 from dupq.verifier.head import Head, _export_mlp, _export_trees, fit_head
@@ -190,6 +190,10 @@ def test_loaded_verifier_scores_like_the_trained_one(trained):
     b = Verifier.load(out, device="cpu").predict(test.question1.tolist(), test.question2.tolist()).probability
     assert np.allclose(a, b, atol=1e-5)
     assert Verifier.load(out, threshold=0.99).threshold == 0.99
+    meta = json.loads((out / "dupq.json").read_text())
+    p90 = meta["operating_points"]["precision_0.90"]
+    want = p90["threshold"] if p90["reached"] else meta["threshold"]
+    assert Verifier.load(out, point="precision_0.90").threshold == pytest.approx(want)
 
 
 def test_a_bi_encoder_directory_is_not_a_verifier(tiny_model_dir, trained, tmp_path):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dupq.errors import StoreError
+from dupq.errors import InputError, StoreError
 
 HEAD_FILE = "head.npz"
 HEAD_KINDS = ("gbdt", "mlp")
@@ -95,7 +95,7 @@ class Head:
 def fit_head(x: np.ndarray, y: np.ndarray, kind: str = "gbdt", *, seed: int = 42) -> Head:
     """Fit a head of ``kind`` on features ``x`` and 0/1 labels ``y`` and export it to arrays."""
     if kind not in HEAD_KINDS:
-        raise ValueError(f"unknown head kind {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
+        raise InputError(f"unknown head kind {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
     from threadpoolctl import threadpool_limits
 
     x = np.asarray(x, dtype=np.float64)

@@ -81,9 +81,18 @@ class Verifier:
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, directory: str | Path, *, device: str | None = None, threshold: float | None = None
+        cls,
+        directory: str | Path,
+        *,
+        device: str | None = None,
+        threshold: float | None = None,
+        point: str | None = None,
     ) -> Verifier:
-        """Load a verifier directory; a missing file or a directory of another kind is a ``StoreError``."""
+        """Load a verifier directory; a missing file or a directory of another kind is a ``StoreError``.
+
+        The decision threshold is ``threshold`` if given, else the operating point ``point`` of its
+        ``dupq.json`` (``"precision_0.90"`` …, when reached on dev), else its best-F1 threshold.
+        """
         directory = Path(directory)
         meta = read_metadata(directory)
         if meta.get("kind") != "verifier":
@@ -92,6 +101,9 @@ class Verifier:
                 "train one with `dupq train --kind verifier`"
             )
         head = Head.load(directory / HEAD_FILE)
+        chosen = (meta.get("operating_points") or {}).get(point) if point else None
+        if threshold is None and chosen and chosen.get("reached", True):
+            threshold = chosen["threshold"]
         enc = meta.get("encoder", "default")
         enc_path = enc if enc in DEFAULT_ALIASES else directory / enc
         return cls(

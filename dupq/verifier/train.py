@@ -46,7 +46,7 @@ def train_verifier(
     """
     from sklearn.metrics import average_precision_score
 
-    from dupq.evaluate import calibrate, operating_points
+    from dupq.evaluation.calibration import calibrate, operating_points
 
     for name, frame in (("train", train_pairs), ("dev", dev_pairs)):
         if len(frame) == 0 or frame["label"].nunique() < 2:

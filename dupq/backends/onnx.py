@@ -1,4 +1,4 @@
-"""Accelerated encoding backends: the same model exported to ONNX and run with onnxruntime.
+"""The ONNX backends: the same model exported to ONNX and run with onnxruntime.
 
 Why: on a CPU, plain PyTorch spends much of its time in framework overhead and fp32 matmuls. The
 same transformer exported to ONNX runs faster in onnxruntime (fused kernels, no autograd machinery),
@@ -17,8 +17,8 @@ How it is kept safe:
   cosine ≥ :data:`MIN_MEAN_COSINE`, min cosine ≥ :data:`MIN_MIN_COSINE`); a file that disagrees is
   deleted and a :class:`~dupq.errors.DupqError` says so.
 
-Backends: ``torch`` (in :mod:`dupq.embed`), ``onnx`` (fp32) and ``onnx-int8`` (dynamic int8
-quantisation, per-channel QInt8 weights). Install the runtime with ``pip install dupq[onnx]``.
+Backends here: ``onnx`` (fp32) and ``onnx-int8`` (dynamic int8 quantisation, per-channel QInt8
+weights). Install the runtime with ``pip install dupq[onnx]``.
 """
 
 from __future__ import annotations
@@ -34,19 +34,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dupq.backends.torch import model_input_names
 from dupq.encoder import model_fingerprint, model_source
 from dupq.errors import DupqError
 from dupq.io import atomic_path, atomic_write_json
+from dupq.runtime import physical_cores
+from dupq.vectors import l2_normalize
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from dupq.embed import Embedder
-
 logger = logging.getLogger(__name__)
 
-#: Every backend name ``Embedder(backend=...)`` and ``--backend`` accept.
-BACKENDS = ("torch", "onnx", "onnx-int8")
+#: The backends this module runs.
 ONNX_BACKENDS = ("onnx", "onnx-int8")
 #: Bump when the export recipe changes, so caches written by an older dupq are rebuilt.
 EXPORT_VERSION = 1
@@ -95,22 +95,6 @@ PROBE_QUESTIONS = (
 )
 
 
-# -- environment ----------------------------------------------------------------------------------
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyperthreads don't help dense matmuls)."""
-    try:
-        allowed = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        allowed = os.cpu_count() or 1
-    try:
-        import psutil
-
-        phys = psutil.cpu_count(logical=False) or allowed
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        phys = allowed
-    return max(1, min(allowed, phys))
-
-
 def _require_onnxruntime():
     try:
         import onnxruntime
@@ -119,24 +103,6 @@ def _require_onnxruntime():
             "the onnx backends need onnxruntime and onnx: pip install 'dupq[onnx]' (or use --backend torch)"
         ) from exc
     return onnxruntime
-
-
-def available_backends() -> list[str]:
-    """Backends usable in this environment (``torch`` always; ``onnx*`` when onnxruntime is installed)."""
-    out = ["torch"]
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return out
-    return out + list(ONNX_BACKENDS)
-
-
-def check_backend(backend: str) -> str:
-    """Return ``backend`` if known, else raise a :class:`DupqError` listing the choices."""
-    if backend not in BACKENDS:
-        raise DupqError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return backend
 
 
 # -- model structure ------------------------------------------------------------------------------
@@ -169,18 +135,6 @@ def _pooling_mode(model: SentenceTransformer) -> str:
     if getattr(modules[1], "include_prompt", True) is False:
         logger.info("include_prompt=False is irrelevant here: dupq encodes without prompts")
     return mode
-
-
-def model_input_names(model: SentenceTransformer) -> list[str]:
-    """Inputs the transformer takes from the tokenizer (``token_type_ids`` only where it exists)."""
-    import inspect
-
-    names = ["input_ids", "attention_mask"]
-    tok_names = getattr(model.tokenizer, "model_input_names", []) or []
-    forward_args = inspect.signature(model[0].auto_model.forward).parameters
-    if "token_type_ids" in tok_names and "token_type_ids" in forward_args:
-        names.append("token_type_ids")
-    return names
 
 
 def _pooled_module(model: SentenceTransformer, mode: str):
@@ -362,7 +316,7 @@ def probe_agreement(
         )
     runner = OnnxRunner(model, path, device="cpu")
     got = runner(list(questions), 16)
-    got = got / np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
+    got = l2_normalize(got)
     cos = np.einsum("ij,ij->i", ref.astype(np.float32), got)
     if not np.all(np.isfinite(cos)):
         return float("nan"), float("nan")
@@ -483,12 +437,3 @@ class OnnxRunner:
             )
             out.append(self.run_ids(enc["input_ids"], enc["attention_mask"]))
         return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-def make_runner(embedder: Embedder, backend: str) -> OnnxRunner:
-    """The runner for ``backend`` (exporting, verifying and caching the model on first use)."""
-    check_backend(backend)
-    if backend not in ONNX_BACKENDS:
-        raise DupqError(f"backend {backend!r} is built into Embedder, not dupq.backends")
-    path = export_onnx(embedder.model, backend)
-    return OnnxRunner(embedder.model, path, device=str(embedder.model.device))

@@ -1,0 +1,70 @@
+"""Encoding backends: one :class:`Runner` protocol, one registry (:func:`make_runner`).
+
+* ``torch`` (:mod:`dupq.backends.torch`): the SentenceTransformer itself;
+* ``onnx`` / ``onnx-int8`` (:mod:`dupq.backends.onnx`): the same model exported to ONNX (fp32, or
+  with dynamically quantised int8 weights), verified against torch and cached; ``pip install
+  dupq[onnx]``.
+
+A runner turns texts (or padded token ids) into pooled, *not yet normalised* float32 vectors; the
+:class:`~dupq.embed.Embedder` sorts, batches, normalises and restores the input order around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from dupq.errors import DupqError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+#: Every backend name ``Embedder(backend=...)`` and ``--backend`` accept.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_BACKENDS = ("onnx", "onnx-int8")
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Texts in, pooled float32 vectors out; ``run_ids`` (or ``None``) takes padded token ids instead."""
+
+    run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
+
+    def __call__(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+def available_backends() -> list[str]:
+    """Backends usable in this environment (``torch`` always; ``onnx*`` when onnxruntime is installed)."""
+    out = ["torch"]
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return out
+    return out + list(ONNX_BACKENDS)
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if known, else raise a :class:`DupqError` listing the choices."""
+    if backend not in BACKENDS:
+        raise DupqError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def make_runner(model: SentenceTransformer, name: str) -> Runner:
+    """The runner for backend ``name`` over ``model`` (an ONNX export is made, verified and cached on
+    first use)."""
+    check_backend(name)
+    if name == "torch":
+        from dupq.backends.torch import TorchRunner
+
+        return TorchRunner(model)
+    from dupq.backends.onnx import OnnxRunner, export_onnx
+
+    path = export_onnx(model, name)
+    return OnnxRunner(model, path, device=str(model.device))
+
+
+__all__ = ["BACKENDS", "ONNX_BACKENDS", "Runner", "available_backends", "check_backend", "make_runner"]

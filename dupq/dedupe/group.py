@@ -1,0 +1,143 @@
+"""Stage 4, **group**: pairs above the threshold become groups, numbered by their first input row.
+
+Connected components of the "similar" graph chain unrelated questions through A≈B≈C≈… paths: with a
+threshold of 0.8 and a thousand questions about one topic, components routinely merge questions whose
+direct similarity is 0.3. The default, ``cluster="leader"``, is a leader (community-detection style)
+pass: texts are visited in descending order of how many neighbours they have above the threshold; an
+unassigned text becomes a group *representative* and takes all of its still-unassigned neighbours.
+Every member of a group is therefore within the threshold of its representative (the ``score``
+column is that similarity), and a group's diameter is bounded. ``cluster="components"`` gives the
+transitive closure instead (larger groups, some members below the threshold to the representative;
+their ``score`` shows it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dupq.dedupe.config import DEFAULT_K
+from dupq.dedupe.search import similar_pairs
+from dupq.vectors import connected_components, l2_normalize
+
+if TYPE_CHECKING:
+    from dupq.dedupe.scan import Scan
+
+
+def group_pairs(
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    method: str = "leader",
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Group ``n`` items linked by the pairs ``(a[i], b[i])`` (all above the threshold).
+
+    Returns ``rep``: for each item, the index of its group's representative (``rep[r] == r`` for a
+    representative). ``method="leader"``: items are visited by descending degree (ties: larger
+    ``weights`` — e.g. how many rows share the text — then lower index); an unassigned item becomes a
+    representative and takes its unassigned neighbours, so every member is linked *directly* to its
+    representative. ``method="components"``: connected components (transitive closure), represented
+    by their highest-degree member.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    rep = np.arange(n, dtype=np.int64)
+    if n == 0 or len(a) == 0:
+        return rep
+    w = np.ones(n, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+    deg = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
+    if method == "components":
+        labels = connected_components(n, a, b)
+        order = np.lexsort((np.arange(n), -w, -deg, labels))  # by label, then best representative first
+        first = np.ones(n, dtype=bool)
+        first[1:] = labels[order][1:] != labels[order][:-1]
+        label_rep = np.empty(labels.max() + 1, dtype=np.int64)
+        label_rep[labels[order][first]] = order[first]
+        return label_rep[labels]
+    if method != "leader":
+        raise ValueError(f"method must be 'leader' or 'components', got {method!r}")
+    src = np.concatenate([a, b])
+    dst = np.concatenate([b, a])
+    order = np.argsort(src, kind="stable")
+    dst = dst[order]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    assigned = deg == 0  # items without neighbours are their own singleton groups
+    candidates = np.flatnonzero(deg > 0)
+    candidates = candidates[np.lexsort((candidates, -w[candidates], -deg[candidates]))]
+    for c in candidates.tolist():
+        if assigned[c]:
+            continue
+        nb = dst[indptr[c] : indptr[c + 1]]
+        nb = nb[~assigned[nb]]
+        rep[nb] = c
+        assigned[nb] = True
+        assigned[c] = True
+    return rep
+
+
+def group_vectors(
+    vectors: np.ndarray,
+    threshold: float,
+    *,
+    cluster: str = "leader",
+    k: int = DEFAULT_K,
+    index: str = "auto",
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Representative index of each row of ``vectors``: the search + grouping :func:`deduplicate` runs."""
+    a, b, _ = similar_pairs(vectors, threshold, k=k, index=index)
+    return group_pairs(len(vectors), a, b, method=cluster, weights=weights)
+
+
+@dataclass
+class Groups:
+    """Per unique text: its representative, group number, score to the representative (or to the
+    matched base text), the id ``duplicate_of`` names, and the matched base text (-1: none)."""
+
+    rep: np.ndarray
+    group: np.ndarray
+    score: np.ndarray
+    dup: np.ndarray
+    matched: np.ndarray
+    n_groups: int
+    with_existing: bool
+
+
+def group(
+    scan: Scan,
+    vectors: Any,
+    pairs: tuple[np.ndarray, np.ndarray],
+    cluster: str,
+    chunk: int,
+    base_scan: Scan | None = None,
+    match: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Groups:
+    """Group the unique texts of ``scan`` from their similar ``pairs`` (and their ``match`` to a base)."""
+    n = len(scan.texts)
+    matched, match_score = match if match is not None else (np.full(n, -1, np.int64), np.zeros(n, np.float32))
+    rep = group_pairs(n, pairs[0], pairs[1], method=cluster, weights=scan.counts)
+    # Similarity of each text to its representative (the ``score`` column).
+    score = np.ones(n, dtype=np.float32)
+    nonrep = np.flatnonzero((rep != np.arange(n)) & (matched < 0))
+    for start in range(0, len(nonrep), chunk):
+        sel = nonrep[start : start + chunk]
+        score[sel] = np.einsum("ij,ij->i", l2_normalize(vectors[sel]), l2_normalize(vectors[rep[sel]]))
+    score[matched >= 0] = match_score[matched >= 0]
+    # Group ids: numbered by the first input row of each group.
+    labels = np.where(matched >= 0, n + matched, rep)
+    label_first = np.full(n + (len(base_scan.texts) if base_scan is not None else 0), np.iinfo(np.int64).max)
+    np.minimum.at(label_first, labels, scan.first_row)
+    used = np.unique(labels)
+    rank = np.empty(len(label_first), dtype=np.int64)
+    rank[used[np.argsort(label_first[used], kind="stable")]] = np.arange(len(used))
+    # duplicate_of per uid: the representative's id, or the base row's id.
+    dup = scan.uid_id(rep).astype(object)
+    if base_scan is not None and (matched >= 0).any():
+        m = np.flatnonzero(matched >= 0)
+        dup[m] = base_scan.uid_id(matched[m])
+    return Groups(rep, rank[labels], score, dup, matched, len(used), base_scan is not None)

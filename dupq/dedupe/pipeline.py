@@ -1,0 +1,406 @@
+"""The dedupe pipeline: ``scan → encode → search → group → write``, each stage a function of one config.
+
+The stages live in their own modules (:mod:`~dupq.dedupe.scan`, :mod:`~dupq.dedupe.store`,
+:mod:`~dupq.dedupe.search`, :mod:`~dupq.dedupe.group`, :mod:`~dupq.dedupe.write`); this module runs
+them in order, times them, and accounts for every row in the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, DedupeConfig
+from dupq.dedupe.group import Groups, group
+from dupq.dedupe.results import DedupeResult, DedupeSummary
+from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
+from dupq.dedupe.search import index_kind, match_against, similar_pairs
+from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
+from dupq.dedupe.verify import DEDUPE_POINT, verifier_threshold, verify_pairs
+from dupq.dedupe.write import OutputColumns, output_format, pairs_frame, write_frame, write_table
+from dupq.encoder import resolve_threshold
+from dupq.io import atomic_write_json
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+
+def deduplicate(
+    data: str | Path | pd.DataFrame,
+    *,
+    text_column: str,
+    id_column: str | None = None,
+    model: Any = None,
+    threshold: float | str | None = "auto",
+    cluster: str = "leader",
+    k: int = DEFAULT_K,
+    against: str | Path | pd.DataFrame | None = None,
+    against_text_column: str | None = None,
+    against_id_column: str | None = None,
+    out: str | Path | None = None,
+    pairs_out: str | Path | None = None,
+    summary_out: str | Path | None = None,
+    workdir: str | Path | None = None,
+    engine: str = "local",
+    backend: str = "torch",
+    device: str | None = None,
+    batch_size: int = 64,
+    chunk_size: int = DEFAULT_CHUNK,
+    index: str = "auto",
+    ef_search: int | None = None,
+    dtype: str = "float16",
+    sep: str | None = None,
+    encoding: str | None = None,
+    ray_address: str | None = None,
+    show_progress: bool = True,
+    verifier: Any = None,
+    verify_below: float = 0.10,
+    verify_above: float = 0.98,
+) -> DedupeResult:
+    """Find duplicate groups in a table of questions; return (and optionally write) every input row.
+
+    ``data`` is a file (CSV/TSV/Parquet/JSONL, by suffix; delimiter and text encoding are detected
+    unless ``sep``/``encoding`` are given) or a DataFrame. ``text_column`` holds the questions;
+    ``id_column`` (optional) names rows in ``duplicate_of`` — without it rows are named by their
+    0-based position in the input.
+
+    ``model``: a model directory, a loaded SentenceTransformer or :class:`~dupq.embed.Embedder`, or
+    ``None`` for the embedded default. ``threshold``: a cosine in [-1, 1], or ``"auto"`` for the
+    model's dev-calibrated threshold (``dupq.json``), falling back to :data:`DEFAULT_THRESHOLD`.
+    ``cluster``: ``"leader"`` (default, no chaining) or ``"components"`` (see :mod:`dupq.dedupe.group`).
+    ``against``: an existing base (file or DataFrame); new rows that duplicate one of its rows get
+    ``duplicate_of`` = that row's id and ``duplicate_of_existing`` = True.
+
+    ``out``/``pairs_out``/``summary_out`` are written atomically (format by suffix); ``summary_out``
+    defaults to ``<out stem>.summary.json`` beside ``out``. ``workdir`` keeps the embeddings between
+    runs (resume after an interruption, or re-group at another threshold without re-encoding); by
+    default a hidden directory beside ``out`` is used and removed after a successful run.
+
+    ``engine``: ``"local"`` or ``"ray"`` (encoding on Ray Data; ``ray_address`` or ``$RAY_ADDRESS``
+    for a cluster). ``backend``: the Embedder backend (``"torch"``, ``"onnx-int8"`` …).
+    ``index``: ``"auto"`` | ``"flat"`` | ``"hnsw"`` | ``"ivf"``. ``ef_search``: the HNSW search beam
+    (default :data:`~dupq.dedupe.config.HNSW_EF_SEARCH`; lower is faster at some pair recall: see the
+    README). ``dtype``: storage of the embeddings on disk (``"float16"`` halves memory; cosine error
+    < 1e-3). The options are checked as a :class:`~dupq.dedupe.config.DedupeConfig`.
+
+    ``threshold="auto"`` takes the model's precision-0.90 operating point on its dev split when its
+    ``dupq.json`` has one (a wrong merge costs more than a missed one), else its best-F1 threshold.
+    ``verifier`` (a :class:`dupq.verifier.Verifier` or its directory): candidates are searched down to
+    ``threshold - verify_below`` and every pair below the cosine ``verify_above`` is decided by the
+    verifier at its precision-0.90 point (:mod:`dupq.dedupe.verify`); the summary says how many pairs
+    each stage decided.
+    """
+    options = dict(locals())
+    del options["data"]
+    return run(data, DedupeConfig(**options))
+
+
+def run(data: str | Path | pd.DataFrame, cfg: DedupeConfig) -> DedupeResult:
+    """Run the pipeline on ``data`` under ``cfg``; keep the work directory when there is something to
+    resume from, remove it otherwise."""
+    for target in (cfg.out, cfg.pairs_out):
+        if target is not None:
+            output_format(target)  # fail before hours of encoding, not after
+    timer = StageTimer()
+    workdir, cleanup = resolve_workdir(cfg.workdir, cfg.out)
+    try:
+        result = _pipeline(data, cfg, workdir, timer)
+    except BaseException:
+        has_embeddings = any(workdir.glob("emb-*/done.npy"))
+        if cleanup and (cfg.out is None or not has_embeddings):
+            shutil.rmtree(workdir, ignore_errors=True)  # nothing worth resuming from
+        else:
+            logger.warning("dedupe stopped; rerun the same command to resume from %s", workdir)
+        raise
+    if cleanup:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+@dataclass
+class _Encoded:
+    """What the encode stage hands on: the stores (new texts, then the base), the threshold and the model."""
+
+    stores: list[EmbeddingStore]
+    threshold: float
+    threshold_source: str
+    model: str
+    fingerprint: str
+    encoded: int
+    reused: int
+
+
+def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) -> DedupeResult:
+    source, base_source = _sources(data, cfg)
+    new = scan(source, cfg.show_progress)
+    base = scan(base_source, cfg.show_progress) if base_source is not None else None
+    timer.stage("scan")
+    enc = _encode(new, base, cfg, workdir, timer)
+    timer.stage("encode")
+    store = enc.stores[0]
+    match = None
+    if base is not None:
+        match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
+    timer.stage("against")
+    search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
+    pairs, n_live = _similar_pairs(store, match, search_at, cfg)
+    timer.stage("search")
+    verification = None
+    if cfg.verifier is not None:
+        pairs, verification = _verify(pairs, new.texts, enc.threshold, cfg)
+        timer.stage("verify")
+    groups = group(new, store.vectors, pairs[:2], cfg.cluster, cfg.chunk_size, base, match)
+    timer.stage("group")
+    columns = OutputColumns(new, groups, store.truncated)
+    table, pairs_arg = _write(source, new, base, columns, groups, pairs, cfg)
+    timer.stage("write")
+    index = index_kind(n_live, cfg.index)
+    summary = _summary(new, base, columns, groups, pairs, enc, cfg, index, workdir, timer)
+    summary.verification = verification
+    if cfg.summary_out is not None:
+        atomic_write_json(cfg.summary_out, summary.to_dict())
+    return DedupeResult(
+        summary=summary,
+        table=table,
+        pairs_factory=pairs_arg,
+        out=cfg.out,
+        pairs_out=cfg.pairs_out,
+        summary_out=cfg.summary_out,
+    )
+
+
+def _sources(data: Any, cfg: DedupeConfig) -> tuple[Source, Source | None]:
+    source = Source(data, cfg.text_column, cfg.id_column, cfg.chunk_size, cfg.sep, cfg.encoding)
+    if cfg.against is None:
+        return source, None
+    base = Source(
+        cfg.against,
+        cfg.against_text_column or cfg.text_column,
+        cfg.against_id_column,
+        cfg.chunk_size,
+        None,
+        None,
+        id_optional=cfg.against_id_column is None,
+        default_id=cfg.id_column,
+    )
+    return source, base
+
+
+def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, timer: StageTimer) -> _Encoded:
+    """Load the model, resolve the threshold, fill the stores; the model is released on return."""
+    from dupq.embed import as_embedder
+
+    embedder = as_embedder(cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend)
+    threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source, point=DEDUPE_POINT)
+    fp = embedder.fingerprint
+    timer.stage("load_model")
+    stores = []
+    encoded = reused = 0
+    for sc in [new] + ([base] if base is not None else []):
+        store = EmbeddingStore.open(
+            workdir, sc.digest, fp, cfg.backend, len(sc.texts), embedder.dim, cfg.dtype
+        )
+        reused += int(store.done.sum())
+        encoded += encode(store, sc.texts, embedder, cfg)
+        stores.append(store)
+    model_source = embedder.source or ""
+    del embedder  # the model and its runtime are not needed past here: give their memory back
+    for st in stores:
+        st.reopen_readonly()  # unmaps the pages encoding dirtied; later reads map only what they touch
+    release_memory()
+    return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused)
+
+
+def _similar_pairs(
+    store: EmbeddingStore, match: tuple[np.ndarray, np.ndarray] | None, threshold: float, cfg: DedupeConfig
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """kNN pairs among the unique texts not already matched to the base (uids of ``store``)."""
+    n = len(store.vectors)
+    live = np.arange(n) if match is None else np.flatnonzero(match[0] < 0)
+    live_vectors = store.vectors if len(live) == n else Subset(store.vectors, live)
+    la, lb, ls = similar_pairs(
+        live_vectors,
+        threshold,
+        k=cfg.k,
+        index=cfg.index,
+        chunk_size=cfg.chunk_size,
+        show_progress=cfg.show_progress,
+        ef_search=cfg.ef_search,
+    )
+    return (live[la], live[lb], ls), len(live)
+
+
+def _verify(
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray], texts: list[str], threshold: float, cfg: DedupeConfig
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
+    """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts."""
+    from dupq.verifier import Verifier
+
+    verifier = (
+        cfg.verifier if isinstance(cfg.verifier, Verifier) else Verifier.load(cfg.verifier, device=cfg.device)
+    )
+    v_thr = verifier_threshold(verifier)
+    result = verify_pairs(
+        pairs[0],
+        pairs[1],
+        pairs[2],
+        texts,
+        verifier,
+        threshold=v_thr,
+        verify_above=cfg.verify_above,
+        show_progress=cfg.show_progress,
+    )
+    keep = result.keep
+    info = {
+        "verifier": verifier.source,
+        "verifier_threshold": v_thr,
+        "candidate_pairs": int(len(keep)),
+        "searched_from": float(threshold - cfg.verify_below),
+        "verify_above": cfg.verify_above,
+        "accepted_by_cosine": result.by_cosine,
+        "verified": result.verified,
+        "accepted_by_verifier": result.verified_duplicate,
+        "rejected_by_verifier": result.verified - result.verified_duplicate,
+    }
+    return (pairs[0][keep], pairs[1][keep], pairs[2][keep]), info
+
+
+def _write(
+    source: Source,
+    new: Scan,
+    base: Scan | None,
+    columns: OutputColumns,
+    groups: Groups,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cfg: DedupeConfig,
+) -> tuple[pd.DataFrame | None, Any]:
+    """Write (or build) the output table and the pairs; return ``(table or None, pairs or a factory)``."""
+    table = None
+    if cfg.out is not None:
+        write_table(source, columns, cfg.out, cfg.show_progress)
+    else:
+        table = pd.concat([columns.attach(c, r0) for r0, c in source.chunks()], ignore_index=False)
+        if source.frame is not None and len(table) == len(source.frame):
+            table.index = source.frame.index
+    matched = groups.matched
+    match_score = groups.score  # for a text matched to the base, its score is the match's cosine
+
+    def build_pairs() -> pd.DataFrame:  # built only when asked for (it holds both texts of every pair)
+        return pairs_frame(new, base, pairs[0], pairs[1], pairs[2], matched, match_score)
+
+    if cfg.pairs_out is None:
+        return table, build_pairs
+    frame = build_pairs()
+    write_frame(frame, cfg.pairs_out)
+    return table, frame
+
+
+def _summary(
+    new: Scan,
+    base: Scan | None,
+    columns: OutputColumns,
+    groups: Groups,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    enc: _Encoded,
+    cfg: DedupeConfig,
+    index: str,
+    workdir: Path,
+    timer: StageTimer,
+) -> DedupeSummary:
+    """Row accounting (``ok + truncated + empty + unreadable == rows``), groups and provenance."""
+    n = len(new.texts)
+    truncated = enc.stores[0].truncated
+    ok_rows = int((new.row_code == 0).sum())
+    n_trunc_rows = int(truncated[new.row_uid[new.row_uid >= 0]].sum()) if n else 0
+    sizes = np.bincount(groups.group, weights=new.counts, minlength=groups.n_groups) if n else np.zeros(0)
+    return DedupeSummary(
+        rows=new.n_rows,
+        ok_rows=ok_rows - n_trunc_rows,
+        truncated_rows=n_trunc_rows,
+        empty_rows=int((new.row_code == EMPTY).sum()),
+        unreadable_rows=int((new.row_code == UNREADABLE).sum()),
+        unique_texts=n,
+        exact_duplicate_rows=ok_rows - n,
+        groups=groups.n_groups,
+        duplicate_groups=int((sizes >= 2).sum()),
+        rows_marked_duplicate=ok_rows - int(columns.row_is_rep().sum()),
+        rows_duplicate_of_existing=int(new.counts[groups.matched >= 0].sum()) if base is not None else 0,
+        similar_pairs=len(pairs[0]),
+        threshold=enc.threshold,
+        threshold_source=enc.threshold_source,
+        cluster=cfg.cluster,
+        k=cfg.k,
+        index=index,
+        engine=cfg.engine,
+        backend=cfg.backend,
+        model=enc.model,
+        model_fingerprint=enc.fingerprint,
+        texts_encoded=enc.encoded,
+        embeddings_reused=enc.reused,
+        existing_rows=base.n_rows if base is not None else None,
+        seconds=timer.seconds,
+        rss_mb=timer.rss_mb,
+        peak_rss_mb=timer.peak_mb(),
+        input=str(new.source.path) if new.source.path is not None else "<DataFrame>",
+        output=str(cfg.out) if cfg.out is not None else None,
+        pairs_output=str(cfg.pairs_out) if cfg.pairs_out is not None else None,
+        workdir=str(workdir),
+    )
+
+
+def resolve_workdir(workdir: str | Path | None, out: Path | None) -> tuple[Path, bool]:
+    """The work directory and whether to delete it after a successful run."""
+    if workdir is not None:
+        path = Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path, False
+    if out is not None:
+        path = out.parent / f".{out.name}.dupq-work"
+        path.mkdir(parents=True, exist_ok=True)
+        return path, True
+    return Path(tempfile.mkdtemp(prefix="dupq-dedupe-")), True
+
+
+class StageTimer:
+    """Wall time, RSS and peak RSS at the end of each stage (for the summary and the benchmark)."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.rss_mb: dict[str, float] = {}
+
+    def stage(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self.t, 3)
+        self.t = now
+        self.rss_mb[name] = round(_rss_mb(), 1)
+
+    def peak_mb(self) -> float:
+        return round(peak_rss_mb(), 1)
+
+
+def _rss_mb() -> float:
+    with contextlib.suppress(Exception):
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if os.uname().sysname == "Darwin" else peak / 1024

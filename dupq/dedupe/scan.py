@@ -1,0 +1,209 @@
+"""Stage 1, **scan**: the input table read chunk by chunk, each row classified, exact duplicates keyed.
+
+Each row gets a status (``ok``, ``empty``, ``unreadable``) and, when it has text, an exact-duplicate key
+(:func:`dupq.text.text_key`: case, punctuation and spacing do not matter). Rows with the same key are
+duplicates with score 1.0 and cost no model call: only the first text of each key is encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from dupq.errors import InputError
+from dupq.tables import TableFile, check_columns
+from dupq.text import is_blank, normalize, text_key
+
+logger = logging.getLogger(__name__)
+
+#: Row statuses written in the ``status`` column.
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty"
+STATUS_UNREADABLE = "unreadable"
+STATUS_TRUNCATED = "too_long_truncated"
+STATUSES = (STATUS_OK, STATUS_EMPTY, STATUS_UNREADABLE, STATUS_TRUNCATED)
+EMPTY, UNREADABLE = 1, 2  # row status codes during the scan (0 = has text)
+
+_CONTROL_OK = {"\t", "\n", "\r"}
+
+
+class Source:
+    """A table read chunk by chunk, twice (scan, then write), from a file (:class:`~dupq.tables.TableFile`)
+    or a DataFrame."""
+
+    def __init__(
+        self,
+        data: str | Path | pd.DataFrame,
+        text_column: str,
+        id_column: str | None,
+        chunk_rows: int,
+        sep: str | None,
+        encoding: str | None,
+        *,
+        id_optional: bool = False,
+        default_id: str | None = None,
+    ) -> None:
+        self.text_column = text_column
+        self.chunk_rows = max(1, int(chunk_rows))
+        self.frame: pd.DataFrame | None = None
+        self.file: TableFile | None = None
+        self.path: Path | None = None
+        if isinstance(data, pd.DataFrame):
+            self.frame = data
+            self.fmt = "dataframe"
+            columns = check_columns(list(data.columns), None)
+        else:
+            self.file = TableFile(data, sep=sep, encoding=encoding, chunk_rows=self.chunk_rows)
+            self.path, self.fmt = self.file.path, self.file.fmt
+            columns = self.file.columns
+        self.columns = columns
+        if text_column not in columns:
+            raise InputError(
+                f"no column {text_column!r}; the columns are {columns}", file=self.path, column=text_column
+            )
+        if id_column is None and default_id is not None and default_id in columns:
+            id_column = default_id  # --against files usually share the id column name
+        if id_column is not None and id_column not in columns:
+            raise InputError(
+                f"no id column {id_column!r}; the columns are {columns}", file=self.path, column=id_column
+            )
+        self.id_column = id_column
+        self.name = str(self.path) if self.path is not None else "<DataFrame>"
+
+    def chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        """``(first row position, chunk)`` over the whole table, in order."""
+        if self.file is not None:
+            yield from self.file.chunks()
+            return
+        assert self.frame is not None
+        for start in range(0, len(self.frame), self.chunk_rows):
+            yield start, self.frame.iloc[start : start + self.chunk_rows]
+
+
+def classify(value: Any) -> tuple[int, str]:
+    """``(code, text)``: 0 with the text to encode, or :data:`EMPTY` / :data:`UNREADABLE`."""
+    if isinstance(value, str):
+        text = value
+    elif is_blank(value) or value is pd.NA or value is pd.NaT:
+        return EMPTY, ""
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return UNREADABLE, ""
+    elif isinstance(value, (bool, np.bool_)):
+        return UNREADABLE, ""
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        text = str(value)  # a number in a text column (JSON/Parquet) is still text to a person
+    else:
+        return UNREADABLE, ""  # dicts, lists, arrays: not a question
+    if not text.strip():
+        return EMPTY, ""
+    if "\ufffd" in text or "\x00" in text:
+        return UNREADABLE, ""  # undecodable bytes were replaced, or binary data
+    bad = sum(
+        1 for ch in text if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in _CONTROL_OK
+    )
+    if bad and bad / len(text) > 0.1:
+        return UNREADABLE, ""
+    if not normalize(text):
+        return EMPTY, ""  # only punctuation/symbols: nothing a model could compare
+    return 0, text
+
+
+@dataclass
+class Scan:
+    """What the first pass over a table keeps: per-row arrays and per-unique-text arrays."""
+
+    source: Source
+    n_rows: int
+    row_uid: np.ndarray  # int64, -1 for rows without text
+    row_code: np.ndarray  # int8: 0 text, 1 empty, 2 unreadable
+    row_ids: list[str] | None  # ids of all rows when an id column is used
+    texts: list[str]  # unique texts (first occurrence's raw text)
+    keys: dict[str, int]  # exact-duplicate key -> uid
+    first_row: np.ndarray  # int64 per uid
+    counts: np.ndarray  # rows per uid
+    digest: str  # fingerprint of the unique texts in order
+
+    def uid_id(self, uids: np.ndarray) -> np.ndarray:
+        """The id (or row position) of the first row of each uid."""
+        rows = self.first_row[uids]
+        if self.row_ids is None:
+            return rows
+        return np.asarray([self.row_ids[r] for r in rows.tolist()], dtype=object)
+
+
+def scan(source: Source, show_progress: bool) -> Scan:
+    """First pass: statuses, exact-duplicate keys, unique texts, ids (checked unique)."""
+    keys: dict[str, int] = {}
+    texts: list[str] = []
+    first_row: list[int] = []
+    uid_parts: list[np.ndarray] = []
+    code_parts: list[np.ndarray] = []
+    row_ids: list[str] | None = [] if source.id_column is not None else None
+    h = hashlib.sha256()
+    n_rows = 0
+    with tqdm(desc=f"reading {Path(source.name).name}", unit=" rows", disable=not show_progress) as bar:
+        for start, chunk in source.chunks():
+            values = chunk[source.text_column].tolist()
+            uids = np.full(len(values), -1, dtype=np.int64)
+            codes = np.zeros(len(values), dtype=np.int8)
+            for i, value in enumerate(values):
+                code, text = classify(value)
+                if code:
+                    codes[i] = code
+                    continue
+                key = text_key(text)
+                uid = keys.get(key)
+                if uid is None:
+                    uid = keys[key] = len(texts)
+                    texts.append(text)
+                    first_row.append(start + i)
+                    h.update(text.encode("utf-8", "surrogatepass") + b"\x00")
+                uids[i] = uid
+            if row_ids is not None:
+                for i, value in enumerate(chunk[source.id_column].tolist()):
+                    if is_blank(value):
+                        raise InputError(
+                            "empty id", file=source.path, row=start + i + 1, column=source.id_column
+                        )
+                    row_ids.append(str(value))
+            uid_parts.append(uids)
+            code_parts.append(codes)
+            n_rows = start + len(values)
+            bar.update(len(values))
+    if row_ids is not None:
+        dup = pd.Index(row_ids).duplicated()
+        if dup.any():
+            row = int(np.flatnonzero(dup)[0])
+            raise InputError(
+                f"id {row_ids[row]!r} is used by more than one row; ids must be unique for duplicate_of "
+                "to name one row",
+                file=source.path,
+                row=row + 1,
+                column=source.id_column,
+            )
+    row_uid = np.concatenate(uid_parts) if uid_parts else np.zeros(0, np.int64)
+    counts = np.bincount(row_uid[row_uid >= 0], minlength=len(texts)).astype(np.int64)
+    return Scan(
+        source=source,
+        n_rows=n_rows,
+        row_uid=row_uid,
+        row_code=np.concatenate(code_parts) if code_parts else np.zeros(0, np.int8),
+        row_ids=row_ids,
+        texts=texts,
+        keys=keys,
+        first_row=np.asarray(first_row, dtype=np.int64),
+        counts=counts,
+        digest=h.hexdigest(),
+    )

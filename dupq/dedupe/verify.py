@@ -1,0 +1,68 @@
+"""The verification stage of a dedupe (``--verifier DIR``): cosine finds candidates, the verifier decides.
+
+Search runs at ``threshold - verify_below`` so that duplicates the cosine scores a little low are found
+too; each candidate pair with a cosine below ``verify_above`` is then decided by the verifier
+(:mod:`dupq.verifier`) at its precision-0.90 operating point, while pairs at or above it (near-identical
+wording) are accepted on the cosine alone. The summary says how many pairs each stage decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dupq.verifier import Verifier
+
+#: Operating point of the verifier a dedupe uses (a wrong merge costs more than a missed one).
+DEDUPE_POINT = "precision_0.90"
+
+
+@dataclass
+class Verification:
+    """What the verifier stage decided: the pairs kept, and counts for the summary."""
+
+    keep: np.ndarray
+    by_cosine: int
+    verified: int
+    verified_duplicate: int
+    threshold: float
+
+
+def verifier_threshold(verifier: Verifier) -> float:
+    """The verifier's precision-0.90 threshold on its dev split (its best-F1 threshold without one)."""
+    point = verifier.metadata.get("operating_points", {}).get(DEDUPE_POINT)
+    return float(point["threshold"]) if point and point.get("reached", True) else verifier.threshold
+
+
+def verify_pairs(
+    a: np.ndarray,
+    b: np.ndarray,
+    cosine: np.ndarray,
+    texts: list[str],
+    verifier: Verifier,
+    *,
+    threshold: float,
+    verify_above: float,
+    show_progress: bool = False,
+) -> Verification:
+    """Decide candidate pairs ``(texts[a[i]], texts[b[i]])`` with cosine ``cosine[i]``.
+
+    Pairs with ``cosine >= verify_above`` are kept without verifying; the others are kept when the
+    verifier's P(duplicate) reaches ``threshold``.
+    """
+    cosine = np.asarray(cosine)
+    by_cos = cosine >= verify_above
+    todo = np.flatnonzero(~by_cos)
+    keep = by_cos.copy()
+    n_dup = 0
+    if len(todo):
+        p = verifier.predict(
+            [texts[i] for i in a[todo]], [texts[i] for i in b[todo]], show_progress=show_progress
+        ).probability
+        ok = p >= threshold
+        keep[todo[ok]] = True
+        n_dup = int(ok.sum())
+    return Verification(keep, int(by_cos.sum()), len(todo), n_dup, threshold)

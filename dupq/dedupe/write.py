@@ -1,0 +1,251 @@
+"""Stage 5, **write**: the input streamed again with the result columns, atomically; the pairs frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from dupq.dedupe.scan import EMPTY, STATUS_EMPTY, STATUS_OK, STATUS_TRUNCATED, STATUS_UNREADABLE, UNREADABLE
+from dupq.errors import InputError
+from dupq.io import atomic_path
+
+if TYPE_CHECKING:
+    from dupq.dedupe.group import Groups
+    from dupq.dedupe.scan import Scan, Source
+
+#: Columns added to every output row, in order.
+RESULT_COLUMNS = ("group_id", "is_representative", "duplicate_of", "score", "status")
+#: Added with ``against=``: True when ``duplicate_of`` names a row of the existing base.
+EXISTING_COLUMN = "duplicate_of_existing"
+
+
+class OutputColumns:
+    """Turns per-text results into the result columns of any range of rows."""
+
+    def __init__(self, scan: Scan, groups: Groups, truncated: np.ndarray) -> None:
+        self.scan = scan
+        n = len(scan.texts)
+        self.rep = groups.rep
+        self.uid_group = groups.group
+        self.uid_score = groups.score
+        self.uid_dup = groups.dup
+        self.matched = groups.matched
+        self.truncated = truncated
+        self.with_existing = groups.with_existing
+        self.rep_row = (
+            scan.first_row[self.rep] if n else np.zeros(0, np.int64)
+        )  # the representative row per uid
+
+    def row_is_rep(self, rows: np.ndarray | None = None) -> np.ndarray:
+        scan = self.scan
+        rows = np.arange(scan.n_rows) if rows is None else rows
+        uid = scan.row_uid[rows]
+        has = uid >= 0
+        out = np.zeros(len(rows), dtype=bool)
+        u = uid[has]
+        out[has] = (self.matched[u] < 0) & (self.rep[u] == u) & (scan.first_row[u] == rows[has])
+        return out
+
+    def attach(self, chunk: pd.DataFrame, start: int) -> pd.DataFrame:
+        clash = [c for c in (*RESULT_COLUMNS, EXISTING_COLUMN) if c in chunk.columns]
+        if clash:
+            raise InputError(
+                f"the input already has a column named {clash[0]!r}; rename it "
+                f"(dedupe adds {RESULT_COLUMNS})",
+                file=self.scan.source.path,
+                column=clash[0],
+            )
+        scan = self.scan
+        rows = np.arange(start, start + len(chunk))
+        uid = scan.row_uid[rows]
+        code = scan.row_code[rows]
+        has = uid >= 0
+        u = np.where(has, uid, 0)
+        is_rep = self.row_is_rep(rows)
+        dup_mask = has & ~is_rep
+        group = pd.array(np.where(has, self.uid_group[u] if len(self.uid_group) else 0, 0), dtype="Int64")
+        group[~has] = pd.NA
+        score = np.where(dup_mask, np.round(self.uid_score[u], 6) if len(self.uid_score) else 0.0, np.nan)
+        exact_of_rep = dup_mask & (self.rep[u] == u) & (self.matched[u] < 0) if len(self.rep) else dup_mask
+        score[exact_of_rep] = 1.0
+        if scan.row_ids is None and not self.with_existing:
+            ints = self.uid_dup[u].astype(np.int64) if len(self.uid_dup) else np.zeros(len(rows), np.int64)
+            dup = pd.array(np.where(dup_mask, ints, 0), dtype="Int64")
+            dup[~dup_mask] = pd.NA
+        else:  # string ids (or ids from two tables)
+            vals = self.uid_dup[u] if len(self.uid_dup) else np.zeros(len(rows), dtype=object)
+            dup = pd.array(
+                [str(v) if m else None for v, m in zip(vals, dup_mask, strict=True)], dtype="string"
+            )
+        status = np.where(
+            code == EMPTY, STATUS_EMPTY, np.where(code == UNREADABLE, STATUS_UNREADABLE, STATUS_OK)
+        )
+        if len(self.truncated):
+            status = np.where(has & self.truncated[u], STATUS_TRUNCATED, status)
+        out = chunk.copy()
+        out["group_id"] = group
+        out["is_representative"] = is_rep
+        out["duplicate_of"] = dup
+        out["score"] = score
+        out["status"] = status.astype(object)
+        if self.with_existing:
+            out[EXISTING_COLUMN] = (
+                has & (self.matched[u] >= 0) if len(self.matched) else np.zeros(len(rows), bool)
+            )
+        return out
+
+
+_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def output_format(path: Path) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"cannot tell the output format from the suffix {path.suffix!r}; use one of {sorted(_FORMATS)}"
+        )
+    return fmt
+
+
+def write_table(source: Source, columns: OutputColumns, out: Path, show_progress: bool) -> None:
+    """Stream the input again and write it with the result columns, atomically."""
+    fmt = output_format(out)
+    with atomic_path(out) as tmp:
+        writer = ChunkWriter(tmp, fmt)
+        try:
+            with tqdm(
+                total=columns.scan.n_rows, desc="writing", unit=" rows", disable=not show_progress
+            ) as bar:
+                for start, chunk in source.chunks():
+                    writer.write(columns.attach(chunk, start))
+                    bar.update(len(chunk))
+        finally:
+            writer.close()
+
+
+def write_frame(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        writer = ChunkWriter(tmp, output_format(path))
+        try:
+            writer.write(df)
+        finally:
+            writer.close()
+
+
+class ChunkWriter:
+    """Appends DataFrames to one CSV/TSV/Parquet/JSONL file (the schema comes from the first chunk)."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt = path, fmt
+        self.first = True
+        self._pq = None
+        self._schema = None
+        # Kept open across write() calls and closed by close() (the caller's try/finally).
+        self._fh = None if fmt == "parquet" else open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+
+    def write(self, df: pd.DataFrame) -> None:
+        if self.fmt in ("csv", "tsv"):
+            df.to_csv(self._fh, index=False, header=self.first, sep="\t" if self.fmt == "tsv" else ",")
+        elif self.fmt == "jsonl":
+            if len(df):
+                text = df.to_json(orient="records", lines=True, force_ascii=False)
+                self._fh.write(text if text.endswith("\n") else text + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._pq is None:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                self._schema = table.schema
+                self._pq = pq.ParquetWriter(self.path, self._schema)
+            else:
+                table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
+            self._pq.write_table(table)
+        self.first = False
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._pq is not None:
+            self._pq.close()
+            self._pq = None
+        elif self.fmt == "parquet" and self.first:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({}), self.path)
+
+
+def pairs_frame(scan, base_scan, pa_, pb_, ps_, matched, match_score) -> pd.DataFrame:
+    """Every pair above the threshold: distinct texts (``similar``), exact copies (``exact``), and
+    matches to the existing base (``existing``). Texts are named by the id of their first row."""
+    frames = []
+    if len(pa_):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id_a": scan.uid_id(pa_),
+                    "id_b": scan.uid_id(pb_),
+                    "score": np.round(ps_.astype(np.float64), 6),
+                    "kind": "similar",
+                    "text_a": [scan.texts[i] for i in pa_.tolist()],
+                    "text_b": [scan.texts[i] for i in pb_.tolist()],
+                }
+            )
+        )
+    rows = np.arange(scan.n_rows)
+    has = scan.row_uid >= 0
+    copies = rows[has][scan.first_row[scan.row_uid[has]] != rows[has]]
+    if len(copies):
+        cu = scan.row_uid[copies]
+        ids_b = (
+            copies if scan.row_ids is None else np.asarray([scan.row_ids[r] for r in copies.tolist()], object)
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id_a": scan.uid_id(cu),
+                    "id_b": ids_b,
+                    "score": 1.0,
+                    "kind": "exact",
+                    "text_a": [scan.texts[i] for i in cu.tolist()],
+                    "text_b": [scan.texts[i] for i in cu.tolist()],  # the same text up to case/punctuation
+                }
+            )
+        )
+    if base_scan is not None:
+        m = np.flatnonzero(matched >= 0)
+        if len(m):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "id_a": scan.uid_id(m),
+                        "id_b": base_scan.uid_id(matched[m]),
+                        "score": np.round(match_score[m].astype(np.float64), 6),
+                        "kind": "existing",
+                        "text_a": [scan.texts[i] for i in m.tolist()],
+                        "text_b": [base_scan.texts[i] for i in matched[m].tolist()],
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame({c: [] for c in ("id_a", "id_b", "score", "kind", "text_a", "text_b")})
+    df = pd.concat(frames, ignore_index=True)
+    if any(isinstance(v, str) for v in df["id_a"].head(1)) or base_scan is not None:
+        df["id_a"] = df["id_a"].astype(str)
+        df["id_b"] = df["id_b"].astype(str)
+    return df

@@ -1,0 +1,113 @@
+"""Dedupe with a verifier: cosine finds candidates, the verifier decides; the precision-0.90 default."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dupq.dedupe import deduplicate, group_pairs, similar_pairs
+from dupq.dedupe.verify import verifier_threshold
+from dupq.embed import Embedder
+from dupq.verifier import Verifier, train_verifier
+from tests.test_verifier import _pairs
+
+
+@pytest.fixture(scope="module")
+def verifier_dir(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dv") / "v"
+    train_verifier(_pairs(160, 0), _pairs(60, 1), out, encoder=tiny_model_dir, show_progress=False)
+    return out
+
+
+def _texts() -> list[str]:
+    neg = _pairs(60, 6)
+    neg = neg[neg.label == 0]
+    return list(dict.fromkeys(neg.question1.tolist() + neg.question2.tolist()))
+
+
+def _partition(labels) -> set[frozenset[int]]:
+    groups: dict = {}
+    for i, g in enumerate(labels):
+        groups.setdefault(g, set()).add(i)
+    return {frozenset(s) for s in groups.values()}
+
+
+def test_the_verifier_decides_every_candidate_pair(verifier_dir, tiny_model_dir, tmp_path):
+    texts = _texts()
+    res = deduplicate(
+        pd.DataFrame({"question": texts}),
+        text_column="question",
+        model=tiny_model_dir,
+        threshold=0.95,
+        verifier=verifier_dir,
+        verify_below=0.15,
+        verify_above=1.01,  # verify every candidate
+        workdir=tmp_path / "w",
+        show_progress=False,
+    )
+    # the same decision made by hand: candidates at 0.80, kept where the verifier says duplicate
+    vecs = Embedder(tiny_model_dir, device="cpu").encode(texts)
+    a, b, _ = similar_pairs(vecs, 0.80)
+    v = Verifier.load(verifier_dir, device="cpu")
+    keep = v.predict([texts[i] for i in a], [texts[i] for i in b]).probability >= verifier_threshold(v)
+    rep = group_pairs(len(texts), a[keep], b[keep], method="leader", weights=np.ones(len(texts)))
+    assert _partition(res.table["group_id"].tolist()) == _partition(rep.tolist())
+    info = res.summary.verification
+    assert info["candidate_pairs"] == len(a) > 0
+    assert info["verified"] == len(a) and info["accepted_by_cosine"] == 0
+    assert info["accepted_by_verifier"] == int(keep.sum())
+    assert info["accepted_by_verifier"] + info["rejected_by_verifier"] == info["verified"]
+    assert res.summary.similar_pairs == int(keep.sum())
+    assert "verified" in res.summary.format()
+
+
+def test_pairs_above_verify_above_skip_the_verifier(verifier_dir, tiny_model_dir, tmp_path):
+    texts = _texts()
+    res = deduplicate(
+        pd.DataFrame({"question": texts}),
+        text_column="question",
+        model=tiny_model_dir,
+        threshold=0.95,
+        verifier=verifier_dir,
+        verify_below=0.15,
+        verify_above=0.9,
+        workdir=tmp_path / "w",
+        show_progress=False,
+    )
+    vecs = Embedder(tiny_model_dir, device="cpu").encode(texts)
+    _, _, s = similar_pairs(vecs, 0.80)
+    info = res.summary.verification
+    assert info["accepted_by_cosine"] == int((s >= 0.9).sum())
+    assert info["verified"] == int((s < 0.9).sum())
+
+
+def test_auto_threshold_is_the_precision_090_point(tiny_model_dir, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    meta = {
+        "threshold": 0.91,
+        "operating_points": {"precision_0.90": {"threshold": 0.97, "reached": True}},
+    }
+    (model / "dupq.json").write_text(json.dumps(meta))
+    df = pd.DataFrame({"question": _texts()[:20]})
+    res = deduplicate(df, text_column="question", model=model, workdir=tmp_path / "w", show_progress=False)
+    assert res.summary.threshold == pytest.approx(0.97)
+    assert "precision 0.90" in res.summary.threshold_source
+    meta["operating_points"]["precision_0.90"]["reached"] = False  # never reached on dev: best F1
+    (model / "dupq.json").write_text(json.dumps(meta))
+    res = deduplicate(df, text_column="question", model=model, workdir=tmp_path / "w2", show_progress=False)
+    assert res.summary.threshold == pytest.approx(0.91)
+    from dupq.matcher import Matcher
+
+    assert Matcher(model, device="cpu").threshold == pytest.approx(0.91)  # the Matcher keeps best F1
+
+
+def test_bad_verify_options_are_refused(tiny_model_dir):
+    from dupq.errors import InputError
+
+    with pytest.raises(InputError, match="verify_below"):
+        deduplicate(pd.DataFrame({"q": ["a b"]}), text_column="q", model=tiny_model_dir, verify_below=2)
