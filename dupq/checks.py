@@ -5,6 +5,7 @@ the column, and a rejected batch changes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,12 +26,17 @@ def check_texts(texts: list[Any]) -> None:
             raise InputError(f"question {t[:40]!r} has no letters or digits", row=r, column="text")
 
 
+_ASCII_INT = re.compile(r"\+?[0-9]+")
+
+
 def as_id(v: Any) -> int:
     if isinstance(v, bool):
         raise ValueError(f"id {v!r} is a boolean, not an integer")
     if isinstance(v, (int, np.integer)):
         i = int(v)
-    elif isinstance(v, str) and v.strip().lstrip("+").isdigit():
+    elif isinstance(v, str) and _ASCII_INT.fullmatch(v.strip()):
+        # ASCII digits only: str.isdigit() and int() also take "١٢" (Arabic-Indic) or "１２" (full
+        # width), which would silently become the id 12.
         i = int(v.strip())
     elif isinstance(v, float) and v.is_integer():
         i = int(v)

@@ -380,9 +380,20 @@ def serve_cmd(
     persist: str = typer.Option("write", "--persist", help="write | interval | manual (see dupq.server)."),
     save_interval: float = typer.Option(30.0, "--save-interval", help="Seconds between saves (interval)."),
     create: bool = typer.Option(False, "--create", help="Start an empty store if --store does not exist."),
+    token_file: str | None = typer.Option(
+        None,
+        "--token-file",
+        help="File whose first line is the bearer token that writes and /save need [default: $DUPQ_TOKEN].",
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow a non-loopback --host without a token (anyone may write)."
+    ),
+    max_in_flight: int = typer.Option(
+        32, "--max-in-flight", help="Requests worked on at once; more get 503 + Retry-After."
+    ),
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
-    from dupq.server import serve
+    from dupq.server import read_token, serve
 
     serve(
         store,
@@ -392,6 +403,9 @@ def serve_cmd(
         persist=persist,
         save_interval=save_interval,
         create=create,
+        token=read_token(token_file),
+        insecure=insecure,
+        max_in_flight=max_in_flight,
     )
 
 
@@ -563,7 +577,7 @@ def _build_store(
 
     matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
     matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
-    matcher.save(out)
+    matcher.save(out, overwrite=True)  # "build" replaces whatever store was at --out
     return matcher
 
 

@@ -186,7 +186,7 @@ def _matcher_step(rows: Any, model_dir: Path, verifier_dir: Path, out_dir: Path)
     verifier = Verifier.load(verifier_dir, point="precision_0.90")
     matcher = Matcher.from_model(model_dir, verifier=verifier)
     matcher.add(keep["question"].tolist(), ids=keep["id"].astype(int).tolist())
-    store = matcher.save(out_dir / "store")
+    store = matcher.save(out_dir / "store", overwrite=True)  # a rerun replaces it
     typer.echo(f"{len(matcher)} questions indexed (of {len(rows)} rows; blank rows skipped)")
     for query in QUERIES:
         typer.echo(f"\nQ: {query}")

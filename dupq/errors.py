@@ -7,6 +7,8 @@ callers (the CLI, ``dupq serve``'s HTTP codes) map types, never message text:
 * :class:`InputError` — bad input (422); :class:`ConflictError` — an id already stored (409);
 * :class:`UnknownIdError` — ids that are not stored (404);
 * :class:`StoreError` / :class:`EncoderLoadError` — a store or model that cannot be used.
+* :class:`StoreConflictError` — a save refused: the store changed on disk since it was loaded (409
+  ``store_conflict`` in ``dupq serve``).
 """
 
 from __future__ import annotations
@@ -69,3 +71,8 @@ class EncoderLoadError(DupqError, OSError):
 
 class StoreError(DupqError):
     """A persisted store (index, matcher, model metadata) is missing, corrupt or incompatible."""
+
+
+class StoreConflictError(StoreError):
+    """A save would overwrite a store that changed on disk since this process loaded (or last saved)
+    it — another process or Matcher wrote it meanwhile. Nothing was written."""

@@ -46,6 +46,7 @@ import math
 import os
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -61,7 +62,18 @@ from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, read_metadata, resolve_threshold
 from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
-from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file
+from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file, store_lock
+from dupq.manifest import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    QUESTIONS_FILE,
+    STORE_FORMAT,
+    STORE_FORMAT_VERSION,
+    check_files,
+    check_unchanged,
+    generation,
+    read_manifest,
+)
 from dupq.runtime import RWLock, torch_threads
 from dupq.tables import read_table
 from dupq.text import text_key
@@ -73,11 +85,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STORE_FORMAT = "dupq-matcher"
-STORE_FORMAT_VERSION = 1
-INDEX_FILE = "index.dupqidx"
-QUESTIONS_FILE = "questions.parquet"
-MANIFEST_FILE = "manifest.json"
 #: Query batches smaller than this are encoded with ``query_threads`` torch threads (default 1).
 #: Measured here (2 cores, busy): one short question takes 27–40 ms with 1 intra-op thread and
 #: 230–300 ms with 2, because a parallel region waits for a descheduled worker; a short sequence has
@@ -130,6 +137,7 @@ class Matcher:
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = 0
+        self._generations: dict[str, str] = {}  # store directory -> manifest hash we loaded / saved there
 
     @classmethod
     def from_model(cls, model_dir: str | Path, **kwargs: Any) -> Matcher:
@@ -166,6 +174,18 @@ class Matcher:
         show_progress: bool = False,
     ) -> list[int]:
         """Store questions; returns their ids. All-or-nothing: a bad item rejects the whole call."""
+        return self._add(texts, ids, metadata, show_progress=show_progress)[0]
+
+    def _add(
+        self,
+        texts: str | Sequence[str],
+        ids: Sequence[int] | None = None,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        show_progress: bool = False,
+    ) -> tuple[list[int], list[bool]]:
+        """:meth:`add`, also returning which texts were truncated (the server reports those without
+        reading them back, which could race a concurrent delete)."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple, np.ndarray, pd.Series)):
             texts = [texts]
         texts = list(texts)
@@ -175,7 +195,7 @@ class Matcher:
         if metadata is not None:
             metadata = check_metadata(metadata, len(texts))
         if not texts:
-            return []
+            return [], []
         vecs, truncated = self._encode(texts, show_progress=show_progress)
         with self._lock.write():
             if ids is None:
@@ -196,13 +216,19 @@ class Matcher:
                 self._rows[i] = (t, key, bool(truncated[j]), metadata[j] if metadata else None)
                 self._by_key.setdefault(key, []).append(i)
             self._next_id = max(self._next_id, max(ids) + 1)
-        return list(ids)
+        return list(ids), [bool(t) for t in truncated]
 
     def remove(self, ids: int | Iterable[int], *, missing_ok: bool = False) -> int:
         """Remove stored questions by id; returns how many were removed (see module doc for unknown ids)."""
-        if isinstance(ids, (int, np.integer)):
-            ids = [int(ids)]
-        wanted = list(dict.fromkeys(int(i) for i in ids))
+        if isinstance(ids, (str, bytes, int, np.integer)) or not isinstance(ids, Iterable):
+            ids = [ids]  # one id — or one bad value (None, "abc"), reported as such below
+        checked = []
+        for r, v in enumerate(ids, start=1):
+            try:
+                checked.append(as_id(v))
+            except ValueError as exc:
+                raise InputError(str(exc), row=r, column="id") from None
+        wanted = list(dict.fromkeys(checked))
         with self._lock.write():
             unknown = [i for i in wanted if i not in self._rows]
             if unknown and not missing_ok:
@@ -299,11 +325,14 @@ class Matcher:
             truncated[need] = trunc
         out: list[QueryMatches] = []
         with self._lock.read():
+            # No query can get more than every stored question: a huge k (10**8) must not make FAISS
+            # allocate an n-by-k result matrix (gigabytes) for a store of a few thousand.
+            search_k = max(1, min(int(k), len(self.index)))
             if len(need) and len(self.index):
-                scores, found = self.index.search(vecs, k)
+                scores, found = self.index.search(vecs, search_k)
             else:
-                scores = np.full((len(need), k), -np.inf, np.float32)
-                found = np.full((len(need), k), -1, np.int64)
+                scores = np.full((len(need), search_k), -np.inf, np.float32)
+                found = np.full((len(need), search_k), -1, np.int64)
             row_of = {q: r for r, q in enumerate(need)}
             for qi, query in enumerate(queries):
                 results: list[Match] = []
@@ -416,12 +445,30 @@ class Matcher:
         return vecs, truncated
 
     # -- persistence --------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write the store to ``directory`` atomically (a complete new directory is swapped in)."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the store to ``directory`` atomically (a complete new directory is swapped in).
+
+        Holds the store's exclusive file lock (:func:`dupq.io.store_lock`, ``<directory>.lock``) from
+        the check below to the swap, so saves and loads of other processes never interleave with it.
+        A ``directory`` that already holds a store is overwritten only if it is the store this
+        Matcher loaded or last saved *and it is unchanged on disk since*; otherwise (another process
+        saved it meanwhile — ``dupq index add`` beside ``dupq serve`` — or it is some other store)
+        :class:`~dupq.errors.StoreConflictError` is raised and nothing is written, unless
+        ``overwrite=True`` (replace whatever is there).
+        """
         directory = Path(directory)
         delay = float(os.environ.get(_SLOW_SAVE_ENV, "0") or 0)
-        # _save_lock: two saves racing over the same directory's renames could drop one of them.
-        with self._save_lock, self._lock.read(), atomic_dir(directory) as tmp:
+        key = str(directory.resolve())
+        # _save_lock: this Matcher's own saves one at a time; store_lock: everyone's, across processes.
+        with self._save_lock, store_lock(directory, exclusive=True):
+            recover_dir(directory)
+            check_unchanged(directory, self._generations.get(key), overwrite=overwrite)
+            self._write_store(directory, delay)
+            self._generations[key] = generation(directory)
+        return directory
+
+    def _write_store(self, directory: Path, delay: float) -> None:
+        with self._lock.read(), atomic_dir(directory) as tmp:
             self.index.save(tmp / INDEX_FILE)
             _pause(delay)
             ids = sorted(self._rows)
@@ -444,6 +491,8 @@ class Matcher:
                 "format": STORE_FORMAT,
                 "format_version": STORE_FORMAT_VERSION,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                # unique per save: two saves never leave the same manifest (see dupq.manifest.generation)
+                "generation": uuid.uuid4().hex,
                 "model_fingerprint": self.embedder.fingerprint,
                 "model_source": self.embedder.source,
                 "dim": self.embedder.dim,
@@ -461,7 +510,6 @@ class Matcher:
             }
             atomic_write_json(tmp / MANIFEST_FILE, manifest)
             _pause(delay)
-        return directory
 
     @classmethod
     def load(
@@ -479,20 +527,18 @@ class Matcher:
         embedded default). A store from another model, or with a missing/short/altered file, raises
         :class:`StoreError`.
         """
-        directory = recover_dir(directory)
-        manifest = _read_manifest(directory)
-        for name in (INDEX_FILE, QUESTIONS_FILE):
-            path = directory / name
-            want = manifest["files"].get(name)
-            if not path.exists() or want is None:
-                raise StoreError(f"{directory}: missing {name}")
-            size = path.stat().st_size
-            if size != want["bytes"]:
-                raise StoreError(
-                    f"{path}: {size} bytes, manifest says {want['bytes']} (truncated or replaced)"
-                )
-            if sha256_file(path) != want["sha256"]:
-                raise StoreError(f"{path}: checksum does not match the manifest (corrupt or edited)")
+        directory = recover_dir(Path(directory))
+        # Every file is read under the store's shared lock: a save (exclusive) by another process or
+        # thread can neither swap the directory midway nor be caught between its two renames.
+        with store_lock(directory, exclusive=False):
+            stored_generation = generation(directory)
+            manifest = read_manifest(directory)
+            check_files(directory, manifest)
+            index = VectorIndex.load(directory / INDEX_FILE)
+            try:
+                table = pd.read_parquet(directory / QUESTIONS_FILE)
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                raise StoreError(f"{directory / QUESTIONS_FILE}: unreadable: {exc}") from exc
         if model is None:
             src = manifest.get("model_source")
             model = src if src and Path(src).is_dir() else None
@@ -507,11 +553,6 @@ class Matcher:
             )
         if embedder.dim != manifest["dim"]:
             raise StoreError(f"{directory}: dimension {manifest['dim']} != encoder's {embedder.dim}")
-        index = VectorIndex.load(directory / INDEX_FILE)
-        try:
-            table = pd.read_parquet(directory / QUESTIONS_FILE)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise StoreError(f"{directory / QUESTIONS_FILE}: unreadable: {exc}") from exc
         if len(table) != manifest["count"] or len(index) != manifest["count"]:
             raise StoreError(
                 f"{directory}: manifest count {manifest['count']}, questions {len(table)}, index {len(index)}"
@@ -542,6 +583,7 @@ class Matcher:
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._next_id = int(manifest.get("next_id", max(self._rows, default=-1) + 1))
+        self._generations = {str(directory.resolve()): stored_generation}
         return self
 
     def __repr__(self) -> str:
@@ -568,28 +610,6 @@ def _calibration(c: Any) -> dict[str, float] | None:
         return {"coef": float(c["coef"]), "intercept": float(c["intercept"])}
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"calibration {c!r} is not {{'coef': a, 'intercept': b}}") from exc
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST_FILE
-    if not directory.is_dir():
-        raise StoreError(f"{directory}: no such store directory")
-    if not path.exists():
-        raise StoreError(
-            f"{directory}: no {MANIFEST_FILE} (not a Matcher store, or an interrupted first save)"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path}: unreadable manifest: {exc}") from exc
-    if manifest.get("format") != STORE_FORMAT:
-        raise StoreError(f"{path}: not a {STORE_FORMAT} manifest")
-    if manifest.get("format_version") != STORE_FORMAT_VERSION:
-        raise StoreError(f"{path}: unsupported store format version {manifest.get('format_version')}")
-    missing = {"model_fingerprint", "dim", "count", "threshold", "files"} - set(manifest)
-    if missing:
-        raise StoreError(f"{path}: manifest lacks {sorted(missing)}")
-    return manifest
 
 
 def _pause(seconds: float) -> None:

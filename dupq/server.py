@@ -11,32 +11,52 @@ Bad input is answered with JSON ``{"error": {"type": ..., "message": ..., "row":
 and a 4xx code: 422 for invalid questions/ids/parameters, 404 unknown id, 409 id already stored,
 413 for a body over ``max_body_bytes`` or a batch over ``max_batch``.
 
+Security and limits:
+
+* **Authentication.** With a token (``token=``; ``dupq serve --token-file FILE`` or ``$DUPQ_TOKEN``)
+  the write endpoints (``POST /questions``, ``DELETE /questions/{id}``, ``POST /save``) need
+  ``Authorization: Bearer <token>``; without it they answer 401 (``unauthorized``). Reads stay open.
+  :func:`serve` refuses to bind an address other than loopback without a token, unless ``insecure``.
+* **Backpressure.** At most ``max_in_flight`` requests are worked on at once (``/health`` excepted);
+  one more is answered at once with 503 (``overloaded``) and ``Retry-After``, instead of queueing
+  until every client times out.
+* **Malformed bodies** (bad JSON, JSON nested too deep to parse, …) get the same error envelope.
+
 Persistence (``store_dir`` given), chosen with ``persist``:
 
-* ``"write"`` (default): every ``POST /questions`` / ``DELETE`` saves the store *before* it answers,
-  so an acknowledged write survives a crash or restart. Costs one full atomic save per write
-  request (milliseconds for thousands of questions, about a second per 100k): batch your adds.
+* ``"write"`` (default): every ``POST /questions`` / ``DELETE`` is saved *before* it is answered, so
+  an acknowledged write survives a crash or restart. Saves are group commits: a write waits for the
+  next save that starts after it was applied, and one save covers every write applied meanwhile, so
+  concurrent writers share saves instead of queueing one full save each.
 * ``"interval"``: a background thread saves every ``save_interval`` seconds when something changed,
   and on shutdown; writes acknowledged since the last save are lost on a crash.
 * ``"manual"``: only ``POST /save`` (and shutdown) save.
+
+A store changed on disk by another process since the server loaded it (``dupq index add``) is never
+overwritten: the save fails and the request is answered 409 (``store_conflict``); restart the server
+to serve the new store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
+import ipaddress
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dupq._version import __version__
-from dupq.errors import ConflictError, DupqError, InputError, UnknownIdError
+from dupq.errors import ConflictError, DupqError, InputError, StoreConflictError, UnknownIdError
 from dupq.matcher import Matcher
 
 logger = logging.getLogger(__name__)
@@ -137,7 +157,80 @@ class _LimitBody:
                 raise
 
 
-async def _send_json(send: Any, status: int, body: dict) -> None:
+class _InFlightLimit:
+    """ASGI middleware: at most ``limit`` HTTP requests in flight; one more gets 503 + ``Retry-After``
+    at once. Runs on the event loop (one thread), so a plain counter is exact. ``/health`` is exempt
+    (a liveness probe must not fail because the server is busy)."""
+
+    def __init__(self, app: Any, limit: int, retry_after: int = 1) -> None:
+        self.app, self.limit, self.retry_after = app, limit, retry_after
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/health":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await _send_json(
+                send,
+                503,
+                _err("overloaded", f"{self.limit} requests in flight; retry after {self.retry_after} s"),
+                headers=[(b"retry-after", str(self.retry_after).encode())],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class _GroupCommit:
+    """Saves shared by concurrent writers, keeping "acknowledged means durable".
+
+    A writer applies its change in memory, then calls :meth:`commit`, which returns once a save that
+    *started after* the change was applied has finished (or raises that save's error). The first
+    waiter saves for everyone whose change was applied by then; writers arriving during that save
+    wait for the next one, which one of them runs. N concurrent writes cost about two saves, not N.
+    """
+
+    def __init__(self, save: Any) -> None:
+        self._save = save
+        self._cond = threading.Condition()
+        self._applied = 0  # changes applied in memory (sequence numbers)
+        self._saved = 0  # every change up to this one is on disk
+        self._saving = False
+        self._failed: tuple[int, int, BaseException] | None = None  # (from, to, error) of a failed save
+
+    def commit(self) -> None:
+        with self._cond:
+            self._applied += 1
+            mine = self._applied
+            while True:
+                if self._saved >= mine:
+                    return
+                if self._failed is not None and self._failed[0] <= mine <= self._failed[1]:
+                    raise self._failed[2]
+                if not self._saving:
+                    break
+                self._cond.wait()
+            self._saving = True
+            first, upto = self._saved + 1, self._applied
+        try:
+            self._save()
+        except BaseException as exc:
+            with self._cond:
+                self._saving = False
+                self._failed = (first, upto, exc)
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._saving = False
+            self._saved = max(self._saved, upto)
+            self._cond.notify_all()
+
+
+async def _send_json(send: Any, status: int, body: dict, headers: list | None = None) -> None:
     import json
 
     data = json.dumps(body).encode()
@@ -145,7 +238,8 @@ async def _send_json(send: Any, status: int, body: dict) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+            + (headers or []),
         }
     )
     await send({"type": "http.response.body", "body": data})
@@ -165,10 +259,17 @@ def create_app(
     max_k: int = 100,
     max_text_chars: int = 5000,
     max_body_bytes: int = 2_000_000,
+    max_in_flight: int = 32,
+    token: str | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``matcher`` (see the module docstring for endpoints and persistence)."""
+    """A FastAPI app serving ``matcher`` (see the module docstring for endpoints, security, limits and
+    persistence). ``token``: bearer token required by the write endpoints (``None``: none required)."""
     if persist not in PERSIST_MODES:
         raise InputError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
+    if max_in_flight < 1:
+        raise InputError(f"max_in_flight must be at least 1, got {max_in_flight}")
+    if token is not None and not token.strip():
+        raise InputError("token is empty")
     store = Path(store_dir) if store_dir is not None else None
     state = {"dirty": False, "saves": 0}
     save_lock = threading.Lock()
@@ -178,14 +279,24 @@ def create_app(
         if store is None:
             return False
         with save_lock:
-            matcher.save(store)
+            # cleared before the save reads the store: a write applied meanwhile sets it again
             state["dirty"] = False
+            try:
+                matcher.save(store)
+            except BaseException:
+                state["dirty"] = True
+                raise
             state["saves"] += 1
         return True
 
+    committer = _GroupCommit(save)
+
     def after_write() -> bool:
         state["dirty"] = True
-        return save() if persist == "write" else False
+        if persist != "write" or store is None:
+            return False
+        committer.commit()  # returns once a save that began after this write has finished
+        return True
 
     def saver_loop() -> None:
         while not stop.wait(save_interval):
@@ -206,7 +317,11 @@ def create_app(
         if thread is not None:
             thread.join(timeout=5)
         if store is not None and state["dirty"]:
-            save()  # graceful shutdown never loses acknowledged writes
+            try:
+                save()  # graceful shutdown never loses acknowledged writes
+            except StoreConflictError as exc:
+                # Changed on disk by someone else: their work wins; ours was never acknowledged as saved.
+                logger.error("not saving at shutdown: %s", exc)
 
     app = FastAPI(
         title="dupq",
@@ -227,9 +342,47 @@ def create_app(
     async def _unknown(request: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse(_err("not_found", str(exc), ids=exc.ids), status_code=404)
 
+    @app.exception_handler(StoreConflictError)
+    async def _conflict(request: Request, exc: StoreConflictError) -> JSONResponse:
+        # Someone else (``dupq index add``, another server) saved the store since this server loaded
+        # it: the server refuses to overwrite their work. Its in-memory change is not saved.
+        return JSONResponse(_err("store_conflict", str(exc)), status_code=409)
+
     @app.exception_handler(DupqError)
     async def _dupq(request: Request, exc: DupqError) -> JSONResponse:
         return JSONResponse(_err(type(exc).__name__, str(exc)), status_code=500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body it cannot parse — e.g. JSON nested too deep —, an unknown
+        # path or method) in the same envelope as every other error.
+        kinds = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            _err(kinds.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(_Unauthorized)
+    async def _unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+        return JSONResponse(
+            _err("unauthorized", str(exc)), status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    expected = f"Bearer {token}".encode() if token is not None else None
+
+    def require_token(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise _Unauthorized(
+                "this endpoint needs 'Authorization: Bearer <token>'"
+                if not given
+                else "wrong token in the Authorization header"
+            )
+
+    writer = [Depends(require_token)]
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -264,7 +417,13 @@ def create_app(
         )
         return {"results": [r.to_dict() for r in results]}
 
-    @app.post("/questions", response_model=AddResponse, status_code=201, summary="Store new questions")
+    @app.post(
+        "/questions",
+        response_model=AddResponse,
+        status_code=201,
+        summary="Store new questions",
+        dependencies=writer,
+    )
     def add(req: AddRequest) -> dict:
         check_batch(req.questions, "questions")
         for r, q in enumerate(req.questions, start=1):
@@ -278,16 +437,17 @@ def create_app(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # truncation is reported in the response instead
-            new_ids = matcher.add(texts, ids, [q.metadata for q in req.questions])
+            # flags straight from the add: reading the rows back could race a DELETE of them (404)
+            new_ids, flags = matcher._add(texts, ids, [q.metadata for q in req.questions])
         saved = after_write()
-        truncated = [i for i in new_ids if matcher.get(i)["truncated"]]
+        truncated = [i for i, t in zip(new_ids, flags, strict=True) if t]
         return {"ids": new_ids, "count": len(matcher), "truncated": truncated, "saved": saved}
 
     @app.get("/questions/{qid}", summary="One stored question")
     def get_question(qid: int) -> dict:
         return matcher.get(qid)
 
-    @app.delete("/questions/{qid}", summary="Remove a stored question")
+    @app.delete("/questions/{qid}", summary="Remove a stored question", dependencies=writer)
     def delete(qid: int) -> dict:
         matcher.remove([qid])
         return {"removed": qid, "count": len(matcher), "saved": after_write()}
@@ -309,11 +469,13 @@ def create_app(
                 "max_k": max_k,
                 "max_text_chars": max_text_chars,
                 "max_body_bytes": max_body_bytes,
+                "max_in_flight": max_in_flight,
             },
+            auth="bearer token for writes" if token is not None else "none",
         )
         return out
 
-    @app.post("/save", summary="Save the store now")
+    @app.post("/save", summary="Save the store now", dependencies=writer)
     def save_now() -> dict:
         if store is None:
             return JSONResponse(_err("no_store", "the server was started without a store directory"), 409)
@@ -321,11 +483,41 @@ def create_app(
         return {"saved": True, "store_dir": str(store), "count": len(matcher)}
 
     app.add_middleware(_LimitBody, limit=max_body_bytes)
+    app.add_middleware(_InFlightLimit, limit=max_in_flight)  # outermost: refuses before any work
     return app
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+def read_token(token_file: str | Path | None = None) -> str | None:
+    """The bearer token: the first line of ``token_file``, else ``$DUPQ_TOKEN``, else ``None``."""
+    if token_file is not None:
+        try:
+            text = Path(token_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DupqError(f"cannot read the token file {token_file}: {exc.strerror}") from exc
+        token = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not token:
+            raise DupqError(f"the token file {token_file} is empty")
+        return token
+    token = os.environ.get("DUPQ_TOKEN", "").strip()
+    return token or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def serve(
@@ -337,11 +529,22 @@ def serve(
     persist: str = "write",
     save_interval: float = 30.0,
     create: bool = False,
+    token: str | None = None,
+    insecure: bool = False,
     **app_kwargs: Any,
 ) -> None:
-    """Load (or, with ``create``, start) the store at ``store_dir`` and serve it with uvicorn."""
+    """Load (or, with ``create``, start) the store at ``store_dir`` and serve it with uvicorn.
+
+    Binding an address other than loopback needs a ``token`` (writes need it), or ``insecure=True``.
+    """
     import uvicorn
 
+    if not is_loopback(host) and token is None and not insecure:
+        raise DupqError(
+            f"refusing to serve on {host} without a token: anyone who can reach it could add, delete "
+            "and overwrite questions. Give --token-file FILE (or set DUPQ_TOKEN), or --insecure to "
+            "accept that."
+        )
     store = Path(store_dir)
     if (
         create
@@ -352,5 +555,5 @@ def serve(
         matcher.save(store)
     else:
         matcher = Matcher.load(store, model)
-    app = create_app(matcher, store, persist=persist, save_interval=save_interval, **app_kwargs)
+    app = create_app(matcher, store, persist=persist, save_interval=save_interval, token=token, **app_kwargs)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -15,6 +15,7 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 1
 
 
+@pytest.mark.timeout(1800)  # a whole walkthrough; nbclient also limits each cell to 600 s
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_executes(path: Path, tmp_path: Path):
     nb = nbformat.read(path, as_version=4)
