@@ -263,15 +263,6 @@ def train_model(
     model = trainer.model
     model.save(str(out_dir))
 
-    # The operating point: threshold and P(duplicate) calibrated on dev, with the *best* model.
-    from dupq.embed import Embedder
-    from dupq.evaluation.calibration import calibrate, operating_points
-    from dupq.evaluation.scorers import pair_similarities
-
-    dev_scores = pair_similarities(Embedder(model), dev_pairs)
-    calibration = calibrate(dev_scores, dev_pairs["label"].to_numpy())
-    points = operating_points(dev_scores, dev_pairs["label"].to_numpy())
-    cal = calibration.to_dict()
     metadata: dict[str, Any] = {
         "format_version": 1,
         "dupq_version": _version(),
@@ -279,14 +270,9 @@ def train_model(
         "loss": asdict(spec),
         "config": asdict(config),
         "embedding_dim": embedding_dim(model),
-        "threshold": cal["threshold"],
-        "calibration": cal,
-        "operating_points": points,
+        **_operating_point(model, dev_pairs),
         "split_sizes": {"train": int(len(train_pairs)), "dev": int(len(dev_pairs))},
-        "data_fingerprint": {
-            "train": frame_fingerprint(train_pairs),
-            "dev": frame_fingerprint(dev_pairs),
-        },
+        "data_fingerprint": {"train": frame_fingerprint(train_pairs), "dev": frame_fingerprint(dev_pairs)},
         "training": {
             "steps": int(output.global_step),
             "seconds": round(seconds, 2),
@@ -440,6 +426,23 @@ def _train_verifier(
         train_seconds=time.perf_counter() - t0,
         steps=0,
     )
+
+
+def _operating_point(model: Any, dev_pairs: pd.DataFrame) -> dict[str, Any]:
+    """Threshold, Platt P(duplicate) and the named operating points, calibrated on dev with the *best*
+    model (what ``dupq.json`` carries so that the Matcher and dedupe decide alike)."""
+    from dupq.embed import Embedder
+    from dupq.evaluation.calibration import calibrate, operating_points
+    from dupq.evaluation.scorers import pair_similarities
+
+    scores = pair_similarities(Embedder(model), dev_pairs)
+    labels = dev_pairs["label"].to_numpy()
+    cal = calibrate(scores, labels).to_dict()
+    return {
+        "threshold": cal["threshold"],
+        "calibration": cal,
+        "operating_points": operating_points(scores, labels),
+    }
 
 
 def forgetting_check(

@@ -44,9 +44,6 @@ def train_verifier(
     precision is kept and both dev scores are recorded). The head's log-odds are Platt-scaled on dev
     and the thresholds (best F1, best accuracy, precision 0.90/0.95) are chosen on dev.
     """
-    from sklearn.metrics import average_precision_score
-
-    from dupq.evaluation.calibration import calibrate, operating_points
 
     for name, frame in (("train", train_pairs), ("dev", dev_pairs)):
         if len(frame) == 0 or frame["label"].nunique() < 2:
@@ -68,20 +65,7 @@ def train_verifier(
     y_dev = dev_pairs["label"].to_numpy().astype(np.int64)
 
     t1 = time.perf_counter()
-    candidates: dict[str, Head] = {}
-    dev_ap: dict[str, float] = {}
-    for kind in HEAD_KINDS if head == "auto" else (head,):
-        candidates[kind] = fit_head(x_train, y_train, kind, seed=seed)
-        dev_ap[kind] = float(average_precision_score(y_dev, candidates[kind].raw_score(x_dev)))
-        logger.info("verifier head %s: dev AP %.4f", kind, dev_ap[kind])
-    chosen = max(dev_ap, key=dev_ap.__getitem__)
-    best = candidates[chosen]
-    raw_dev = best.raw_score(x_dev)
-    platt = calibrate(raw_dev, y_dev)
-    from scipy.special import expit
-
-    p_dev = expit(platt.coef * raw_dev + platt.intercept)
-    points = operating_points(p_dev, y_dev)
+    chosen, best, dev_ap, platt, points = _fit_and_calibrate(x_train, y_train, x_dev, y_dev, head, seed)
     fit_seconds = time.perf_counter() - t1
 
     metadata: dict[str, Any] = {
@@ -111,3 +95,25 @@ def train_verifier(
             model.save(str(tmp / ENCODER_DIR))
         atomic_write_json(tmp / METADATA_FILE, metadata)
     return Verifier(model, best, metadata, source=str(out_dir))
+
+
+def _fit_and_calibrate(
+    x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray, head: str, seed: int
+) -> tuple[str, Head, dict[str, float], Any, dict]:
+    """Fit the head kind(s), keep the best dev AP, Platt-scale its log-odds on dev, pick the thresholds."""
+    from scipy.special import expit
+    from sklearn.metrics import average_precision_score
+
+    from dupq.evaluation.calibration import calibrate, operating_points
+
+    candidates: dict[str, Head] = {}
+    dev_ap: dict[str, float] = {}
+    for kind in HEAD_KINDS if head == "auto" else (head,):
+        candidates[kind] = fit_head(x_train, y_train, kind, seed=seed)
+        dev_ap[kind] = float(average_precision_score(y_dev, candidates[kind].raw_score(x_dev)))
+        logger.info("verifier head %s: dev AP %.4f", kind, dev_ap[kind])
+    chosen = max(dev_ap, key=dev_ap.__getitem__)
+    raw_dev = candidates[chosen].raw_score(x_dev)
+    platt = calibrate(raw_dev, y_dev)
+    points = operating_points(expit(platt.coef * raw_dev + platt.intercept), y_dev)
+    return chosen, candidates[chosen], dev_ap, platt, points
