@@ -111,3 +111,19 @@ def test_bad_verify_options_are_refused(tiny_model_dir):
 
     with pytest.raises(InputError, match="verify_below"):
         deduplicate(pd.DataFrame({"q": ["a b"]}), text_column="q", model=tiny_model_dir, verify_below=2)
+
+
+def test_a_result_column_in_the_input_fails_before_the_model_loads(tmp_path):
+    """Issue 10 item 3: the clash is found from the header, not after encoding everything."""
+    from dupq.errors import InputError
+
+    path = tmp_path / "q.csv"
+    pd.DataFrame({"question": ["How do I sort a list?", "Sorting a list?"], "score": [1, 2]}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(InputError, match="score") as err:
+        # a model that does not exist: had the model been loaded first, this would be the error
+        deduplicate(path, text_column="question", model=tmp_path / "no-such-model", out=tmp_path / "o.csv")
+    assert "q.csv" in str(err.value)
+    assert not (tmp_path / "o.csv").exists()
+    assert not list(tmp_path.glob(".*dedupe*")) and not list(tmp_path.glob("**/emb-*"))

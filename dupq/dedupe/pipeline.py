@@ -28,7 +28,14 @@ from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
 from dupq.dedupe.search import index_kind, match_against, similar_pairs
 from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
 from dupq.dedupe.verify import DEDUPE_POINT, verifier_threshold, verify_pairs
-from dupq.dedupe.write import OutputColumns, output_format, pairs_frame, write_frame, write_table
+from dupq.dedupe.write import (
+    OutputColumns,
+    check_no_result_columns,
+    output_format,
+    pairs_frame,
+    write_frame,
+    write_table,
+)
 from dupq.encoder import resolve_threshold
 from dupq.io import atomic_write_json
 
@@ -145,6 +152,7 @@ class _Encoded:
 
 def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) -> DedupeResult:
     source, base_source = _sources(data, cfg)
+    check_no_result_columns(source.columns, source.path)
     new = scan(source, cfg.show_progress)
     base = scan(base_source, cfg.show_progress) if base_source is not None else None
     timer.stage("scan")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 RESULT_COLUMNS = ("group_id", "is_representative", "duplicate_of", "score", "status")
 #: Added with ``against=``: True when ``duplicate_of`` names a row of the existing base.
 EXISTING_COLUMN = "duplicate_of_existing"
+
+
+def check_no_result_columns(columns: Any, path: Any) -> None:
+    """Refuse an input that already has a column dedupe writes — checked before the model loads, so a
+    wrong file fails in a second, not after hours of encoding."""
+    clash = [c for c in (*RESULT_COLUMNS, EXISTING_COLUMN) if c in list(columns)]
+    if clash:
+        raise InputError(
+            f"the input already has a column named {clash[0]!r}; rename it (dedupe adds {RESULT_COLUMNS})",
+            file=path,
+            column=clash[0],
+        )
 
 
 class OutputColumns:
@@ -51,14 +63,7 @@ class OutputColumns:
         return out
 
     def attach(self, chunk: pd.DataFrame, start: int) -> pd.DataFrame:
-        clash = [c for c in (*RESULT_COLUMNS, EXISTING_COLUMN) if c in chunk.columns]
-        if clash:
-            raise InputError(
-                f"the input already has a column named {clash[0]!r}; rename it "
-                f"(dedupe adds {RESULT_COLUMNS})",
-                file=self.scan.source.path,
-                column=clash[0],
-            )
+        check_no_result_columns(chunk.columns, self.scan.source.path)
         scan = self.scan
         rows = np.arange(start, start + len(chunk))
         uid = scan.row_uid[rows]
