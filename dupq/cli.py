@@ -489,6 +489,9 @@ def dedupe(
     verify_below: float = typer.Option(
         0.10, "--verify-below", help="With --verifier: search this far below the threshold."
     ),
+    escape_formulas: bool = typer.Option(
+        False, "--escape-formulas", help="Prefix cells starting with = + - @ with ' (for spreadsheets)."
+    ),
     verify_above: float = typer.Option(
         0.98, "--verify-above", help="With --verifier: pairs at/above this cosine are accepted unverified."
     ),
@@ -525,6 +528,7 @@ def dedupe(
             verifier=verifier,
             verify_below=verify_below,
             verify_above=verify_above,
+            escape_formulas=escape_formulas,
         )
     except KeyboardInterrupt:
         typer.secho(

@@ -127,3 +127,24 @@ def test_a_result_column_in_the_input_fails_before_the_model_loads(tmp_path):
     assert "q.csv" in str(err.value)
     assert not (tmp_path / "o.csv").exists()
     assert not list(tmp_path.glob(".*dedupe*")) and not list(tmp_path.glob("**/emb-*"))
+
+
+def test_escape_formulas_only_when_asked(tiny_model_dir, tmp_path):
+    """Issue 10 item 9: formula-like text round-trips by default; --escape-formulas defuses it."""
+    from typer.testing import CliRunner
+
+    from dupq.cli import app
+
+    texts = ['=HYPERLINK("http://x.example","click")', "@SUM(A1:A9)", "How do I sort a list?"]
+    path = tmp_path / "q.csv"
+    pd.DataFrame({"question": texts, "note": ["+1", "-2", "plain"]}).to_csv(path, index=False)
+    for flag, want_q, want_note in (
+        ([], texts, ["+1", "-2", "plain"]),
+        (["--escape-formulas"], ["'" + texts[0], "'" + texts[1], texts[2]], ["'+1", "'-2", "plain"]),
+    ):
+        out = tmp_path / f"o{len(flag)}.csv"
+        args = ["dedupe", str(path), "-t", "question", "-o", str(out), "-m", str(tiny_model_dir), "-q", *flag]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        back = pd.read_csv(out, dtype=str, keep_default_na=False)
+        assert back["question"].tolist() == want_q and back["note"].tolist() == want_note

@@ -58,6 +58,7 @@ class DedupeConfig:
     verifier: Any = None
     verify_below: float = 0.10
     verify_above: float = 0.98
+    escape_formulas: bool = False
 
     def __post_init__(self) -> None:
         _one_of("cluster", self.cluster, ("leader", "components"))

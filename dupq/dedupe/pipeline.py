@@ -76,6 +76,7 @@ def deduplicate(
     verifier: Any = None,
     verify_below: float = 0.10,
     verify_above: float = 0.98,
+    escape_formulas: bool = False,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
@@ -108,7 +109,8 @@ def deduplicate(
     ``verifier`` (a :class:`dupq.verifier.Verifier` or its directory): candidates are searched down to
     ``threshold - verify_below`` and every pair below the cosine ``verify_above`` is decided by the
     verifier at its precision-0.90 point (:mod:`dupq.dedupe.verify`); the summary says how many pairs
-    each stage decided.
+    each stage decided. ``escape_formulas``: prefix output cells that start like a spreadsheet formula
+    (``= + - @``) with ``'`` — for files meant for Excel; off by default, so text round-trips exactly.
     """
     options = dict(locals())
     del options["data"]
@@ -298,7 +300,7 @@ def _write(
     """Write (or build) the output table and the pairs; return ``(table or None, pairs or a factory)``."""
     table = None
     if cfg.out is not None:
-        write_table(source, columns, cfg.out, cfg.show_progress)
+        write_table(source, columns, cfg.out, cfg.show_progress, escape=cfg.escape_formulas)
     else:
         table = pd.concat([columns.attach(c, r0) for r0, c in source.chunks()], ignore_index=False)
         if source.frame is not None and len(table) == len(source.frame):

@@ -125,7 +125,28 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def write_table(source: Source, columns: OutputColumns, out: Path, show_progress: bool) -> None:
+#: Leading characters that make a spreadsheet treat a cell as a formula (OWASP's CSV-injection list).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with ``'`` (``--escape-formulas``).
+
+    Off by default: the output must round-trip the input's text exactly; this is for files people open in
+    Excel or LibreOffice, where ``=HYPERLINK(…)`` in a question would otherwise become a live formula.
+    """
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+            )
+    return out
+
+
+def write_table(
+    source: Source, columns: OutputColumns, out: Path, show_progress: bool, escape: bool = False
+) -> None:
     """Stream the input again and write it with the result columns, atomically."""
     fmt = output_format(out)
     with atomic_path(out) as tmp:
@@ -135,7 +156,8 @@ def write_table(source: Source, columns: OutputColumns, out: Path, show_progress
                 total=columns.scan.n_rows, desc="writing", unit=" rows", disable=not show_progress
             ) as bar:
                 for start, chunk in source.chunks():
-                    writer.write(columns.attach(chunk, start))
+                    table = columns.attach(chunk, start)
+                    writer.write(escape_formulas(table) if escape else table)
                     bar.update(len(chunk))
         finally:
             writer.close()
