@@ -39,17 +39,13 @@ to serve the new store.
 
 from __future__ import annotations
 
-import contextlib
-import hmac
 import ipaddress
 import logging
 import os
-import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -58,10 +54,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dupq._version import __version__
 from dupq.errors import ConflictError, DupqError, InputError, StoreConflictError, UnknownIdError
 from dupq.matcher import Matcher
+from dupq.server_state import PERSIST_MODES as PERSIST_MODES  # re-exported: it was defined here
+from dupq.server_state import AppContext, TooLarge, Unauthorized
 
 logger = logging.getLogger(__name__)
-
-PERSIST_MODES = ("write", "interval", "manual")
 
 
 class MatchRequest(BaseModel):
@@ -185,51 +181,6 @@ class _InFlightLimit:
             self.in_flight -= 1
 
 
-class _GroupCommit:
-    """Saves shared by concurrent writers, keeping "acknowledged means durable".
-
-    A writer applies its change in memory, then calls :meth:`commit`, which returns once a save that
-    *started after* the change was applied has finished (or raises that save's error). The first
-    waiter saves for everyone whose change was applied by then; writers arriving during that save
-    wait for the next one, which one of them runs. N concurrent writes cost about two saves, not N.
-    """
-
-    def __init__(self, save: Any) -> None:
-        self._save = save
-        self._cond = threading.Condition()
-        self._applied = 0  # changes applied in memory (sequence numbers)
-        self._saved = 0  # every change up to this one is on disk
-        self._saving = False
-        self._failed: tuple[int, int, BaseException] | None = None  # (from, to, error) of a failed save
-
-    def commit(self) -> None:
-        with self._cond:
-            self._applied += 1
-            mine = self._applied
-            while True:
-                if self._saved >= mine:
-                    return
-                if self._failed is not None and self._failed[0] <= mine <= self._failed[1]:
-                    raise self._failed[2]
-                if not self._saving:
-                    break
-                self._cond.wait()
-            self._saving = True
-            first, upto = self._saved + 1, self._applied
-        try:
-            self._save()
-        except BaseException as exc:
-            with self._cond:
-                self._saving = False
-                self._failed = (first, upto, exc)
-                self._cond.notify_all()
-            raise
-        with self._cond:
-            self._saving = False
-            self._saved = max(self._saved, upto)
-            self._cond.notify_all()
-
-
 async def _send_json(send: Any, status: int, body: dict, headers: list | None = None) -> None:
     import json
 
@@ -264,72 +215,37 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app serving ``matcher`` (see the module docstring for endpoints, security, limits and
     persistence). ``token``: bearer token required by the write endpoints (``None``: none required)."""
-    if persist not in PERSIST_MODES:
-        raise InputError(f"persist must be one of {PERSIST_MODES}, got {persist!r}")
-    if max_in_flight < 1:
-        raise InputError(f"max_in_flight must be at least 1, got {max_in_flight}")
-    if token is not None and not token.strip():
-        raise InputError("token is empty")
-    store = Path(store_dir) if store_dir is not None else None
-    state = {"dirty": False, "saves": 0}
-    save_lock = threading.Lock()
-    stop = threading.Event()
-
-    def save() -> bool:
-        if store is None:
-            return False
-        with save_lock:
-            # cleared before the save reads the store: a write applied meanwhile sets it again
-            state["dirty"] = False
-            try:
-                matcher.save(store)
-            except BaseException:
-                state["dirty"] = True
-                raise
-            state["saves"] += 1
-        return True
-
-    committer = _GroupCommit(save)
-
-    def after_write() -> bool:
-        state["dirty"] = True
-        if persist != "write" or store is None:
-            return False
-        committer.commit()  # returns once a save that began after this write has finished
-        return True
-
-    def saver_loop() -> None:
-        while not stop.wait(save_interval):
-            if state["dirty"]:
-                try:
-                    save()
-                except Exception:  # keep serving; the next tick retries
-                    logger.exception("periodic save failed")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        thread = None
-        if store is not None and persist == "interval":
-            thread = threading.Thread(target=saver_loop, name="dupq-saver", daemon=True)
-            thread.start()
-        yield
-        stop.set()
-        if thread is not None:
-            thread.join(timeout=5)
-        if store is not None and state["dirty"]:
-            try:
-                save()  # graceful shutdown never loses acknowledged writes
-            except StoreConflictError as exc:
-                # Changed on disk by someone else: their work wins; ours was never acknowledged as saved.
-                logger.error("not saving at shutdown: %s", exc)
-
+    ctx = AppContext(
+        matcher,
+        store_dir,
+        persist=persist,
+        save_interval=save_interval,
+        max_batch=max_batch,
+        max_k=max_k,
+        max_text_chars=max_text_chars,
+        max_body_bytes=max_body_bytes,
+        max_in_flight=max_in_flight,
+        token=token,
+    )
     app = FastAPI(
         title="dupq",
         summary="Has this question been asked before? Semantic duplicate matching over a FAISS index.",
         version=__version__,
-        lifespan=lifespan,
+        lifespan=ctx.lifespan,
     )
     app.state.matcher = matcher
+    _add_error_handlers(app)
+    # registration order is the order of /openapi.json's paths
+    _add_match_route(app, ctx)
+    _add_question_routes(app, ctx)
+    _add_service_routes(app, ctx)
+    app.add_middleware(_LimitBody, limit=max_body_bytes)
+    app.add_middleware(_InFlightLimit, limit=max_in_flight)  # outermost: refuses before any work
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error in the one envelope ``{"error": {"type", "message", ...}}`` with its status code."""
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -363,26 +279,11 @@ def create_app(
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(_Unauthorized)
-    async def _unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
         return JSONResponse(
             _err("unauthorized", str(exc)), status_code=401, headers={"WWW-Authenticate": "Bearer"}
         )
-
-    expected = f"Bearer {token}".encode() if token is not None else None
-
-    def require_token(request: Request) -> None:
-        if expected is None:
-            return
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise _Unauthorized(
-                "this endpoint needs 'Authorization: Bearer <token>'"
-                if not given
-                else "wrong token in the Authorization header"
-            )
-
-    writer = [Depends(require_token)]
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -391,31 +292,30 @@ def create_app(
             _err("invalid_request", "request does not match the schema", details=details), 422
         )
 
-    def check_batch(items: list, what: str) -> None:
-        if not items:
-            raise InputError(f"no {what} given", column="questions")
-        if len(items) > max_batch:
-            raise _TooLarge(f"{len(items)} {what} in one request; at most {max_batch}")
-
-    def check_text(t: Any, row: int) -> None:
-        if isinstance(t, str) and len(t) > max_text_chars:
-            raise _TooLarge(f"question {row} has {len(t)} characters; at most {max_text_chars}")
-
-    @app.exception_handler(_TooLarge)
-    async def _too_large(request: Request, exc: _TooLarge) -> JSONResponse:
+    @app.exception_handler(TooLarge)
+    async def _too_large(request: Request, exc: TooLarge) -> JSONResponse:
         return JSONResponse(_err("too_large", str(exc)), status_code=413)
+
+
+def _add_match_route(app: FastAPI, ctx: AppContext) -> None:
+    """``POST /match``."""
 
     @app.post("/match", response_model=MatchResponse, summary="Ranked stored questions for new questions")
     def match(req: MatchRequest) -> dict:
-        check_batch(req.questions, "questions")
+        ctx.check_batch(req.questions, "questions")
         for r, q in enumerate(req.questions, start=1):
-            check_text(q, r)
-        if not 1 <= req.k <= max_k:
-            raise InputError(f"k must be in 1..{max_k}, got {req.k}", column="k")
-        results = matcher.match(
+            ctx.check_text(q, r)
+        if not 1 <= req.k <= ctx.max_k:
+            raise InputError(f"k must be in 1..{ctx.max_k}, got {req.k}", column="k")
+        results = ctx.matcher.match(
             req.questions, k=req.k, threshold=req.threshold, only_duplicates=req.only_duplicates
         )
         return {"results": [r.to_dict() for r in results]}
+
+
+def _add_question_routes(app: FastAPI, ctx: AppContext) -> None:
+    """``POST /questions`` (token), ``GET /questions/{id}``, ``DELETE /questions/{id}`` (token)."""
+    matcher, writer = ctx.matcher, ctx.writer_dependencies()
 
     @app.post(
         "/questions",
@@ -425,9 +325,9 @@ def create_app(
         dependencies=writer,
     )
     def add(req: AddRequest) -> dict:
-        check_batch(req.questions, "questions")
+        ctx.check_batch(req.questions, "questions")
         for r, q in enumerate(req.questions, start=1):
-            check_text(q.text, r)
+            ctx.check_text(q.text, r)
         texts = [q.text for q in req.questions]
         given = [q.id is not None for q in req.questions]
         if any(given) and not all(given):
@@ -439,7 +339,7 @@ def create_app(
             warnings.simplefilter("ignore")  # truncation is reported in the response instead
             # flags straight from the add: reading the rows back could race a DELETE of them (404)
             new_ids, flags = matcher._add(texts, ids, [q.metadata for q in req.questions])
-        saved = after_write()
+        saved = ctx.after_write()
         truncated = [i for i, t in zip(new_ids, flags, strict=True) if t]
         return {"ids": new_ids, "count": len(matcher), "truncated": truncated, "saved": saved}
 
@@ -450,49 +350,26 @@ def create_app(
     @app.delete("/questions/{qid}", summary="Remove a stored question", dependencies=writer)
     def delete(qid: int) -> dict:
         matcher.remove([qid])
-        return {"removed": qid, "count": len(matcher), "saved": after_write()}
+        return {"removed": qid, "count": len(matcher), "saved": ctx.after_write()}
+
+
+def _add_service_routes(app: FastAPI, ctx: AppContext) -> None:
+    """``GET /health``, ``GET /stats``, ``POST /save`` (token)."""
 
     @app.get("/health", summary="Liveness and size")
     def health() -> dict:
-        return {"status": "ok", "count": len(matcher)}
+        return {"status": "ok", "count": len(ctx.matcher)}
 
     @app.get("/stats", summary="Store size, index and model configuration")
     def stats() -> dict:
-        out = matcher.stats()
-        out.update(
-            store_dir=str(store) if store else None,
-            persist=persist if store else None,
-            unsaved_changes=state["dirty"],
-            saves=state["saves"],
-            limits={
-                "max_batch": max_batch,
-                "max_k": max_k,
-                "max_text_chars": max_text_chars,
-                "max_body_bytes": max_body_bytes,
-                "max_in_flight": max_in_flight,
-            },
-            auth="bearer token for writes" if token is not None else "none",
-        )
-        return out
+        return ctx.stats()
 
-    @app.post("/save", summary="Save the store now", dependencies=writer)
+    @app.post("/save", summary="Save the store now", dependencies=ctx.writer_dependencies())
     def save_now() -> dict:
-        if store is None:
+        if ctx.store is None:
             return JSONResponse(_err("no_store", "the server was started without a store directory"), 409)
-        save()
-        return {"saved": True, "store_dir": str(store), "count": len(matcher)}
-
-    app.add_middleware(_LimitBody, limit=max_body_bytes)
-    app.add_middleware(_InFlightLimit, limit=max_in_flight)  # outermost: refuses before any work
-    return app
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Unauthorized(Exception):
-    pass
+        ctx.save()
+        return {"saved": True, "store_dir": str(ctx.store), "count": len(ctx.matcher)}
 
 
 def read_token(token_file: str | Path | None = None) -> str | None:
