@@ -376,6 +376,26 @@ def test_resume_after_interruption_encodes_only_the_rest(tiny_model, tmp_path):
     assert res3.summary.groups < res.summary.groups
 
 
+def test_progress_inside_a_shard_is_saved_by_time(tiny_model, tmp_path, monkeypatch):
+    """Issue 10 item 8: a kill mid-shard keeps what was encoded before the last timed save."""
+    from dupq.dedupe import store as store_mod
+
+    monkeypatch.setattr(store_mod, "PIECE", 8)  # 8 texts per encode call inside the shard
+    monkeypatch.setattr(store_mod, "SAVE_EVERY_SECONDS", 0.0)  # save after every piece
+    texts = list(dict.fromkeys(sample_questions(60, seed=4)))[:40]
+    path = tmp_path / "q.csv"
+    pd.DataFrame({"q": texts}).to_csv(path, index=False)
+    kwargs = dict(text_column="q", threshold=THRESHOLD, workdir=tmp_path / "w", show_progress=False)
+    crashing = CountingEmbedder(tiny_model, fail_after=3)  # one shard of 40 (chunk 16,384): dies after 24
+    with pytest.raises(KeyboardInterrupt):
+        deduplicate(path, model=crashing, out=tmp_path / "o.csv", **kwargs)
+    rerun = CountingEmbedder(tiny_model)
+    res = deduplicate(path, model=rerun, out=tmp_path / "o.csv", **kwargs)
+    assert rerun.texts == 16 and res.summary.embeddings_reused == 24  # the whole shard is not redone
+    fresh = deduplicate(path, model=CountingEmbedder(tiny_model), **{**kwargs, "workdir": tmp_path / "w2"})
+    assert fresh.table["group_id"].tolist() == pd.read_csv(tmp_path / "o.csv")["group_id"].tolist()
+
+
 def test_a_different_model_never_reuses_embeddings(tiny_model, tmp_path):
     df = pd.DataFrame({"q": ["a question", "another one"]})
     deduplicate(

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dupq.io import atomic_path, atomic_write_json
+
+#: Progress is made durable (vectors flushed, ``done.npy`` replaced) at the end of every shard and, within
+#: a shard, once this many seconds have passed: a kill loses at most about this much encoding.
+SAVE_EVERY_SECONDS = 30.0
+#: Texts encoded per call inside a shard (the granularity of the time-based saves).
+PIECE = 2048
 
 if TYPE_CHECKING:
     from dupq.dedupe.config import DedupeConfig
@@ -110,14 +117,8 @@ class EmbeddingStore:
         n = self.meta["n"]
         return [(s, min(s + chunk, n)) for s in range(0, n, chunk) if not self.done[s : s + chunk].all()]
 
-    def write(self, start: int, vectors: np.ndarray, truncated: np.ndarray) -> None:
-        """Store a shard's vectors, flush them to disk, then mark them done (in that order)."""
-        stop = start + len(vectors)
-        self.vectors[start:stop] = vectors.astype(self.vectors.dtype)
-        self.mark_done(np.arange(start, stop), truncated)
-
     def write_rows(self, uids: np.ndarray, vectors: np.ndarray, truncated: np.ndarray) -> None:
-        """Like :meth:`write` for scattered rows (Ray output shards)."""
+        """Store scattered rows' vectors, flush them, then mark them done (Ray output shards)."""
         self.vectors[uids] = vectors.astype(self.vectors.dtype)
         self.mark_done(uids, truncated)
 
@@ -217,6 +218,27 @@ def release_memory() -> None:
         pass
 
 
+def _encode_shard(
+    store: EmbeddingStore, texts: list[str], uids: np.ndarray, embedder: Embedder, cfg: DedupeConfig, bar: Any
+) -> int:
+    """Encode one shard's pending texts in pieces; mark them done every :data:`SAVE_EVERY_SECONDS`
+    and at the end (a shard of 16k texts can take minutes on a CPU)."""
+    max_len = embedder.max_seq_length
+    unsaved: list[tuple[np.ndarray, np.ndarray]] = []
+    last_save = time.monotonic()
+    for p in range(0, len(uids), PIECE):
+        sel = uids[p : p + PIECE]
+        piece = [texts[i] for i in sel]
+        too_long = embedder.token_lengths(piece) > max_len
+        store.vectors[sel] = embedder.encode(piece, batch_size=cfg.batch_size).astype(store.vectors.dtype)
+        unsaved.append((sel, too_long))
+        bar.update(len(sel))
+        if time.monotonic() - last_save >= SAVE_EVERY_SECONDS or p + PIECE >= len(uids):
+            store.mark_done(np.concatenate([u for u, _ in unsaved]), np.concatenate([t for _, t in unsaved]))
+            unsaved, last_save = [], time.monotonic()
+    return len(uids)
+
+
 def encode(store: EmbeddingStore, texts: list[str], embedder: Embedder, cfg: DedupeConfig) -> int:
     """Encode the texts of ``store`` that are not done yet; return how many were encoded."""
     chunk = cfg.chunk_size
@@ -235,18 +257,13 @@ def encode(store: EmbeddingStore, texts: list[str], embedder: Embedder, cfg: Ded
             address=cfg.ray_address,
             show_progress=cfg.show_progress,
         )
-    todo = sum(stop - start for start, stop in pending)
-    done_before = len(texts) - todo
+    todo = sum(int((~store.done[start:stop]).sum()) for start, stop in pending)
     encoded = 0
-    max_len = embedder.max_seq_length
     with tqdm(
-        total=len(texts), initial=done_before, desc="encoding", unit="q", disable=not cfg.show_progress
+        total=len(texts), initial=len(texts) - todo, desc="encoding", unit="q", disable=not cfg.show_progress
     ) as bar:
         for start, stop in pending:
-            shard = texts[start:stop]
-            too_long = embedder.token_lengths(shard) > max_len
-            vecs = embedder.encode(shard, batch_size=cfg.batch_size)
-            store.write(start, vecs, too_long)
-            encoded += len(shard)
-            bar.update(len(shard))
+            encoded += _encode_shard(
+                store, texts, start + np.flatnonzero(~store.done[start:stop]), embedder, cfg, bar
+            )
     return encoded
