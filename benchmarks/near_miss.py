@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import itertools
-import json
 import os
 import sys
 import tempfile
@@ -33,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
 
-from benchmarks.quora_model import machine  # noqa: E402
+from benchmarks.quora_model import write_result  # noqa: E402
 from dupq import deduplicate  # noqa: E402
 
 DATA = REPO / "data"
@@ -116,14 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({r['threshold_source']})",
             flush=True,
         )
-    payload = {
-        "command": "python benchmarks/near_miss.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
-        "results": rows,
-    }
-    out = Path(args.out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    out = write_result(args.out_json, "near_miss.py", argv, {"results": rows})
     print(f"wrote {out}")
     return 0
 

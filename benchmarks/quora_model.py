@@ -75,6 +75,18 @@ def machine() -> dict:
     return info
 
 
+def write_result(path: str | Path, script: str, argv: list[str] | None, payload: dict) -> Path:
+    """Write a benchmark's JSON with the exact command line and the machine it ran on (atomically)."""
+    from dupq.io import atomic_write_text
+
+    args = argv if argv is not None else sys.argv[1:]
+    record = {"command": f"python benchmarks/{script} " + " ".join(args), "machine": machine(), **payload}
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(record, indent=2, default=str) + "\n")
+    return out
+
+
 def load_splits(seed: int = 42) -> dict[str, object]:
     """Every shared set split by question components (dev 10 %, test 20 %)."""
     return {
@@ -283,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     splits = load_splits(args.seed)
     record: dict = {
-        "command": "python benchmarks/quora_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
         "args": vars(args),
         "split_sizes": {
             n: {k: len(getattr(s, k)) for k in ("train", "dev", "test")} for n, s in splits.items()
@@ -301,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         record["table"] = format_table(record["results"])
         print("\n" + record["table"])
     record["seconds"] = round(time.perf_counter() - t0, 1)
-    out = Path(args.out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    out = write_result(args.out_json, "quora_model.py", argv, record)
     print(f"\nwrote {out} ({record['seconds']:.0f} s)")
     return 0
 

@@ -16,7 +16,6 @@ Prints a table and writes ``benchmarks/results/verifier_heads.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.quora_model import SETS, load_splits, machine  # noqa: E402
+from benchmarks.quora_model import SETS, load_splits, write_result  # noqa: E402
 
 CACHE = REPO / "benchmarks" / ".cache" / "verifier"
 
@@ -137,9 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     payload = {
-        "command": "python benchmarks/verifier_heads.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
         "encoder": "default (all-MiniLM-L6-v2, zero-shot)",
         "train_sets": args.train_sets,
         "augment": "near-miss" if args.augment else None,
@@ -147,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "table": table,
     }
-    out = Path(args.out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out = write_result(args.out_json, "verifier_heads.py", argv, payload)
     print(f"wrote {out}")
     return 0
 

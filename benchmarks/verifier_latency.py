@@ -13,7 +13,6 @@ Prints p50/p99 per system and writes ``benchmarks/results/verifier_latency.json`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.quora_model import load_splits, machine  # noqa: E402
+from benchmarks.quora_model import load_splits, write_result  # noqa: E402
 from dupq import Matcher  # noqa: E402
 
 
@@ -60,17 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, r in rows.items():
         print(f"{name:<24} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  ({r['n']} queries)")
-    payload = {
-        "command": "python benchmarks/verifier_latency.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
-        "store_size": len(plain),
-        "k": args.k,
-        "results": rows,
-    }
-    out = Path(args.out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    payload = {"store_size": len(plain), "k": args.k, "results": rows}
+    out = write_result(args.out_json, "verifier_latency.py", argv, payload)
     print(f"wrote {out}")
     return 0
 
