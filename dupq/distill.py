@@ -55,10 +55,11 @@ def distillation_pairs(
     Candidates are each question's ``k`` nearest neighbours under the verifier's own encoder;
     questions with the same normalised text are one question.
     """
-    uniq = list(dict.fromkeys(q for q in questions if isinstance(q, str) and q.strip()))
-    keys = [text_key(q) for q in uniq]
-    first = dict(zip(keys, range(len(uniq)), strict=False))
-    uniq = [uniq[i] for i in sorted(set(first.values()))]
+    by_key: dict[str, str] = {}
+    for q in questions:
+        if isinstance(q, str) and q.strip():
+            by_key.setdefault(text_key(q), q)  # the first text of each normalised question
+    uniq = list(by_key.values())
     vecs = Embedder(verifier.encoder).encode(uniq)
     i, j = mine_candidates(vecs, k)
     a = [uniq[x] for x in i]

@@ -103,13 +103,20 @@ def f1_curve(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     n_pos = int(y.sum())
     if n_pos == 0:
         raise InputError("cannot choose a threshold: no duplicate (label 1) pairs")
+    cuts, tp, fp = _cut_counts(s, y)
+    return cuts, 2 * tp / (tp + fp + n_pos)
+
+
+def _cut_counts(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct scores in descending order, with the true and false positives of "duplicate when
+    ``score >= cut``" at each (one sort, two cumulative sums)."""
     order = np.argsort(-s, kind="stable")
     s_sorted, y_sorted = s[order], y[order]
     tp = np.cumsum(y_sorted)
     fp = np.cumsum(1 - y_sorted)
     # last position of each run of equal scores = predicting positive for score >= that value
     last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
-    return s_sorted[last], 2 * tp[last] / (tp[last] + fp[last] + n_pos)
+    return s_sorted[last], tp[last], fp[last]
 
 
 def calibrate(scores: Any, labels: Any) -> Calibration:
@@ -154,12 +161,7 @@ def operating_points(scores: Any, labels: Any, precisions: Sequence[float] = PRE
     :func:`best_f1_threshold`. Each point records its precision, recall, F1 and accuracy here.
     """
     s, y = as_scores_labels(scores, labels)
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(1 - y_sorted)
-    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
-    cuts, tp, fp = s_sorted[last], tp[last], fp[last]
+    cuts, tp, fp = _cut_counts(s, y)
     n_pos, n = int(y.sum()), len(y)
     precision = tp / np.maximum(tp + fp, 1)
     recall = tp / max(n_pos, 1)
