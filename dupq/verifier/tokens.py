@@ -54,7 +54,7 @@ def encode_tokens(
     )
     uniq = list(unique)
     tok = model.tokenizer
-    special = set(tok.all_special_ids)
+    special = np.asarray(sorted(tok.all_special_ids))
     order = np.argsort([len(t) for t in uniq], kind="stable")
     toks: list[np.ndarray | None] = [None] * len(uniq)
     masks: list[np.ndarray | None] = [None] * len(uniq)
@@ -74,9 +74,9 @@ def encode_tokens(
                 emb = torch.nn.functional.normalize(out["token_embeddings"].float(), dim=-1).cpu().numpy()
                 sv = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu().numpy()
                 ids = feats["input_ids"].cpu().numpy()
-                att = feats["attention_mask"].cpu().numpy().astype(bool)
+                keep_all = feats["attention_mask"].cpu().numpy().astype(bool) & ~np.isin(ids, special)
                 for row, i in enumerate(idx):
-                    keep = att[row] & ~np.isin(ids[row], list(special))
+                    keep = keep_all[row]
                     toks[i] = emb[row][keep].astype(np.float16)
                     masks[i] = content_mask(tok.convert_ids_to_tokens(ids[row][keep].tolist()))
                     sent[i] = sv[row]
