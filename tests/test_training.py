@@ -105,7 +105,9 @@ def test_metadata_threshold_is_dev_best_f1(tiny_model_dir, pair_splits, tmp_path
         return 2 * tp / max(2 * tp + fp + fn, 1)
 
     best = max(f1(float(s)) for s in scores)
-    assert f1(t) == pytest.approx(best, abs=1e-6)
+    # The stored threshold came from the in-memory model, these scores from the reloaded one: re-encoding
+    # moves cosines by float noise (~1e-7), which can flip a near-tie at the cut. Best F1 within 1e-5 of t.
+    assert max(f1(t - 1e-5), f1(t), f1(t + 1e-5)) == pytest.approx(best, abs=1e-6)
     assert meta["calibration"]["coef"] > 0, "P(duplicate) must grow with similarity"
     assert meta["data_fingerprint"]["train"] != meta["data_fingerprint"]["dev"]
 
