@@ -174,7 +174,9 @@ def train(
     augment: str | None = typer.Option(
         None, "--augment", help="near-miss: add generated hard negatives/noise positives to train."
     ),
-    verifier_head: str = typer.Option("auto", "--verifier-head", help="Verifier head: auto | gbdt | mlp."),
+    verifier_head: str = typer.Option(
+        "auto", "--verifier-head", help="Verifier head: auto | gbdt | mlp (late interaction) | cross-encoder."
+    ),
     general: list[str] = typer.Option(
         [], "--general", help="Labelled pair file from another domain: warn if fine-tuning loses AP there."
     ),

@@ -600,7 +600,9 @@ def _as_verifier(verifier: Verifier | str | Path | None, device: str | None) -> 
         return None
     from dupq.verifier import Verifier
 
-    return verifier if isinstance(verifier, Verifier) else Verifier.load(verifier, device=device)
+    if isinstance(verifier, (str, Path)):
+        return Verifier.load(verifier, device=device)
+    return verifier  # a loaded verifier of either kind (late-interaction or cross-encoder)
 
 
 def _calibration(c: Any) -> dict[str, float] | None:

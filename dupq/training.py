@@ -402,19 +402,33 @@ def _train_verifier(
 ) -> TrainResult:
     """``dupq train --kind verifier``: the verifier over ``cfg.base_model``, its splits saved beside it."""
     from dupq.verifier import train_verifier
+    from dupq.verifier.cross import CROSS_TYPE, train_cross_verifier
 
     t0 = time.perf_counter()
-    verifier = train_verifier(
-        train_pairs,
-        splits.dev,
-        out_dir,
-        encoder=cfg.base_model,
-        head=head,
-        seed=cfg.seed,
-        device=cfg.device,
-        show_progress=cfg.show_progress,
-        extra_metadata=extra,
-    )
+    common = {"seed": cfg.seed, "device": cfg.device, "show_progress": cfg.show_progress}
+    if head == CROSS_TYPE:  # both questions in one pass, started from the base model's transformer
+        verifier = train_cross_verifier(
+            train_pairs,
+            splits.dev,
+            out_dir,
+            encoder=cfg.base_model,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            max_length=cfg.max_seq_length or 128,
+            extra_metadata=extra,
+            **common,
+        )
+    else:
+        verifier = train_verifier(
+            train_pairs,
+            splits.dev,
+            out_dir,
+            encoder=cfg.base_model,
+            head=head,
+            extra_metadata=extra,
+            **common,
+        )
     splits.save(Path(out_dir) / "splits")
     meta = verifier.metadata
     return TrainResult(
@@ -424,7 +438,7 @@ def _train_verifier(
         dev_loss_after=None,
         best_dev_ap=max(meta["verifier"]["dev_average_precision"].values()),
         train_seconds=time.perf_counter() - t0,
-        steps=0,
+        steps=int(meta.get("training", {}).get("steps", 0)),
     )
 
 

@@ -260,7 +260,9 @@ def _verify(
     from dupq.verifier import Verifier
 
     verifier = (
-        cfg.verifier if isinstance(cfg.verifier, Verifier) else Verifier.load(cfg.verifier, device=cfg.device)
+        Verifier.load(cfg.verifier, device=cfg.device)
+        if isinstance(cfg.verifier, (str, Path))
+        else cfg.verifier
     )
     v_thr = verifier_threshold(verifier)
     result = verify_pairs(

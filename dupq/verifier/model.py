@@ -100,10 +100,14 @@ class Verifier:
                 f'{directory} is not a dupq verifier (its {METADATA_FILE} lacks "kind": "verifier"); '
                 "train one with `dupq train --kind verifier`"
             )
-        head = Head.load(directory / HEAD_FILE)
         chosen = (meta.get("operating_points") or {}).get(point) if point else None
         if threshold is None and chosen and chosen.get("reached", True):
             threshold = chosen["threshold"]
+        if (meta.get("verifier") or {}).get("type") == "cross-encoder":
+            from dupq.verifier.cross import CrossVerifier
+
+            return CrossVerifier.load(directory, meta, device=device, threshold=threshold)  # type: ignore[return-value]
+        head = Head.load(directory / HEAD_FILE)
         enc = meta.get("encoder", "default")
         enc_path = enc if enc in DEFAULT_ALIASES else directory / enc
         return cls(

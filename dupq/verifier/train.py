@@ -45,13 +45,11 @@ def train_verifier(
     and the thresholds (best F1, best accuracy, precision 0.90/0.95) are chosen on dev.
     """
 
-    for name, frame in (("train", train_pairs), ("dev", dev_pairs)):
-        if len(frame) == 0 or frame["label"].nunique() < 2:
-            raise InputError(
-                f"the {name} pairs need both duplicate and non-duplicate pairs to train a verifier"
-            )
+    check_pairs(train_pairs, dev_pairs)
     if head not in (*HEAD_KINDS, "auto"):
-        raise InputError(f"unknown verifier head {head!r}; choose auto, {', '.join(HEAD_KINDS)}")
+        raise InputError(
+            f"unknown verifier head {head!r}; choose auto, {', '.join(HEAD_KINDS)} or cross-encoder"
+        )
     model = load_encoder(encoder, device=device)
     t0 = time.perf_counter()
     x_train = pair_feature_matrix(
@@ -95,6 +93,15 @@ def train_verifier(
             model.save(str(tmp / ENCODER_DIR))
         atomic_write_json(tmp / METADATA_FILE, metadata)
     return Verifier(model, best, metadata, source=str(out_dir))
+
+
+def check_pairs(train_pairs: pd.DataFrame, dev_pairs: pd.DataFrame) -> None:
+    """Both splits need both labels: a head (or a calibration) fitted on one class decides nothing."""
+    for name, frame in (("train", train_pairs), ("dev", dev_pairs)):
+        if len(frame) == 0 or frame["label"].nunique() < 2:
+            raise InputError(
+                f"the {name} pairs need both duplicate and non-duplicate pairs to train a verifier"
+            )
 
 
 def _fit_and_calibrate(
