@@ -271,3 +271,23 @@ def test_distillation_pairs_are_confident_verifier_labels(trained):
     assert np.array_equal(out["label"].to_numpy(), (p >= 0.7).astype(int))
     assert ((p >= 0.7) | (p <= 0.3)).all()  # unsure pairs are left out
     assert (out.question1 != out.question2).all()
+
+
+def test_int8_onnx_token_pass_agrees_with_torch(trained, tmp_path, monkeypatch):
+    """The verifier's int8 path: the same features (to int8 rounding) and nearly the same decisions."""
+    from tests.optional import import_extra
+
+    import_extra("onnxruntime", "onnx")
+    monkeypatch.setenv("DUPQ_ONNX_CACHE", str(tmp_path / "onnx-cache"))
+    out, v = trained
+    fast = Verifier.load(out, backend="onnx-int8")
+    exact = Verifier.load(out, backend="onnx")
+    test = _pairs(80, 7)
+    x_torch = v.features(test.question1, test.question2)
+    x_fp32 = exact.features(test.question1, test.question2)
+    assert np.allclose(x_fp32, x_torch, atol=1e-3)  # fp32 ONNX: the torch features, not approximately
+    x_int8 = fast.features(test.question1, test.question2)
+    assert np.corrcoef(x_int8[:, 0], x_torch[:, 0])[0, 1] > 0.95  # the cosine column
+    p, q = v.predict(test.question1, test.question2), fast.predict(test.question1, test.question2)
+    assert (p.is_duplicate == q.is_duplicate).mean() >= 0.9
+    assert fast.backend == "onnx-int8" and "onnx-int8" in repr(fast)

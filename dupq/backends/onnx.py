@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 #: The backends this module runs.
 ONNX_BACKENDS = ("onnx", "onnx-int8")
 #: Bump when the export recipe changes, so caches written by an older dupq are rebuilt.
-EXPORT_VERSION = 1
+#: 2: the graph also returns the token vectors (``token_embeddings``) for the verifier.
+EXPORT_VERSION = 2
 #: Export is refused below these cosines (exported vs torch embeddings on :data:`PROBE_QUESTIONS`).
 MIN_MEAN_COSINE = 0.99
 MIN_MIN_COSINE = 0.95
@@ -138,7 +139,11 @@ def _pooling_mode(model: SentenceTransformer) -> str:
 
 
 def _pooled_module(model: SentenceTransformer, mode: str):
-    """A ``torch.nn.Module`` (input_ids, attention_mask[, token_type_ids]) → pooled sentence vectors."""
+    """A ``torch.nn.Module`` (input_ids, attention_mask[, token_type_ids]) → (pooled, token vectors).
+
+    The token vectors are a second output of the same pass: the late-interaction verifier reads them,
+    and a caller that asks only for the pooled output (the Embedder) does not pay for copying them.
+    """
     import torch
 
     auto_model = model[0].auto_model
@@ -154,11 +159,11 @@ def _pooled_module(model: SentenceTransformer, mode: str):
                 kwargs["token_type_ids"] = token_type_ids
             hidden = self.model(**kwargs).last_hidden_state
             if mode == "cls":
-                return hidden[:, 0]
+                return hidden[:, 0], hidden
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             if mode == "max":
-                return (hidden - (1.0 - mask) * 1e9).max(dim=1).values
-            return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                return (hidden - (1.0 - mask) * 1e9).max(dim=1).values, hidden
+            return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9), hidden
 
     return _Pooled().eval()
 
@@ -247,6 +252,7 @@ def _torch_export(model: SentenceTransformer, path: Path) -> None:
     args = tuple(enc[n] if n in enc else torch.zeros_like(enc["input_ids"]) for n in names)
     dynamic = {n: {0: "batch", 1: "tokens"} for n in names}
     dynamic["sentence_embedding"] = {0: "batch"}
+    dynamic["token_embeddings"] = {0: "batch", 1: "tokens"}
     was_training = module.training
     with torch.no_grad(), warnings_silenced():
         torch.onnx.export(
@@ -254,7 +260,7 @@ def _torch_export(model: SentenceTransformer, path: Path) -> None:
             args,
             str(path),
             input_names=names,
-            output_names=["sentence_embedding"],
+            output_names=["sentence_embedding", "token_embeddings"],
             dynamic_axes=dynamic,
             opset_version=17,
             do_constant_folding=True,
@@ -413,15 +419,26 @@ class OnnxRunner:
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(self.path), session_options(), providers=providers)
 
-    def run_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Pooled (not normalised) float32 vectors for one padded batch."""
+    def _feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, Any]:
         feeds: dict[str, Any] = {
             "input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
             "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64),
         }
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)
+        return feeds
+
+    def run_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Pooled (not normalised) float32 vectors for one padded batch."""
+        out = self.session.run(["sentence_embedding"], self._feeds(input_ids, attention_mask))
+        return np.asarray(out[0], dtype=np.float32)
+
+    def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(token vectors ``(batch, tokens, dim)``, pooled vectors) for one padded batch, one pass."""
+        pooled, tokens = self.session.run(
+            ["sentence_embedding", "token_embeddings"], self._feeds(input_ids, attention_mask)
+        )
+        return np.asarray(tokens, dtype=np.float32), np.asarray(pooled, dtype=np.float32)
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
         tok = self.model.tokenizer

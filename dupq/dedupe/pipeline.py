@@ -109,7 +109,8 @@ def deduplicate(
     ``verifier`` (a :class:`dupq.verifier.Verifier` or its directory): candidates are searched down to
     ``threshold - verify_below`` and every pair below the cosine ``verify_above`` is decided by the
     verifier at its precision-0.90 point (:mod:`dupq.dedupe.verify`); the summary says how many pairs
-    each stage decided. ``escape_formulas``: prefix output cells that start like a spreadsheet formula
+    each stage decided. A verifier directory runs its token pass on ``backend`` too (``onnx-int8``:
+    int8 for both stages). ``escape_formulas``: prefix output cells that start like a spreadsheet formula
     (``= + - @``) with ``'`` — for files meant for Excel; off by default, so text round-trips exactly.
     """
     options = dict(locals())
@@ -260,7 +261,7 @@ def _verify(
     from dupq.verifier import Verifier
 
     verifier = (
-        Verifier.load(cfg.verifier, device=cfg.device)
+        Verifier.load(cfg.verifier, device=cfg.device, backend=cfg.backend)
         if isinstance(cfg.verifier, (str, Path))
         else cfg.verifier
     )

@@ -61,6 +61,7 @@ class Verifier:
         *,
         threshold: float | None = None,
         source: str | None = None,
+        backend: str = "torch",
     ) -> None:
         names = metadata.get("features", list(FEATURE_NAMES))
         if list(names) != list(FEATURE_NAMES):
@@ -77,6 +78,12 @@ class Verifier:
         cal = metadata.get("calibration") or {}
         self._coef = float(cal.get("coef", 1.0))
         self._intercept = float(cal.get("intercept", 0.0))
+        self.backend = backend
+        self._runner: Any = None
+        if backend != "torch":  # the token pass in onnxruntime (the export is verified and cached)
+            from dupq.backends import make_runner
+
+            self._runner = make_runner(encoder, backend)
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
@@ -87,11 +94,14 @@ class Verifier:
         device: str | None = None,
         threshold: float | None = None,
         point: str | None = None,
+        backend: str = "torch",
     ) -> Verifier:
         """Load a verifier directory; a missing file or a directory of another kind is a ``StoreError``.
 
         The decision threshold is ``threshold`` if given, else the operating point ``point`` of its
         ``dupq.json`` (``"precision_0.90"`` …, when reached on dev), else its best-F1 threshold.
+        ``backend`` runs the token pass: ``torch``, or ``onnx`` / ``onnx-int8`` (faster on a CPU; a
+        cross-encoder verifier always runs in torch).
         """
         directory = Path(directory)
         meta = read_metadata(directory)
@@ -111,7 +121,12 @@ class Verifier:
         enc = meta.get("encoder", "default")
         enc_path = enc if enc in DEFAULT_ALIASES else directory / enc
         return cls(
-            load_encoder(enc_path, device=device), head, meta, threshold=threshold, source=str(directory)
+            load_encoder(enc_path, device=device),
+            head,
+            meta,
+            threshold=threshold,
+            source=str(directory),
+            backend=backend,
         )
 
     # -- scoring ----------------------------------------------------------------------------------
@@ -125,7 +140,12 @@ class Verifier:
     ) -> np.ndarray:
         """The ``(n_pairs, n_features)`` feature matrix (token vectors computed unless given)."""
         return pair_feature_matrix(
-            self.encoder, questions1, questions2, tokens=tokens, show_progress=show_progress
+            self.encoder,
+            questions1,
+            questions2,
+            tokens=tokens,
+            show_progress=show_progress,
+            runner=self._runner,
         )
 
     def probability_from_features(self, x: np.ndarray) -> np.ndarray:
@@ -147,7 +167,10 @@ class Verifier:
         )
 
     def __repr__(self) -> str:
-        return f"Verifier({self.source or 'unsaved'}, head={self.head.kind}, threshold={self.threshold:.3f})"
+        return (
+            f"Verifier({self.source or 'unsaved'}, head={self.head.kind}, threshold={self.threshold:.3f}, "
+            f"backend={self.backend})"
+        )
 
 
 def pair_feature_matrix(
@@ -158,14 +181,17 @@ def pair_feature_matrix(
     tokens: TokenVectors | None = None,
     batch_size: int = 64,
     show_progress: bool = False,
+    runner: Any = None,
 ) -> np.ndarray:
     """Features of every pair; each distinct question is encoded once (``tokens`` may be precomputed
-    for ``list(questions1) + list(questions2)``)."""
+    for ``list(questions1) + list(questions2)``; ``runner``: an ONNX runner for the token pass)."""
     q1, q2 = list(questions1), list(questions2)
     n = len(q1)
     if n == 0:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
-    tv = tokens or encode_tokens(encoder, q1 + q2, batch_size=batch_size, show_progress=show_progress)
+    tv = tokens or encode_tokens(
+        encoder, q1 + q2, batch_size=batch_size, show_progress=show_progress, runner=runner
+    )
     rows = [
         pair_features(
             float(tv.sentence[i] @ tv.sentence[n + i]),

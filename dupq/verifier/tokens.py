@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -39,11 +39,14 @@ def encode_tokens(
     *,
     batch_size: int = 64,
     show_progress: bool = False,
+    runner: Any = None,
 ) -> TokenVectors:
     """Run ``model`` once over the unique ``texts`` (sorted by length, so batches pad little).
 
-    Token vectors are kept as float16: a question of 20 tokens costs 15 KB at 384 dimensions, and the
-    alignment features do not notice the rounding.
+    ``runner``: an ONNX runner over the same model (``dupq.backends.make_runner(model, "onnx-int8")``)
+    whose ``run_tokens`` gives token and pooled vectors in one pass — the verifier's int8 path; by
+    default the torch model runs. Token vectors are kept as float16: a question of 20 tokens costs
+    15 KB at 384 dimensions, and the alignment features do not notice the rounding.
     """
     import torch
 
@@ -58,8 +61,7 @@ def encode_tokens(
     order = np.argsort([len(t) for t in uniq], kind="stable")
     toks: list[np.ndarray | None] = [None] * len(uniq)
     masks: list[np.ndarray | None] = [None] * len(uniq)
-    dim = embedding_dim(model)
-    sent = np.zeros((len(uniq), dim), dtype=np.float32)
+    sent = np.zeros((len(uniq), embedding_dim(model)), dtype=np.float32)
     was_training = model.training
     model.eval()
     try:
@@ -69,12 +71,8 @@ def encode_tokens(
         ):
             for start in range(0, len(uniq), batch_size):
                 idx = order[start : start + batch_size]
-                feats = _preprocess(model, [uniq[i] for i in idx])
-                out = model(feats)
-                emb = torch.nn.functional.normalize(out["token_embeddings"].float(), dim=-1).cpu().numpy()
-                sv = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu().numpy()
-                ids = feats["input_ids"].cpu().numpy()
-                keep_all = feats["attention_mask"].cpu().numpy().astype(bool) & ~np.isin(ids, special)
+                emb, sv, ids, attn = _batch(model, [uniq[i] for i in idx], runner)
+                keep_all = attn & ~np.isin(ids, special)
                 for row, i in enumerate(idx):
                     keep = keep_all[row]
                     toks[i] = emb[row][keep].astype(np.float16)
@@ -89,6 +87,34 @@ def encode_tokens(
         content=[masks[i] for i in inverse],  # type: ignore[misc]
         sentence=sent[inverse],
     )
+
+
+def _batch(
+    model: SentenceTransformer, texts: list[str], runner: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One batch: unit token vectors, unit sentence vectors, token ids, attention mask (numpy)."""
+    import torch
+
+    from dupq.vectors import l2_normalize
+
+    if runner is not None:
+        enc = model.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=int(model.max_seq_length),
+            return_tensors="np",
+            return_token_type_ids=False,
+        )
+        emb, sv = runner.run_tokens(enc["input_ids"], enc["attention_mask"])
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+        return emb, l2_normalize(sv), enc["input_ids"], enc["attention_mask"].astype(bool)
+    feats = _preprocess(model, texts)
+    out = model(feats)
+    emb = torch.nn.functional.normalize(out["token_embeddings"].float(), dim=-1).cpu().numpy()
+    sv = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu().numpy()
+    ids = feats["input_ids"].cpu().numpy()
+    return emb, sv, ids, feats["attention_mask"].cpu().numpy().astype(bool)
 
 
 def _preprocess(model: SentenceTransformer, texts: list[str]) -> dict:
