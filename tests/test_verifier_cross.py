@@ -62,9 +62,11 @@ def test_loads_through_verifier_load_and_scores_alike_in_both_orders(cross):
     assert np.allclose(p.probability, loaded.predict(test.question2, test.question1).probability, atol=1e-9)
     assert np.isnan(p.similarity).all()  # a cross-encoder computes no cosine; callers keep their own
     strict = Verifier.load(out, point="precision_0.95")
-    assert strict.threshold == json.loads((out / "dupq.json").read_text())["operating_points"][
-        "precision_0.95"
-    ]["threshold"] or not strict.metadata["operating_points"]["precision_0.95"]["reached"]
+    assert (
+        strict.threshold
+        == json.loads((out / "dupq.json").read_text())["operating_points"]["precision_0.95"]["threshold"]
+        or not strict.metadata["operating_points"]["precision_0.95"]["reached"]
+    )
 
 
 def test_a_cross_encoder_directory_without_its_model_is_a_store_error(cross, tmp_path):
