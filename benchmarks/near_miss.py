@@ -8,7 +8,7 @@ reports how many planted near-miss pairs end in one group (should be 0) and the 
 duplicate pairs (should stay >= 0.8).
 
     python benchmarks/near_miss.py                                   # default model, and models/quora*
-    python benchmarks/near_miss.py --systems default quora quora+verifier default+verifier
+    python benchmarks/near_miss.py --systems default quora quora+verifier quora+cross-encoder quora-augment
 
 Prints a table and writes ``benchmarks/results/near_miss.json``.
 """
@@ -92,6 +92,9 @@ SYSTEMS = {
     "default+verifier": (None, str(REPO / "models" / "quora-verifier-default")),
     "quora": (str(REPO / "models" / "quora"), None),
     "quora+verifier": (str(REPO / "models" / "quora"), str(REPO / "models" / "quora-verifier")),
+    "quora+cross-encoder": (str(REPO / "models" / "quora"), str(REPO / "models" / "quora-cross")),
+    "quora-augment": (str(REPO / "models" / "quora-augment"), None),
+    "quora-distill": (str(REPO / "models" / "quora-distill"), None),
 }
 
 
