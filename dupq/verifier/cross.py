@@ -30,6 +30,7 @@ import pandas as pd
 from dupq.encoder import METADATA_FILE, read_metadata
 from dupq.errors import InputError, StoreError
 from dupq.io import atomic_dir, atomic_write_json
+from dupq.verifier.base import VerifierScores, check_pairs, check_probability
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +53,11 @@ class CrossVerifier:
         threshold: float | None = None,
         source: str | None = None,
     ) -> None:
-        from dupq.verifier.model import _check_probability
-
         self.model = model
         self.metadata = metadata
         self.source = source
         t = metadata.get("threshold", 0.5) if threshold is None else threshold
-        self.threshold = _check_probability(t)
+        self.threshold = check_probability(t)
         cal = metadata.get("calibration") or {}
         self._coef = float(cal.get("coef", 1.0))
         self._intercept = float(cal.get("intercept", 0.0))
@@ -98,8 +97,6 @@ class CrossVerifier:
 
     def predict(self, questions1: Sequence[str], questions2: Sequence[str], *, show_progress: bool = False):
         """Score pairs ``(questions1[i], questions2[i])``: P(duplicate) and the decision."""
-        from dupq.verifier.model import VerifierScores
-
         if len(questions1) != len(questions2):
             raise InputError(f"{len(questions1)} first questions but {len(questions2)} second questions")
         p = self.probability_from_logits(self.logits(questions1, questions2, show_progress=show_progress))
@@ -145,8 +142,6 @@ def train_cross_verifier(
     points chosen there, as for the late-interaction verifier.
     """
     from sentence_transformers.cross_encoder import CrossEncoder
-
-    from dupq.verifier.train import check_pairs
 
     check_pairs(train_pairs, dev_pairs)
     base = _transformer_path(encoder)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from dupq.encoder import DEFAULT_ALIASES, METADATA_FILE, load_encoder, model_source, read_metadata
 from dupq.errors import InputError, StoreError
+from dupq.verifier.base import VerifierScores, check_probability
 from dupq.verifier.features import FEATURE_NAMES, pair_features
 from dupq.verifier.head import HEAD_FILE, Head
 from dupq.verifier.tokens import TokenVectors, encode_tokens
@@ -35,15 +35,6 @@ logger = logging.getLogger(__name__)
 
 VERIFIER_TYPE = "late-interaction"
 ENCODER_DIR = "encoder"
-
-
-@dataclass
-class VerifierScores:
-    """Per pair: the bi-encoder cosine, the verifier's P(duplicate) and its decision."""
-
-    similarity: np.ndarray
-    probability: np.ndarray
-    is_duplicate: np.ndarray
 
 
 class Verifier:
@@ -74,7 +65,7 @@ class Verifier:
         self.metadata = metadata
         self.source = source
         t = metadata.get("threshold", 0.5) if threshold is None else threshold
-        self.threshold = _check_probability(t)
+        self.threshold = check_probability(t)
         cal = metadata.get("calibration") or {}
         self._coef = float(cal.get("coef", 1.0))
         self._intercept = float(cal.get("intercept", 0.0))
@@ -215,15 +206,3 @@ def encoder_reference(encoder: SentenceTransformer) -> str:
     if src and Path(src).resolve() == default_model_path().resolve():
         return "default"
     return ENCODER_DIR
-
-
-def _check_probability(t: Any) -> float:
-    try:
-        value = float(t)
-    except (TypeError, ValueError):
-        raise InputError(f"verifier threshold {t!r} is not a number", column="threshold") from None
-    if not 0.0 <= value <= 1.0:
-        raise InputError(
-            f"verifier threshold {value} is outside the probability range [0, 1]", column="threshold"
-        )
-    return value

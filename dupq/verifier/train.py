@@ -18,6 +18,7 @@ import pandas as pd
 from dupq.encoder import METADATA_FILE, load_encoder, model_source
 from dupq.errors import InputError
 from dupq.io import atomic_dir, atomic_write_json
+from dupq.verifier.base import check_pairs
 from dupq.verifier.features import FEATURE_NAMES
 from dupq.verifier.head import HEAD_FILE, HEAD_KINDS, Head, fit_head
 from dupq.verifier.model import ENCODER_DIR, VERIFIER_TYPE, Verifier, encoder_reference, pair_feature_matrix
@@ -93,15 +94,6 @@ def train_verifier(
             model.save(str(tmp / ENCODER_DIR))
         atomic_write_json(tmp / METADATA_FILE, metadata)
     return Verifier(model, best, metadata, source=str(out_dir))
-
-
-def check_pairs(train_pairs: pd.DataFrame, dev_pairs: pd.DataFrame) -> None:
-    """Both splits need both labels: a head (or a calibration) fitted on one class decides nothing."""
-    for name, frame in (("train", train_pairs), ("dev", dev_pairs)):
-        if len(frame) == 0 or frame["label"].nunique() < 2:
-            raise InputError(
-                f"the {name} pairs need both duplicate and non-duplicate pairs to train a verifier"
-            )
 
 
 def _fit_and_calibrate(
