@@ -87,6 +87,33 @@ def measure(system: str, model: str | None, verifier: str | None, qs, dup_pairs,
     }
 
 
+def diagnose(model: str | None, verifier: str, floor: float, dup_pairs, near) -> dict:
+    """Why recall is what it is: planted duplicate pairs above the candidate floor (cosine), and what
+    the verifier's other operating points would accept (candidates above the floor only)."""
+    import numpy as np
+
+    from dupq.embed import Embedder
+    from dupq.verifier import Verifier
+
+    emb = Embedder(model)
+    v = Verifier.load(verifier)
+
+    def accepted(pairs: list[tuple[str, str]], threshold: float) -> int:
+        a, b = emb.encode([p[0] for p in pairs]), emb.encode([p[1] for p in pairs])
+        p = v.predict([x for x, _ in pairs], [y for _, y in pairs]).probability
+        return int((((a * b).sum(1) >= floor) & (p >= threshold)).sum())
+
+    a, b = emb.encode([p[0] for p in dup_pairs]), emb.encode([p[1] for p in dup_pairs])
+    out: dict = {"duplicate_pairs_above_floor": float(np.mean((a * b).sum(1) >= floor)), "by_point": {}}
+    for name, point in v.metadata["operating_points"].items():
+        out["by_point"][name] = {
+            "threshold": point["threshold"],
+            "planted_duplicate_pairs_accepted": accepted(dup_pairs, point["threshold"]),
+            "near_miss_pairs_accepted": accepted(near, point["threshold"]),
+        }
+    return out
+
+
 SYSTEMS = {
     "default": (None, None),
     "default+verifier": (None, str(REPO / "models" / "quora-verifier-default")),
@@ -112,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{name}: {path} not found (run `make quora-model` first)")
         rows.append(measure(name, model, verifier, qs, dup_pairs, near))
         r = rows[-1]
+        if verifier is not None:  # pairwise, without grouping: what each operating point would accept
+            r["diagnosis"] = diagnose(model, verifier, r["verification"]["searched_from"], dup_pairs, near)
         print(
             f"{name:<18} near-miss merged {r['near_miss_merged']}/{r['near_miss_pairs']}  "
             f"duplicate recall {r['duplicate_pair_recall']:.3f}  threshold {r['threshold']:.3f} "
