@@ -7,7 +7,7 @@ import pytest
 
 from dupq.dedupe import deduplicate
 from tests.optional import import_extra
-from tests.test_dedupe import CRAFTED, THRESHOLD, _expected_partition, _groups
+from tests.test_dedupe import CRAFTED, THRESHOLD, _groups
 
 ray = import_extra("ray", "ray", module_level=True)  # CI installs it: a failure there, a skip elsewhere
 
@@ -40,7 +40,9 @@ def test_ray_engine_gives_the_same_output_as_local(ray_session, tiny_model, tmp_
     cols = ["id", "group_id", "is_representative", "duplicate_of", "status"]
     pd.testing.assert_frame_equal(local[cols], remote[cols])
     assert (local["score"].fillna(-1) - remote["score"].fillna(-1)).abs().max() < 2e-3
-    assert _groups(remote, "id") == {frozenset(g | {i + "x" for i in g}) for g in _expected_partition()}
+    # each question and its upper-cased copy share a group (the exact pass; no tiny-model cosine involved)
+    groups = _groups(remote, "id")
+    assert all(any({i, i + "x"} <= g for g in groups) for i in df["id"].head(len(CRAFTED)))
     # a rerun finds every vector in the workdir and starts no Ray job
     again = deduplicate(path, model=tiny_model, engine="ray", workdir=workdir, **kw)
     assert again.summary.texts_encoded == 0 and again.summary.embeddings_reused == n_unique
