@@ -56,7 +56,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._record import load_average, provenance  # noqa: E402
+from benchmarks._record import load_average, provenance, write_result  # noqa: E402
 from dupq.io import atomic_write_text  # noqa: E402
 from dupq.vectors import l2_normalize  # noqa: E402
 
@@ -356,9 +356,11 @@ def quality_of(name: str, work: Path, pairs) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------------
-def calibrate(backend: str = "torch") -> None:
+def calibrate(backend: str = "torch", out: Path | None = None) -> dict:
     """Best-F1 and precision/recall per threshold of the default model on MQP (the default threshold),
-    with dupq's encoding ``backend`` (``--backend``: how far int8 moves the curve)."""
+    with dupq's encoding ``backend`` (``--backend``: how far int8 moves the curve); written to
+    ``benchmarks/results/calibrate_<backend>.json`` so the README's figures trace to a run."""
+    from dupq.dedupe import DEFAULT_THRESHOLD
     from dupq.embed import Embedder
 
     m = _tsv(DATA / "medical-question-pairs" / "mqp.tsv")
@@ -368,11 +370,34 @@ def calibrate(backend: str = "torch") -> None:
     ).sum(1)
     y = m.label.astype(int).to_numpy()
     print(f"{'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>6}")
-    for t in np.arange(0.60, 0.91, 0.01):
+    curve = []
+    for t in np.round(np.arange(0.60, 0.91, 0.01), 2):
         p = cos >= t
         tp = (p & (y == 1)).sum()
         prec, rec = tp / max(p.sum(), 1), tp / (y == 1).sum()
-        print(f"{t:>9.2f} {prec:>9.3f} {rec:>7.3f} {2 * prec * rec / max(prec + rec, 1e-9):>6.3f}")
+        f1 = 2 * prec * rec / max(prec + rec, 1e-9)
+        curve.append(
+            {
+                "threshold": float(t),
+                "precision": round(float(prec), 4),
+                "recall": round(float(rec), 4),
+                "f1": round(float(f1), 4),
+            }
+        )
+        print(f"{t:>9.2f} {prec:>9.3f} {rec:>7.3f} {f1:>6.3f}")
+    best = max(curve, key=lambda r: r["f1"])
+    at_default = next(r for r in curve if abs(r["threshold"] - DEFAULT_THRESHOLD) < 1e-9)
+    payload = {
+        "benchmark": "dedupe --calibrate: the default model's precision/recall per threshold on MQP",
+        "backend": backend,
+        "pairs": int(len(y)),
+        "default_threshold": DEFAULT_THRESHOLD,
+        "at_default": at_default,
+        "best_f1": best,
+        "curve": curve,
+    }
+    write_result(out or RESULTS.with_name(f"calibrate_{backend}.json"), "dedupe.py", None, payload)
+    return payload
 
 
 def main() -> None:
