@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import platform
 import random
 import sys
@@ -37,6 +36,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._record import write_result  # noqa: E402
 from dupq.data import load_pairs, split_pairs  # noqa: E402
 from dupq.text import text_key  # noqa: E402
 
@@ -187,8 +187,7 @@ def main() -> None:
             f"{row['data']:<34} {row['pairs']:>7} {row['random']['leakage']:>13.1%} "
             f"{row['components']['leakage']:>11.1%} {row['components']['seconds']:>12.1f}"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    write_result(RESULTS, "data.py", None, results)
     print(f"\nwritten: {RESULTS.relative_to(REPO)}")
 
 

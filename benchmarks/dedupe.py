@@ -42,7 +42,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -57,6 +56,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._record import load_average, provenance, write_result  # noqa: E402
+from dupq.io import atomic_write_text  # noqa: E402
 from dupq.vectors import l2_normalize  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -355,9 +356,11 @@ def quality_of(name: str, work: Path, pairs) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------------
-def calibrate(backend: str = "torch") -> None:
+def calibrate(backend: str = "torch", out: Path | None = None) -> dict:
     """Best-F1 and precision/recall per threshold of the default model on MQP (the default threshold),
-    with dupq's encoding ``backend`` (``--backend``: how far int8 moves the curve)."""
+    with dupq's encoding ``backend`` (``--backend``: how far int8 moves the curve); written to
+    ``benchmarks/results/calibrate_<backend>.json`` so the README's figures trace to a run."""
+    from dupq.dedupe import DEFAULT_THRESHOLD
     from dupq.embed import Embedder
 
     m = _tsv(DATA / "medical-question-pairs" / "mqp.tsv")
@@ -367,11 +370,34 @@ def calibrate(backend: str = "torch") -> None:
     ).sum(1)
     y = m.label.astype(int).to_numpy()
     print(f"{'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>6}")
-    for t in np.arange(0.60, 0.91, 0.01):
+    curve = []
+    for t in np.round(np.arange(0.60, 0.91, 0.01), 2):
         p = cos >= t
         tp = (p & (y == 1)).sum()
         prec, rec = tp / max(p.sum(), 1), tp / (y == 1).sum()
-        print(f"{t:>9.2f} {prec:>9.3f} {rec:>7.3f} {2 * prec * rec / max(prec + rec, 1e-9):>6.3f}")
+        f1 = 2 * prec * rec / max(prec + rec, 1e-9)
+        curve.append(
+            {
+                "threshold": float(t),
+                "precision": round(float(prec), 4),
+                "recall": round(float(rec), 4),
+                "f1": round(float(f1), 4),
+            }
+        )
+        print(f"{t:>9.2f} {prec:>9.3f} {rec:>7.3f} {f1:>6.3f}")
+    best = max(curve, key=lambda r: r["f1"])
+    at_default = next(r for r in curve if abs(r["threshold"] - DEFAULT_THRESHOLD) < 1e-9)
+    payload = {
+        "benchmark": "dedupe --calibrate: the default model's precision/recall per threshold on MQP",
+        "backend": backend,
+        "pairs": int(len(y)),
+        "default_threshold": DEFAULT_THRESHOLD,
+        "at_default": at_default,
+        "best_f1": best,
+        "curve": curve,
+    }
+    write_result(out or RESULTS.with_name(f"calibrate_{backend}.json"), "dedupe.py", None, payload)
+    return payload
 
 
 def main() -> None:
@@ -417,6 +443,7 @@ def main() -> None:
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    load_at_start = load_average()
     if args.worker:
         print(json.dumps(worker(args)))
         return
@@ -424,18 +451,13 @@ def main() -> None:
         calibrate(args.backend)
         return
     if args.mining_only:
-        mining_only(args)
+        mining_only(args, load_at_start)
         return
     from dupq.dedupe import DEFAULT_THRESHOLD
 
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
     results = {
         "benchmark": "dedupe",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
         "model": "all-MiniLM-L6-v2 (embedded default)",
         "threshold": threshold,
         "runs": [],
@@ -522,8 +544,8 @@ def main() -> None:
                 print(f"paraphrase_mining{tag}", json.dumps({k: v for k, v in r.items() if k != "quality"}))
         results["runs"].append(run)
         results["runs"].sort(key=lambda r: r["size"])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        results.update(provenance("dedupe.py", None, load_at_start=load_at_start))
+        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print_table(results)
     print_mining_table(results)
 
@@ -536,12 +558,13 @@ def save_dupq_vectors(dupq_workdir: Path, dest: Path) -> None:
     np.save(dest, v)
 
 
-def mining_only(args: argparse.Namespace) -> None:
+def mining_only(args: argparse.Namespace, load_at_start: list[float] | None = None) -> None:
     """Time the mining/grouping stage alone at sizes whose encoding does not fit the time budget.
 
-    Vectors: the largest cached set of real corpus embeddings (written by a full run), then perturbed
-    copies of them (Gaussian noise of norm ~1.3, renormalised: cosine ~0.6 to their source, so the copies
-    are related text, not duplicates) up to N. Same vectors for every system, each in its own process.
+    Vectors: the largest cached set of real corpus embeddings (written by a full run), padded up to N by
+    :func:`padded_vectors` with the real set's duplicate rate (padding of singletons only would favour an
+    approximate index: fewer pairs to find). Same vectors for every system, each in its own process; the
+    speed ratios are taken within one run (``ratios_vs_paraphrase_mining``), never across runs.
     """
     from dupq.dedupe import DEFAULT_THRESHOLD
 
@@ -560,13 +583,9 @@ def mining_only(args: argparse.Namespace) -> None:
     }
     systems = [wanted[s] for s in args.systems if s in wanted]  # --systems picks (semhash: not here)
     for size in args.mining_only:
-        idx = np.arange(size) % len(base)
-        vecs = base[idx].astype(np.float32)
-        noise = rng.normal(size=vecs.shape).astype(np.float32) * (1.3 / np.sqrt(vecs.shape[1]))
-        noise[: len(base)] = 0.0  # the first copy is the real vector
-        vecs += noise
-        vecs = l2_normalize(vecs)
-        run = {"size": size, "base_real_vectors": len(base), "threshold": threshold, "systems": {}}
+        vecs, padding = padded_vectors(base, size, threshold, rng)
+        run = {"size": size, "base_real_vectors": len(base), "threshold": threshold, "padding": padding}
+        run["systems"] = {}
         with tempfile.TemporaryDirectory(prefix="dupq-bench-mining-") as tmp:
             work = Path(tmp)
             np.save(work / "emb.npy", vecs)
@@ -578,11 +597,75 @@ def mining_only(args: argparse.Namespace) -> None:
                 r = run_worker(name, work, threshold, args.batch_size, extra=extra)
                 run["systems"][name] = r
                 print(size, name, json.dumps(r), flush=True)
+        pm = run["systems"].get("paraphrase_mining", {}).get("mining_s")
+        run["ratios_vs_paraphrase_mining"] = {
+            name: round(pm / r["mining_s"], 2)
+            for name, r in run["systems"].items()
+            if pm and r.get("mining_s")
+        }
         runs.append(run)
         results["mining_only"] = sorted(runs, key=lambda r: r["size"])
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        results.update(provenance("dedupe.py", None, load_at_start=load_at_start))
+        atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print_mining_table(results)
+
+
+def duplicate_rate(vecs: np.ndarray, threshold: float, rng: np.random.Generator, sample: int = 2000) -> float:
+    """Share of texts with at least one other text at cosine >= ``threshold`` (exact search from a
+    random sample of ``sample`` rows against all of them)."""
+    rows = rng.choice(len(vecs), size=min(sample, len(vecs)), replace=False)
+    hits = 0
+    for start in range(0, len(rows), 256):
+        part = rows[start : start + 256]
+        sims = vecs[part].astype(np.float32) @ vecs.astype(np.float32).T
+        sims[np.arange(len(part)), part] = -1.0  # not itself
+        hits += int((sims >= threshold).any(axis=1).sum())
+    return hits / len(rows)
+
+
+def padded_vectors(
+    base: np.ndarray, size: int, threshold: float, rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
+    """``base`` (real embeddings) padded to ``size`` rows with the real rows' duplicate rate.
+
+    Each padding "question" is a perturbed copy of a real vector (Gaussian noise of norm ~1.3,
+    renormalised: cosine ~0.6 to its source — related text, not a duplicate); with probability
+    ``q = r / (2 - r)`` it comes with a near-duplicate (cosine ~(1 + threshold) / 2 to it), so the share
+    of padding rows that have a duplicate matches the real share ``r`` (a pair puts 2 rows in, a single
+    1: 2q / (1 + q) = r).
+    """
+    dim = base.shape[1]
+    rate = duplicate_rate(base, threshold, rng)
+    q = rate / (2 - rate)
+    cos = (1 + threshold) / 2
+    dup_noise = float(np.sqrt(1 / cos**2 - 1))  # |noise| for cosine `cos` in high dimension
+    out = [base.astype(np.float32)]
+    n = len(base)
+    while n < size:
+        m = min(65_536, size - n)
+        src = base[rng.integers(0, len(base), m)].astype(np.float32)
+        seeds = l2_normalize(src + rng.normal(size=src.shape).astype(np.float32) * (1.3 / np.sqrt(dim)))
+        paired = rng.random(m) < q
+        twins = seeds[paired] + rng.normal(size=(int(paired.sum()), dim)).astype(np.float32) * (
+            dup_noise / np.sqrt(dim)
+        )
+        block = np.empty((m + int(paired.sum()), dim), dtype=np.float32)
+        where = np.arange(m) + np.concatenate([[0], np.cumsum(paired)[:-1]])  # a twin right after its seed
+        block[where] = seeds
+        block[where[paired] + 1] = l2_normalize(twins)
+        out.append(block)
+        n += len(block)
+    vecs = np.concatenate(out)[:size]
+    padding = {
+        "rows": int(size - len(base)),
+        "real_duplicate_rate": round(rate, 4),
+        "pair_probability": round(q, 4),
+        "near_duplicate_cosine": round(cos, 3),
+        "padding_duplicate_rate": round(duplicate_rate(vecs[len(base) :], threshold, rng), 4)
+        if size > len(base)
+        else None,
+    }
+    return vecs, padding
 
 
 def print_mining_table(results: dict) -> None:
@@ -606,7 +689,8 @@ def print_mining_table(results: dict) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\nthreshold {results['threshold']}, {results['machine']['cpus']} CPUs, {results['model']}")
+    cpus = results.get("machine", {}).get("cpus", "?")
+    print(f"\nthreshold {results['threshold']}, {cpus} CPUs, {results['model']}")
     head = (
         f"{'size':>8} {'system':<20} {'encode s':>9} {'mining s':>9} {'total s':>9} {'x vs PM':>8} "
         f"{'peak MB':>8} {'recall':>7} {'false merge':>11}"

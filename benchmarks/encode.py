@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from benchmarks._record import provenance  # noqa: E402
 from dupq.errors import DupqError  # noqa: E402
 from dupq.runtime import physical_cores  # noqa: E402
 from dupq.vectors import l2_normalize  # noqa: E402
@@ -184,8 +185,12 @@ def run_encode_benchmark(
     data_dir: str | Path | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    argv: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark (see module docstring) and return the results; write them to ``out``."""
+    """Run the benchmark (see module docstring) and return the results; write them to ``out``.
+
+    ``argv``: the script's command-line arguments, recorded as the command that produced the JSON; a
+    library call (``argv=None``) records the call with its arguments instead."""
     import torch
     from sklearn.metrics import average_precision_score
 
@@ -270,8 +275,18 @@ def run_encode_benchmark(
         row["speedup_vs_plain"] = round(row["questions_per_s"] / plain_qps, 2) if plain_qps else None
         row["ap_delta_vs_fp32"] = round(row["mqp_ap"] - ref_ap, 2)
 
+    call = dict(
+        n=n, backends=backends, batch_size=batch_size, repeats=repeats, model=model, data_dir=data_dir
+    )
+    if argv is not None:
+        where = provenance("encode.py", argv, load_at_start=list(load_start) if load_start else None)
+    else:
+        where = provenance("encode.py", [], load_at_start=list(load_start) if load_start else None)
+        where["command"] = (
+            "benchmarks.encode.run_encode_benchmark(" + ", ".join(f"{k}={v!r}" for k, v in call.items()) + ")"
+        )
     result = {
-        "command": "python benchmarks/encode.py",
+        **where,
         "model": model or "all-MiniLM-L6-v2 (embedded default)",
         "questions": len(timed),
         "mean_tokens": round(mean_tokens, 1),
@@ -282,8 +297,6 @@ def run_encode_benchmark(
         "flops_per_token": round(fpt),
         "flops_formula": "layers*(2*(4h^2+2h*ffn) + 4*L*h), L = mean real tokens",
         "cpu": cpu,
-        "machine": platform.platform(),
-        "python": platform.python_version(),
         "torch": torch.__version__,
         "onnxruntime": _version("onnxruntime"),
         "load_average_start": load_start,
@@ -362,6 +375,7 @@ def main() -> None:
         model=args.model,
         data_dir=args.data,
         out=args.out,
+        argv=sys.argv[1:],
     )
     print(format_table(result))
     print(f"\nwrote {args.out}")

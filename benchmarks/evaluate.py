@@ -26,9 +26,7 @@ Writes ``benchmarks/results/evaluate.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import platform
 import resource
 import sys
 import time
@@ -39,6 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._record import write_result  # noqa: E402
 from dupq.vectors import l2_normalize  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "evaluate.json"
@@ -179,19 +178,12 @@ def main() -> None:
                 + "  ".join(f"{r['metrics'][m]:>9.4f}" for m in METRICS)
                 + f"  {'yes' if same else 'NO'}"
             )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "evaluate: exact duplicate retrieval over a whole split",
-        "command": "python benchmarks/evaluate.py " + " ".join(sys.argv[1:]),
-        "machine": {
-            "python": platform.python_version(),
-            "cpu_count": mp.cpu_count(),
-            "platform": platform.platform(),
-        },
         "dim": DIM,
         "rows": rows,
     }
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    write_result(RESULTS, "evaluate.py", None, payload)
     print(f"\nwrote {RESULTS}")
 
 

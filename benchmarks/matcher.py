@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
-import json
 import os
-import platform
 import random
 import sys
 import time
@@ -47,6 +45,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._record import load_average, write_result  # noqa: E402
 from dupq.embed import Embedder  # noqa: E402
 from dupq.index import VectorIndex, default_nlist  # noqa: E402
 from dupq.text import is_blank, text_key  # noqa: E402
@@ -218,6 +217,7 @@ def main() -> None:
     ap.add_argument("--encode-queries", type=int, default=200, help="single queries timed with encoding")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    load_at_start = load_average()
 
     from dupq.index import set_num_threads
 
@@ -322,18 +322,11 @@ def main() -> None:
         "encode_cached": encode_s < 60,
         "query_encode_p50_ms": round(pct(enc_lat, 50), 3),
         "query_encode_p99_ms": round(pct(enc_lat, 99), 3),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
         "rows": rows,
         "flat_scaling": scaling,
         "single_queries_timed": args.single,
-        "command": "python benchmarks/matcher.py " + " ".join(sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, "matcher.py", None, result, load_at_start=load_at_start)
     print_table(result)
     print(f"\nwrote {args.out}")
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
 
-from benchmarks.quora_model import write_result  # noqa: E402
+from benchmarks._record import write_result  # noqa: E402
 from dupq import deduplicate  # noqa: E402
 
 DATA = REPO / "data"

@@ -15,9 +15,7 @@ Prints a markdown table and writes ``benchmarks/results/quality.json``. Runs on 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._record import write_result  # noqa: E402
 from dupq.data import load_shared, split_pairs  # noqa: E402
 from dupq.evaluation import evaluate  # noqa: E402
 from dupq.training import TrainConfig, train_model  # noqa: E402
@@ -117,15 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print("\n" + table)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "args": vars(args),
         "results": results,
         "table": table,
     }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_result(out, "quality.py", argv, payload)
     print(f"\nwrote {out}")
     return 0
 

@@ -15,9 +15,7 @@ Prints a table and writes ``benchmarks/results/query_latency.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._record import write_result  # noqa: E402
 from benchmarks.matcher import real_texts  # noqa: E402
 from dupq.embed import Embedder  # noqa: E402
 from dupq.matcher import Matcher  # noqa: E402
@@ -85,15 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.2f}")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cli_args = sys.argv[1:] if argv is None else argv
-    payload = {
-        "command": " ".join(["python", "benchmarks/query_latency.py", *cli_args]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_end": load},
-        "results": rows,
-        "table": table,
-    }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_result(out, "query_latency.py", argv, {"results": rows, "table": table})
     return 0
 
 

@@ -24,11 +24,7 @@ Prints a markdown table and writes ``benchmarks/results/quora_model.json`` (comm
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +38,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks._record import write_result  # noqa: E402
 from dupq.data import load_shared, shared_data_dir, split_pairs  # noqa: E402
 
 #: name -> shared set; every one is split the same way (component-disjoint, seed 42).
@@ -53,38 +50,6 @@ SETS = {
     "semeval": "semeval-cqa",
 }
 VERIFIER_TRAIN = ("quora", "paws-qqp", "paws-wiki", "mqp")
-
-
-def machine() -> dict:
-    """CPU model and flags that matter for speed, load, and the commit measured."""
-    info = {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-            if line.startswith("Flags:"):
-                flags = line.split(":", 1)[1].split()
-                info["flags"] = sorted(f for f in flags if f.startswith(("avx", "amx")))
-    except OSError:
-        pass
-    with contextlib.suppress(OSError):
-        info["commit"] = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    return info
-
-
-def write_result(path: str | Path, script: str, argv: list[str] | None, payload: dict) -> Path:
-    """Write a benchmark's JSON with the exact command line and the machine it ran on (atomically)."""
-    from dupq.io import atomic_write_text
-
-    args = argv if argv is not None else sys.argv[1:]
-    record = {"command": f"python benchmarks/{script} " + " ".join(args), "machine": machine(), **payload}
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(record, indent=2, default=str) + "\n")
-    return out
 
 
 def load_splits(seed: int = 42) -> dict[str, object]:

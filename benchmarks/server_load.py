@@ -41,6 +41,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._record import provenance  # noqa: E402
+
 TOKEN = "server-load-benchmark-token"
 TOPICS = [
     "learn Python",
@@ -287,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             log.close()
     run = {
         "label": args.label,
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]) if argv is None else argv,
+        **provenance("server_load.py", argv, load_at_start=[round(x, 2) for x in load_before]),
         "served_code": str(code),
         "served_dupq_module": served,
         "served_git_commit": args.code_commit or git_commit(code),
@@ -321,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(out.read_text()) if out.exists() else {"benchmark": "server_load", "runs": {}}
     data["runs"][args.label] = run
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2) + "\n")
+    from dupq.io import atomic_write_text
+
+    atomic_write_text(out, json.dumps(data, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 

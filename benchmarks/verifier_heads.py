@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.quora_model import SETS, load_splits, write_result  # noqa: E402
+from benchmarks._record import write_result  # noqa: E402
+from benchmarks.quora_model import SETS, load_splits  # noqa: E402
 
 CACHE = REPO / "benchmarks" / ".cache" / "verifier"
 

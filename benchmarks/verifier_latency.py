@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.quora_model import load_splits, write_result  # noqa: E402
+from benchmarks._record import write_result  # noqa: E402
+from benchmarks.quora_model import load_splits  # noqa: E402
 from dupq import Matcher  # noqa: E402
 from dupq.verifier import Verifier  # noqa: E402
 

@@ -343,6 +343,9 @@ def train(
             "sha256": data.sha256,
             "format": data.fmt,
             "issues": len(data.issues),
+            # every row read is either in a split or excluded with a reason: the two add up to input_rows
+            "input_rows": int(data.n_input_rows),
+            "excluded_rows": len(data.rows_with_issues),
         }
         if data.issues:
             logger.warning("%s", data.report())

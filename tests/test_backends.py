@@ -239,9 +239,16 @@ def test_bench_encode_end_to_end(model_copy, shared_data, tmp_path):
     assert rows["plain"]["speedup_vs_plain"] == 1.0 and rows["torch"]["ap_delta_vs_fp32"] == 0.0
     assert rows["plain"]["mean_cosine_vs_fp32"] > 0.9999  # plain encode and dupq torch: same vectors
     assert 0.99 < rows["onnx-int8"]["mean_cosine_vs_fp32"] <= 1.0
-    assert all(
-        0 <= r["mqp_ap"] <= 100 and r["questions_per_s"] > 0 and r["gflops"] > 0 for r in rows.values()
-    )
+    assert all(0 <= r["mqp_ap"] <= 100 for r in rows.values())
+    # the derived columns are the arithmetic they claim (speed itself belongs in benchmarks/, not here)
+    tokens = result["mean_tokens"] * result["questions"]
+    for r in rows.values():
+        assert r["questions_per_s"] == max(r["all_runs_questions_per_s"])  # best of the repeats
+        qps = r["questions_per_s"]
+        assert r["speedup_vs_plain"] == pytest.approx(qps / rows["plain"]["questions_per_s"], abs=0.006)
+        gflops = result["flops_per_token"] * tokens * qps / result["questions"] / 1e9
+        assert r["gflops"] == pytest.approx(gflops, rel=0.02, abs=1e-3)
+        assert r["ap_delta_vs_fp32"] == pytest.approx(r["mqp_ap"] - rows["torch"]["mqp_ap"], abs=0.011)
     assert result["cpu"]["peak_fp32_gflops"] > 0 and result["flops_per_token"] > 0
     table = format_table(result)
     assert "onnx-int8" in table and "MFLOP/token" in table

@@ -1,10 +1,10 @@
 """Batch deduplication: row accounting, exact pass, grouping (and its chaining guard), --against,
 resume after an interruption, file formats, bad input, the CLI, and one real-quality check.
 
-The tiny random model cannot know paraphrases, so semantic grouping is tested two ways: on crafted
-vectors through the library's own search + grouping functions, and end to end on near-exact variants
-whose tiny-model similarity is known (a repeated last word: cosine ~0.994 vs <= 0.989 between
-different questions).
+The tiny random model cannot know paraphrases, so semantic grouping is tested on vectors the tests
+build: through the library's own search + grouping functions, and end to end with CraftedEmbedder
+(the pipeline, file formats and CLI on known vectors). The tiny model runs the paths where no group
+depends on its cosines (row accounting, exact pass, resume, work directories).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from tests.tiny_model import sample_questions
 
 THRESHOLD = 0.992  # between the tiny model's near-exact variants (~0.994) and distinct questions
 
-# Known groups under the tiny model at THRESHOLD: exact variants (case/punctuation) + a repeated word.
+# Known groups: exact variants (case/punctuation) and near variants. The groups are not read off the
+# random tiny model's cosines (which move with its initialisation) but built into CraftedEmbedder's vectors.
 CRAFTED = [
     ("a1", "How do I learn python fast", "A"),
     ("b1", "Best way to cook rice", "B"),
@@ -49,6 +50,53 @@ CRAFTED = [
     ("b3", "best way to cook rice!!", "B"),
     ("s4", "Why is the sky blue", None),
 ]
+
+
+CRAFTED_THRESHOLD = 0.95
+#: Near variants with the cosine CraftedEmbedder gives them to their group's first question: 0.9975
+#: for a member, 0.90 for the near-misses (s1-s3), just below the threshold; 0 between groups.
+NEAR_MISS_OF = {"s1": "A", "s2": "A", "s3": "B"}
+
+
+def _crafted_vectors(dim: int = 32) -> dict[str, np.ndarray]:
+    """Unit vectors per normalised text that put CRAFTED's groups together at CRAFTED_THRESHOLD and
+    nothing else: group g's centre is basis vector g, member i leans 0.05 off it along its own axis
+    (cosine 0.9975 between members), a near-miss leans 0.9 towards a centre."""
+    eye = np.eye(dim, dtype=np.float32)
+    centres = {g: eye[i] for i, g in enumerate("ABC")}
+    out: dict[str, np.ndarray] = {}
+    for i, (rid, text, g) in enumerate(CRAFTED):
+        if g is not None:
+            v = centres[g] + 0.05 * eye[8 + i]
+        elif rid in NEAR_MISS_OF:
+            v = 0.9 * centres[NEAR_MISS_OF[rid]] + np.sqrt(1 - 0.81) * eye[8 + i]
+        else:
+            v = eye[8 + i]
+        out.setdefault(text_key(text), (v / np.linalg.norm(v)).astype(np.float32))
+    return out
+
+
+class CraftedEmbedder(Embedder):
+    """The tiny model's tokenizer (for lengths), with the vectors of :func:`_crafted_vectors`: the
+    expected groups follow from vectors the test built, not from a random model's cosines."""
+
+    VECTORS = _crafted_vectors()
+
+    def encode(self, texts, **kwargs):
+        return np.stack([self.VECTORS[text_key(t)] for t in texts]) if len(texts) else np.zeros((0, 32))
+
+    @property
+    def fingerprint(self) -> str:
+        return "crafted-vectors-v1"
+
+    @property
+    def dim(self) -> int:
+        return 32
+
+
+@pytest.fixture
+def crafted(tiny_model) -> CraftedEmbedder:
+    return CraftedEmbedder(tiny_model)
 
 
 class CountingEmbedder(Embedder):
@@ -221,7 +269,7 @@ def test_exact_duplicates_cost_no_model_call(tiny_model):
     assert kinds == {"exact": 12}
 
 
-def test_known_groups_on_a_crafted_csv(tiny_model, tmp_path):
+def test_known_groups_on_a_crafted_csv(crafted, tmp_path):
     path = tmp_path / "questions.csv"
     _crafted_frame().to_csv(path, index=False)
     out = tmp_path / "deduped.csv"
@@ -230,8 +278,8 @@ def test_known_groups_on_a_crafted_csv(tiny_model, tmp_path):
         path,
         text_column="question",
         id_column="id",
-        model=tiny_model,
-        threshold=THRESHOLD,
+        model=crafted,
+        threshold=CRAFTED_THRESHOLD,
         out=out,
         pairs_out=pairs,
         show_progress=False,
@@ -250,7 +298,7 @@ def test_known_groups_on_a_crafted_csv(tiny_model, tmp_path):
         assert len(reps) == 1
         others = g[g["is_representative"] != "True"]
         assert (others["duplicate_of"] == reps["id"].iloc[0]).all()
-        assert (others["score"].astype(float) >= THRESHOLD - 1e-3).all()
+        assert (others["score"].astype(float) >= CRAFTED_THRESHOLD - 1e-3).all()
     p = pd.read_csv(pairs, dtype=str, keep_default_na=False)
     similar = {
         frozenset((a, b)) for a, b, k in zip(p["id_a"], p["id_b"], p["kind"], strict=True) if k == "similar"
@@ -263,7 +311,7 @@ def test_known_groups_on_a_crafted_csv(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".tsv"])
-def test_formats_round_trip(tiny_model, tmp_path, suffix):
+def test_formats_round_trip(crafted, tmp_path, suffix):
     df = _crafted_frame()
     path = tmp_path / f"in{suffix}"
     if suffix == ".parquet":
@@ -277,8 +325,8 @@ def test_formats_round_trip(tiny_model, tmp_path, suffix):
         path,
         text_column="question",
         id_column="id",
-        model=tiny_model,
-        threshold=THRESHOLD,
+        model=crafted,
+        threshold=CRAFTED_THRESHOLD,
         out=out,
         show_progress=False,
     )
@@ -308,7 +356,7 @@ def test_semicolon_latin1_csv_is_detected(tiny_model, tmp_path):
     assert t["duplicate_of"].tolist()[1] == "1"
 
 
-def test_against_marks_rows_duplicating_the_existing_base(tiny_model, tmp_path):
+def test_against_marks_rows_duplicating_the_existing_base(crafted, tmp_path):
     base = pd.DataFrame({"id": ["F1", "F2"], "question": ["Best way to cook rice", "Why is the sky blue"]})
     new = pd.DataFrame(
         {
@@ -329,14 +377,14 @@ def test_against_marks_rows_duplicating_the_existing_base(tiny_model, tmp_path):
         text_column="question",
         id_column="id",
         against=base_path,
-        model=tiny_model,
-        threshold=THRESHOLD,
+        model=crafted,
+        threshold=CRAFTED_THRESHOLD,
         show_progress=False,
     )
     t = res.table.set_index("id")
     assert t["duplicate_of_existing"].tolist() == [True, False, True, False, False]
     assert t.loc["n1", "duplicate_of"] == "F1" and t.loc["n1", "score"] == 1.0
-    assert t.loc["n3", "duplicate_of"] == "F1" and t.loc["n3", "score"] >= THRESHOLD
+    assert t.loc["n3", "duplicate_of"] == "F1" and t.loc["n3", "score"] >= CRAFTED_THRESHOLD
     assert t.loc["n1", "group_id"] == t.loc["n3", "group_id"]
     assert not t.loc["n1", "is_representative"] and not t.loc["n3", "is_representative"]
     assert t.loc["n4", "duplicate_of"] == "n2" and bool(t.loc["n2", "is_representative"])
@@ -396,23 +444,51 @@ def test_progress_inside_a_shard_is_saved_by_time(tiny_model, tmp_path, monkeypa
     assert fresh.table["group_id"].tolist() == pd.read_csv(tmp_path / "o.csv")["group_id"].tolist()
 
 
-def test_a_different_model_never_reuses_embeddings(tiny_model, tmp_path):
-    df = pd.DataFrame({"q": ["a question", "another one"]})
-    deduplicate(
-        df, text_column="q", model=tiny_model, threshold=0.9, workdir=tmp_path / "w", show_progress=False
-    )
-    emb = CountingEmbedder(tiny_model)
-    deduplicate(
-        df,
-        text_column="q",
-        model=emb,
-        threshold=0.9,
-        workdir=tmp_path / "w",
-        backend="torch",
-        dtype="float32",
-    )
-    assert emb.texts == 2  # float32 storage is another store
-    assert len(list((tmp_path / "w").glob("emb-*"))) == 2
+def _perturbed(model_dir):
+    """The tiny model with one weight nudged: a "fine-tuned" model with the same tokenizer and shapes."""
+    import torch
+
+    from dupq.encoder import load_encoder
+
+    model = load_encoder(model_dir, device="cpu")
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    return model
+
+
+@pytest.mark.parametrize("change", ["nothing", "model", "text", "backend", "dtype"])
+def test_work_directory_is_reused_only_for_the_same_texts_model_and_backend(
+    change, tiny_model, tiny_model_dir, tmp_path
+):
+    """The embeddings in a work directory are reused by an identical rerun, and by nothing else: a
+    changed model (same shapes, other weights), input text, backend or storage dtype encodes afresh."""
+    texts = ["a question", "another one", "a third question"]
+    kw = dict(text_column="q", threshold=0.9, workdir=tmp_path / "w", show_progress=False)
+    first = deduplicate(pd.DataFrame({"q": texts}), model=tiny_model, **kw)
+    assert first.summary.texts_encoded == 3 and first.summary.embeddings_reused == 0
+    model, frame, extra = tiny_model, pd.DataFrame({"q": texts}), {}
+    if change == "model":
+        model = _perturbed(tiny_model_dir)
+    elif change == "text":
+        frame = pd.DataFrame({"q": [*texts[:2], "a third question, edited"]})
+    elif change == "backend":
+        import shutil
+
+        import_extra("onnxruntime", "onnx")
+        model, extra = (
+            shutil.copytree(tiny_model_dir, tmp_path / "model"),
+            {"backend": "onnx"},
+        )  # export beside it
+    elif change == "dtype":
+        extra = {"dtype": "float32"}
+    again = deduplicate(frame, model=model, **kw, **extra)
+    stores = list((tmp_path / "w").glob("emb-*"))
+    if change == "nothing":
+        assert again.summary.texts_encoded == 0 and again.summary.embeddings_reused == 3
+        assert len(stores) == 1
+    else:
+        assert again.summary.embeddings_reused == 0, f"a changed {change} reused stale embeddings"
+        assert again.summary.texts_encoded == 3 and len(stores) == 2
 
 
 def test_onnx_backend_gives_the_torch_groups_in_its_own_store(tiny_model_dir, tmp_path):
@@ -440,7 +516,11 @@ def test_onnx_backend_gives_the_torch_groups_in_its_own_store(tiny_model_dir, tm
         )
         assert res.summary.rows == len(CRAFTED)
         runs[backend] = pd.read_csv(tmp_path / f"deduped-{backend}.csv", dtype=str, keep_default_na=False)
-    assert _groups(runs["onnx"], "id") == _groups(runs["torch"], "id") == _expected_partition()
+    # the same groups from both runtimes (which groups, on the random tiny model, is not the point here;
+    # the exact variants are grouped whatever its weights)
+    groups = _groups(runs["onnx"], "id")
+    assert groups == _groups(runs["torch"], "id")
+    assert any({"a1", "a2"} <= g for g in groups) and any({"b1", "b3"} <= g for g in groups)
     scores = [runs[b]["score"].replace("", "nan").astype(float).to_numpy() for b in ("torch", "onnx")]
     np.testing.assert_allclose(scores[0], scores[1], atol=2e-3, equal_nan=True)
     assert len(list((tmp_path / "w").glob("emb-*"))) == 2  # one store per backend
@@ -506,11 +586,12 @@ def test_threshold_auto_reads_the_model_metadata(tiny_model_dir, tmp_path):
     assert "dupq.json" in res.summary.threshold_source
 
 
-def test_cli_dedupe(tiny_model_dir, tmp_path):
+def test_cli_dedupe(crafted, tiny_model_dir, tmp_path, monkeypatch):
     path = tmp_path / "questions.csv"
     _crafted_frame().to_csv(path, index=False)
     out = tmp_path / "deduped.csv"
     pairs = tmp_path / "pairs.csv"
+    monkeypatch.setattr("dupq.embed.as_embedder", lambda *a, **k: crafted)  # the CLI, on known vectors
     runner = CliRunner()
     args = [
         "dedupe",
@@ -522,7 +603,7 @@ def test_cli_dedupe(tiny_model_dir, tmp_path):
         "--model",
         str(tiny_model_dir),
     ]
-    args += ["--threshold", str(THRESHOLD), "--out", str(out), "--pairs", str(pairs), "--quiet"]
+    args += ["--threshold", str(CRAFTED_THRESHOLD), "--out", str(out), "--pairs", str(pairs), "--quiet"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "groups" in r.output and "unique texts" in r.output

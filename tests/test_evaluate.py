@@ -418,10 +418,15 @@ def test_zero_shot_default_model_beats_chance_on_mqp(default_model, tiny_model_d
         device="cpu",
     )
     zs = report.system("zero-shot")
-    # chance AP = the duplicate rate (~0.5); all-MiniLM-L6-v2 reaches ~0.85 here without any fine-tuning
-    assert zs.classification["average_precision"] > 0.75
-    assert zs.classification["roc_auc"] > 0.75
-    assert zs.classification["average_precision"] > report.system("tfidf").classification["average_precision"]
+    # chance AP = the duplicate rate (~0.5); all-MiniLM-L6-v2 measures AP 0.882, ROC AUC 0.880 on these
+    # 200 pairs without fine-tuning, TF-IDF AP 0.723 (fixed model, fixed pairs: the margins are float noise
+    # and library drift, not room for a broken pipeline)
+    assert zs.classification["average_precision"] == pytest.approx(0.882, abs=0.015)
+    assert zs.classification["roc_auc"] == pytest.approx(0.880, abs=0.015)
+    assert (
+        zs.classification["average_precision"]
+        > report.system("tfidf").classification["average_precision"] + 0.1
+    )
     assert zs.retrieval["mrr@10"] > report.system("tfidf").retrieval["mrr@10"]
 
 

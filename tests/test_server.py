@@ -186,11 +186,9 @@ def test_real_uvicorn_process(matcher, tmp_path, tiny_model_dir):
             assert client.post("/match", json={"questions": [""]}).status_code == 422
             assert client.delete("/questions/999").status_code == 404
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # SIGKILL, not SIGTERM: a graceful shutdown saves whatever the persist mode, so only a kill shows
+        # that persist="write" (the default) had the add on disk before it was acknowledged
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
     # the acknowledged add is in the store a fresh process loads
     assert 77 in Matcher.load(store, Embedder(tiny_model_dir))
