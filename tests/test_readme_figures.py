@@ -6,8 +6,9 @@ The convention, right after the figure, invisible when rendered:
     precision 0.864 <!-- cite: benchmarks/results/calibrate_torch.json at_default/recall -->
 
 The key path is ``/``-separated: a dict key, a list index, or ``field=value`` (the list element whose
-``field`` equals ``value``). ``x100`` after the path scales a fraction printed as a percentage. The figure
-is the last number before the comment on its line; it must equal the JSON value rounded to the decimals
+``field`` equals ``value``; ``a=x&b=y`` for several fields; ``%20`` for a space in a key). ``x100``
+after the path scales a fraction printed as a percentage. The figure is the last number before the
+comment on its line; it must equal the JSON value rounded to the decimals
 printed (thousands separators ignored).
 """
 
@@ -39,11 +40,16 @@ def _citations() -> list[tuple[int, str, str, str, int]]:
 
 
 def resolve(data: object, path: str) -> object:
-    for part in path.split("/"):
+    """Follow ``path``; ``a=x&b=y`` selects the one list element with both fields, ``%20`` is a space."""
+    from urllib.parse import unquote
+
+    for part in (unquote(p) for p in path.split("/")):
         if isinstance(data, list):
             if "=" in part:
-                field, value = part.split("=", 1)
-                matches = [x for x in data if isinstance(x, dict) and str(x.get(field)) == value]
+                conditions = [c.split("=", 1) for c in part.split("&")]
+                matches = [
+                    x for x in data if isinstance(x, dict) and all(str(x.get(f)) == v for f, v in conditions)
+                ]
                 assert len(matches) == 1, f"{part!r} selects {len(matches)} elements"
                 data = matches[0]
             else:
