@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dupq.dedupe.keep import KeepRule, parse_keep
 from dupq.errors import InputError
 
 #: Exact (flat) search up to this many unique texts; HNSW above (recall measured in benchmarks/dedupe.py).
@@ -59,6 +60,8 @@ class DedupeConfig:
     verify_below: float = 0.10
     verify_above: float = 0.98
     escape_formulas: bool = False
+    keep: str = "most-neighbours"
+    keep_rule: KeepRule = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _one_of("cluster", self.cluster, ("leader", "components"))
@@ -74,6 +77,7 @@ class DedupeConfig:
             raise InputError(
                 f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {self.verify_above}"
             )
+        self.keep_rule = parse_keep(self.keep)
         if self.ef_search is not None and self.ef_search < 1:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
         for name in ("out", "pairs_out", "summary_out", "workdir"):

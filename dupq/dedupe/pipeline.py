@@ -77,6 +77,7 @@ def deduplicate(
     verify_below: float = 0.10,
     verify_above: float = 0.98,
     escape_formulas: bool = False,
+    keep: str = "most-neighbours",
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
@@ -111,6 +112,8 @@ def deduplicate(
     verifier at its precision-0.90 point (:mod:`dupq.dedupe.verify`); the summary says how many pairs
     each stage decided. ``escape_formulas``: prefix output cells that start like a spreadsheet formula
     (``= + - @``) with ``'`` — for files meant for Excel; off by default, so text round-trips exactly.
+    ``keep``: the survivor rule — which text represents its group (``most-neighbours``, ``first``,
+    ``longest``, ``shortest``, ``most-frequent``, ``column:NAME[:asc|desc]``; :mod:`dupq.dedupe.keep`).
     """
     options = dict(locals())
     del options["data"]
@@ -155,7 +158,8 @@ class _Encoded:
 def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) -> DedupeResult:
     source, base_source = _sources(data, cfg)
     check_no_result_columns(source.columns, source.path)
-    new = scan(source, cfg.show_progress)
+    rule = cfg.keep_rule
+    new = scan(source, cfg.show_progress, keep_column=rule if rule.kind == "column" else None)
     base = scan(base_source, cfg.show_progress) if base_source is not None else None
     timer.stage("scan")
     enc = _encode(new, base, cfg, workdir, timer)
@@ -172,7 +176,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     if cfg.verifier is not None:
         pairs, verification = _verify(pairs, new.texts, enc.threshold, cfg)
         timer.stage("verify")
-    groups = group(new, store.vectors, pairs[:2], cfg.cluster, cfg.chunk_size, base, match)
+    groups = group(new, store.vectors, pairs[:2], cfg.cluster, cfg.chunk_size, base, match, keep=rule)
     timer.stage("group")
     columns = OutputColumns(new, groups, store.truncated)
     table, pairs_arg = _write(source, new, base, columns, groups, pairs, cfg)
@@ -352,6 +356,7 @@ def _summary(
         threshold=enc.threshold,
         threshold_source=enc.threshold_source,
         cluster=cfg.cluster,
+        keep=str(cfg.keep_rule),
         k=cfg.k,
         index=index,
         engine=cfg.engine,

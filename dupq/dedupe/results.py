@@ -52,6 +52,7 @@ class DedupeSummary:
     pairs_output: str | None = None
     workdir: str | None = None
     verification: dict[str, Any] | None = None
+    keep: str = "most-neighbours"
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -80,7 +81,8 @@ class DedupeSummary:
             f"similar pairs      {self.similar_pairs:>12,}"
             f"  (cosine >= {self.threshold:.3f}, {self.threshold_source})",
             *self._verification_lines(),
-            f"grouping           {self.cluster}, k={self.k}, index {self.index}, engine {self.engine}, "
+            f"grouping           {self.cluster}, keep {self.keep}, k={self.k}, index {self.index}, "
+            f"engine {self.engine}, "
             f"backend {self.backend}",
             f"encoded            {self.texts_encoded:>12,}"
             f"  ({self.embeddings_reused:,} reused from the workdir)",

@@ -49,7 +49,7 @@ class OutputColumns:
         self.truncated = truncated
         self.with_existing = groups.with_existing
         self.rep_row = (
-            scan.first_row[self.rep] if n else np.zeros(0, np.int64)
+            scan.rep_row[self.rep] if n else np.zeros(0, np.int64)
         )  # the representative row per uid
 
     def row_is_rep(self, rows: np.ndarray | None = None) -> np.ndarray:
@@ -59,7 +59,7 @@ class OutputColumns:
         has = uid >= 0
         out = np.zeros(len(rows), dtype=bool)
         u = uid[has]
-        out[has] = (self.matched[u] < 0) & (self.rep[u] == u) & (scan.first_row[u] == rows[has])
+        out[has] = (self.matched[u] < 0) & (self.rep[u] == u) & (scan.rep_row[u] == rows[has])
         return out
 
     def attach(self, chunk: pd.DataFrame, start: int) -> pd.DataFrame:
@@ -236,7 +236,7 @@ def pairs_frame(scan, base_scan, pa_, pb_, ps_, matched, match_score) -> pd.Data
         )
     rows = np.arange(scan.n_rows)
     has = scan.row_uid >= 0
-    copies = rows[has][scan.first_row[scan.row_uid[has]] != rows[has]]
+    copies = rows[has][scan.rep_row[scan.row_uid[has]] != rows[has]]
     if len(copies):
         cu = scan.row_uid[copies]
         ids_b = (
