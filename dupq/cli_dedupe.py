@@ -59,6 +59,11 @@ def dedupe(
     verify_above: float = typer.Option(
         0.98, "--verify-above", help="With --verifier: pairs at/above this cosine are accepted unverified."
     ),
+    search_margin: float = typer.Option(
+        0.05,
+        "--search-margin",
+        help="Keep candidate pairs this far below the threshold in --workdir (re-threshold, what-ifs).",
+    ),
     keep: str = typer.Option(
         "most-neighbours",
         "--keep",
@@ -100,6 +105,7 @@ def dedupe(
             verify_above=verify_above,
             escape_formulas=escape_formulas,
             keep=keep,
+            search_margin=search_margin,
         )
     except KeyboardInterrupt:
         typer.secho(

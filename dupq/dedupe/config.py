@@ -24,6 +24,9 @@ HNSW_EF_SEARCH = 128
 #: the Matcher's long-lived index); pair recall against exact search is measured in benchmarks/dedupe.py.
 #: At 60k real-derived vectors: M=16/efC=40 30 s vs M=32/efC=80 46 s vs exact 51 s, pair recall 0.9997.
 HNSW_M = 16
+#: Pairs are searched this far (cosine) below the threshold and kept in the work directory, so the
+#: report's what-if table and a re-run at a threshold down to there need no search (dupq.dedupe.cache).
+SEARCH_MARGIN = 0.05
 HNSW_EF_CONSTRUCTION = 40
 
 
@@ -61,6 +64,7 @@ class DedupeConfig:
     verify_above: float = 0.98
     escape_formulas: bool = False
     keep: str = "most-neighbours"
+    search_margin: float = SEARCH_MARGIN
     keep_rule: KeepRule = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +75,8 @@ class DedupeConfig:
         for name in ("k", "chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.search_margin <= 1.0:
+            raise InputError(f"search_margin must be in [0, 1], got {self.search_margin}")
         if not 0.0 <= self.verify_below <= 1.0:
             raise InputError(f"verify_below must be in [0, 1], got {self.verify_below}")
         if not -1.0 <= self.verify_above <= 1.01:

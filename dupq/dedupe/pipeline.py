@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, DedupeConfig
+from dupq.dedupe.cache import CandidatePairs, PairCache
+from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, SEARCH_MARGIN, DedupeConfig
 from dupq.dedupe.group import Groups, group
 from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
 from dupq.dedupe.search import index_kind, match_against, similar_pairs
-from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
+from dupq.dedupe.store import EmbeddingStore, encode, release_memory
 from dupq.dedupe.verify import DEDUPE_POINT, verifier_threshold, verify_pairs
 from dupq.dedupe.write import (
     OutputColumns,
@@ -78,6 +79,7 @@ def deduplicate(
     verify_above: float = 0.98,
     escape_formulas: bool = False,
     keep: str = "most-neighbours",
+    search_margin: float = SEARCH_MARGIN,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
@@ -114,6 +116,9 @@ def deduplicate(
     (``= + - @``) with ``'`` — for files meant for Excel; off by default, so text round-trips exactly.
     ``keep``: the survivor rule — which text represents its group (``most-neighbours``, ``first``,
     ``longest``, ``shortest``, ``most-frequent``, ``column:NAME[:asc|desc]``; :mod:`dupq.dedupe.keep`).
+    ``search_margin``: candidate pairs are searched this far below the threshold and kept in ``workdir``;
+    a later run there at any threshold down to that floor re-groups without searching
+    (:mod:`dupq.dedupe.cache`).
     """
     options = dict(locals())
     del options["data"]
@@ -170,7 +175,8 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
         match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
     timer.stage("against")
     search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
-    pairs, n_live = _similar_pairs(store, match, search_at, cfg)
+    candidates, reused = _candidates(store, search_at, cfg)
+    pairs = _live_pairs(candidates, search_at, match)
     timer.stage("search")
     verification = None
     if cfg.verifier is not None:
@@ -181,9 +187,11 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     columns = OutputColumns(new, groups, store.truncated)
     table, pairs_arg = _write(source, new, base, columns, groups, pairs, cfg)
     timer.stage("write")
-    index = index_kind(n_live, cfg.index)
+    index = index_kind(len(new.texts), cfg.index)
     summary = _summary(new, base, columns, groups, pairs, enc, cfg, index, workdir, timer)
     summary.verification = verification
+    summary.search_floor = round(candidates.floor, 6)
+    summary.pairs_reused = reused
     if cfg.summary_out is not None:
         atomic_write_json(cfg.summary_out, summary.to_dict())
     return DedupeResult(
@@ -238,23 +246,40 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused)
 
 
-def _similar_pairs(
-    store: EmbeddingStore, match: tuple[np.ndarray, np.ndarray] | None, threshold: float, cfg: DedupeConfig
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
-    """kNN pairs among the unique texts not already matched to the base (uids of ``store``)."""
-    n = len(store.vectors)
-    live = np.arange(n) if match is None else np.flatnonzero(match[0] < 0)
-    live_vectors = store.vectors if len(live) == n else Subset(store.vectors, live)
-    la, lb, ls = similar_pairs(
-        live_vectors,
-        threshold,
+def _candidates(store: EmbeddingStore, search_at: float, cfg: DedupeConfig) -> tuple[CandidatePairs, bool]:
+    """Candidate pairs among all unique texts down to ``search_at - search_margin``: the saved ones when
+    they reach ``search_at`` (a re-threshold), else a search of the stored vectors (then saved)."""
+    kind = index_kind(len(store.vectors), cfg.index)
+    cache = PairCache(store.dir, k=cfg.k, index=kind, ef_search=cfg.ef_search)
+    found = cache.load(search_at)
+    if found is not None:
+        logger.info("re-using %d candidate pairs saved down to %.3f", len(found.a), found.floor)
+        return found, True
+    floor = max(-1.0, search_at - cfg.search_margin)
+    a, b, s = similar_pairs(
+        store.vectors,
+        floor,
         k=cfg.k,
-        index=cfg.index,
+        index=kind,
         chunk_size=cfg.chunk_size,
         show_progress=cfg.show_progress,
         ef_search=cfg.ef_search,
     )
-    return (live[la], live[lb], ls), len(live)
+    found = CandidatePairs(a, b, s, floor)
+    cache.save(found)
+    return found, False
+
+
+def _live_pairs(
+    candidates: CandidatePairs, search_at: float, match: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs at or above ``search_at`` between texts not already matched to the base."""
+    a, b, s = candidates.above(search_at)
+    if match is None:
+        return a, b, s
+    live = match[0] < 0
+    keep = live[a] & live[b]
+    return a[keep], b[keep], s[keep]
 
 
 def _verify(

@@ -53,6 +53,8 @@ class DedupeSummary:
     workdir: str | None = None
     verification: dict[str, Any] | None = None
     keep: str = "most-neighbours"
+    search_floor: float | None = None
+    pairs_reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -79,7 +81,14 @@ class DedupeSummary:
                 else ""
             ),
             f"similar pairs      {self.similar_pairs:>12,}"
-            f"  (cosine >= {self.threshold:.3f}, {self.threshold_source})",
+            f"  (cosine >= {self.threshold:.3f}, {self.threshold_source}"
+            + (
+                f"; saved pairs reach down to {self.search_floor:.3f}"
+                + (", re-used: no search" if self.pairs_reused else "")
+                if self.search_floor is not None
+                else ""
+            )
+            + ")",
             *self._verification_lines(),
             f"grouping           {self.cluster}, keep {self.keep}, k={self.k}, index {self.index}, "
             f"engine {self.engine}, "
