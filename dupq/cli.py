@@ -180,6 +180,9 @@ def train(
     general: list[str] = typer.Option(
         [], "--general", help="Labelled pair file from another domain: warn if fine-tuning loses AP there."
     ),
+    extra_pairs: list[str] = typer.Option(
+        [], "--extra-pairs", help="More labelled pairs for train only, e.g. a dedupe report's marks CSV."
+    ),
 ) -> None:
     """Fine-tune the Siamese encoder, or fit a verifier over it (--kind verifier), on question pairs.
 
@@ -200,6 +203,7 @@ def train(
         augment=augment,
         verifier_head=verifier_head,
         general=general,
+        extra_pairs=extra_pairs,
         base_model=model,
         loss=loss,
         margin=margin,

@@ -64,6 +64,9 @@ def dedupe(
         "--search-margin",
         help="Keep candidate pairs this far below the threshold in --workdir (re-threshold, what-ifs).",
     ),
+    decisions: str | None = typer.Option(
+        None, "--decisions", help="Review marks CSV (the report's export): must-link / cannot-link pairs."
+    ),
     keep: str = typer.Option(
         "most-neighbours",
         "--keep",
@@ -106,6 +109,7 @@ def dedupe(
             escape_formulas=escape_formulas,
             keep=keep,
             search_margin=search_margin,
+            decisions=decisions,
         )
     except KeyboardInterrupt:
         typer.secho(

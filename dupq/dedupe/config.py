@@ -65,6 +65,7 @@ class DedupeConfig:
     escape_formulas: bool = False
     keep: str = "most-neighbours"
     search_margin: float = SEARCH_MARGIN
+    decisions: Path | None = None
     keep_rule: KeepRule = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +87,7 @@ class DedupeConfig:
         self.keep_rule = parse_keep(self.keep)
         if self.ef_search is not None and self.ef_search < 1:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
-        for name in ("out", "pairs_out", "summary_out", "workdir"):
+        for name in ("out", "pairs_out", "summary_out", "workdir", "decisions"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))

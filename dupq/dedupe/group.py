@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dupq.dedupe.config import DEFAULT_K
+from dupq.dedupe.decisions import Decisions, constrained_leader
 from dupq.dedupe.keep import KeepRule, parse_keep
 from dupq.dedupe.keep import priority as keep_priority
 from dupq.dedupe.search import similar_pairs
+from dupq.errors import InputError
 from dupq.vectors import connected_components, l2_normalize
 
 if TYPE_CHECKING:
@@ -117,15 +119,41 @@ def _degree(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
+def group_reps(
+    scan: Scan,
+    pairs: tuple[np.ndarray, np.ndarray],
+    cluster: str,
+    keep: KeepRule | None = None,
+    decisions: Decisions | None = None,
+) -> np.ndarray:
+    """The representative of each unique text of ``scan``: the grouping a run (and each what-if) does."""
+    n = len(scan.texts)
+    if decisions is None:
+        rank = scan_priority(scan, pairs, keep)
+        return group_pairs(n, pairs[0], pairs[1], method=cluster, weights=scan.counts, priority=rank)
+    if cluster != "leader":
+        raise InputError(
+            "review decisions need cluster='leader': in a transitive closure a pair marked 'not a "
+            "duplicate' can still be joined through other pairs",
+            column="cluster",
+        )
+    rank = scan_priority(scan, pairs, keep or KeepRule("most-neighbours"), always=True)
+    assert rank is not None
+    return constrained_leader(
+        n, np.asarray(pairs[0], np.int64), np.asarray(pairs[1], np.int64), rank, decisions
+    )
+
+
 def scan_priority(
-    scan: Scan, pairs: tuple[np.ndarray, np.ndarray], keep: KeepRule | None
+    scan: Scan, pairs: tuple[np.ndarray, np.ndarray], keep: KeepRule | None, always: bool = False
 ) -> np.ndarray | None:
-    """The leader pass's visiting order for ``keep`` over the texts of ``scan`` (None: the default)."""
-    if keep is None or keep.kind == "most-neighbours":
+    """The leader pass's visiting order for ``keep`` over the texts of ``scan`` (None: the default
+    degree order, which :func:`group_pairs` computes itself unless ``always``)."""
+    if not always and (keep is None or keep.kind == "most-neighbours"):
         return None
     n = len(scan.texts)
     return keep_priority(
-        keep,
+        keep or KeepRule("most-neighbours"),
         _degree(n, pairs[0], pairs[1]),
         scan.counts,
         first_row=scan.rep_row,
@@ -157,14 +185,13 @@ def group(
     base_scan: Scan | None = None,
     match: tuple[np.ndarray, np.ndarray] | None = None,
     keep: KeepRule | None = None,
+    decisions: Decisions | None = None,
 ) -> Groups:
     """Group the unique texts of ``scan`` from their similar ``pairs`` (and their ``match`` to a base);
-    ``keep`` is the survivor rule (default: most neighbours)."""
+    ``keep`` is the survivor rule (default: most neighbours), ``decisions`` a reviewer's marks."""
     n = len(scan.texts)
     matched, match_score = match if match is not None else (np.full(n, -1, np.int64), np.zeros(n, np.float32))
-    rep = group_pairs(
-        n, pairs[0], pairs[1], method=cluster, weights=scan.counts, priority=scan_priority(scan, pairs, keep)
-    )
+    rep = group_reps(scan, pairs, cluster, keep, decisions)
     # Similarity of each text to its representative (the ``score`` column).
     score = np.ones(n, dtype=np.float32)
     nonrep = np.flatnonzero((rep != np.arange(n)) & (matched < 0))

@@ -23,6 +23,7 @@ import pandas as pd
 
 from dupq.dedupe.cache import CandidatePairs, PairCache
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, SEARCH_MARGIN, DedupeConfig
+from dupq.dedupe.decisions import load_decisions
 from dupq.dedupe.group import Groups, group
 from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
@@ -80,6 +81,7 @@ def deduplicate(
     escape_formulas: bool = False,
     keep: str = "most-neighbours",
     search_margin: float = SEARCH_MARGIN,
+    decisions: str | Path | None = None,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
@@ -118,7 +120,9 @@ def deduplicate(
     ``longest``, ``shortest``, ``most-frequent``, ``column:NAME[:asc|desc]``; :mod:`dupq.dedupe.keep`).
     ``search_margin``: candidate pairs are searched this far below the threshold and kept in ``workdir``;
     a later run there at any threshold down to that floor re-groups without searching
-    (:mod:`dupq.dedupe.cache`).
+    (:mod:`dupq.dedupe.cache`). ``decisions``: a reviewer's marks (the report's CSV export; a labelled
+    pair file): a pair marked duplicate is always grouped, one marked not a duplicate never is
+    (:mod:`dupq.dedupe.decisions`).
     """
     options = dict(locals())
     del options["data"]
@@ -182,7 +186,18 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     if cfg.verifier is not None:
         pairs, verification = _verify(pairs, new.texts, enc.threshold, cfg)
         timer.stage("verify")
-    groups = group(new, store.vectors, pairs[:2], cfg.cluster, cfg.chunk_size, base, match, keep=rule)
+    decisions = load_decisions(cfg.decisions, new) if cfg.decisions is not None else None
+    groups = group(
+        new,
+        store.vectors,
+        pairs[:2],
+        cfg.cluster,
+        cfg.chunk_size,
+        base,
+        match,
+        keep=rule,
+        decisions=decisions,
+    )
     timer.stage("group")
     columns = OutputColumns(new, groups, store.truncated)
     table, pairs_arg = _write(source, new, base, columns, groups, pairs, cfg)
@@ -192,6 +207,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     summary.verification = verification
     summary.search_floor = round(candidates.floor, 6)
     summary.pairs_reused = reused
+    summary.decisions = decisions.summary() if decisions is not None else None
     if cfg.summary_out is not None:
         atomic_write_json(cfg.summary_out, summary.to_dict())
     return DedupeResult(

@@ -55,6 +55,7 @@ class DedupeSummary:
     keep: str = "most-neighbours"
     search_floor: float | None = None
     pairs_reused: bool = False
+    decisions: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -90,6 +91,19 @@ class DedupeSummary:
             )
             + ")",
             *self._verification_lines(),
+            *(
+                [
+                    f"decisions          {self.decisions['must_link']:,} must-link, "
+                    f"{self.decisions['cannot_link']:,} cannot-link pairs from {self.decisions['file']}"
+                    + (
+                        f" ({self.decisions['texts_not_in_input']:,} name texts not in this input)"
+                        if self.decisions["texts_not_in_input"]
+                        else ""
+                    )
+                ]
+                if self.decisions
+                else []
+            ),
             f"grouping           {self.cluster}, keep {self.keep}, k={self.k}, index {self.index}, "
             f"engine {self.engine}, "
             f"backend {self.backend}",
