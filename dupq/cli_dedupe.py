@@ -9,7 +9,10 @@ import typer
 
 
 def dedupe(
-    input: str = typer.Argument(..., help="Questions file: .csv, .tsv, .parquet or .jsonl."),
+    input: str = typer.Argument(
+        ...,
+        help="Questions: .csv, .tsv, .parquet, .jsonl, a Parquet-shard dir or a save_to_disk dataset dir.",
+    ),
     text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
     out: str = typer.Option(..., "--out", "-o", help="Output file (every input row + result columns)."),
     id_column: str | None = typer.Option(None, "--id-column", help="Column naming rows in duplicate_of."),
@@ -67,6 +70,11 @@ def dedupe(
     decisions: str | None = typer.Option(
         None, "--decisions", help="Review marks CSV (the report's export): must-link / cannot-link pairs."
     ),
+    keep_only: str | None = typer.Option(
+        None,
+        "--keep-only",
+        help="representatives: write one row per group; the others go to <out>.dropped<suffix>.",
+    ),
     keep: str = typer.Option(
         "most-neighbours",
         "--keep",
@@ -110,6 +118,7 @@ def dedupe(
             keep=keep,
             search_margin=search_margin,
             decisions=decisions,
+            keep_only=keep_only,
         )
     except KeyboardInterrupt:
         typer.secho(

@@ -66,6 +66,8 @@ class DedupeConfig:
     keep: str = "most-neighbours"
     search_margin: float = SEARCH_MARGIN
     decisions: Path | None = None
+    keep_only: str | None = None
+    dropped_out: Path | None = None
     keep_rule: KeepRule = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,12 +89,16 @@ class DedupeConfig:
         self.keep_rule = parse_keep(self.keep)
         if self.ef_search is not None and self.ef_search < 1:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
-        for name in ("out", "pairs_out", "summary_out", "workdir", "decisions"):
+        if self.keep_only not in (None, "representatives"):
+            raise InputError(f"keep_only must be 'representatives' (or unset), got {self.keep_only!r}")
+        for name in ("out", "pairs_out", "summary_out", "workdir", "decisions", "dropped_out"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
         if self.summary_out is None and self.out is not None:
             self.summary_out = self.out.with_suffix(".summary.json")  # deduped.csv -> deduped.summary.json
+        if self.keep_only is not None and self.dropped_out is None and self.out is not None:
+            self.dropped_out = self.out.with_name(f"{self.out.stem}.dropped{self.out.suffix}")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -14,7 +14,7 @@ import resource
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from dupq.dedupe.verify import DEDUPE_POINT, verifier_threshold, verify_pairs
 from dupq.dedupe.write import (
     OutputColumns,
     check_no_result_columns,
+    kept_rows,
     output_format,
     pairs_frame,
     write_frame,
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 
 def deduplicate(
-    data: str | Path | pd.DataFrame,
+    data: str | Path | pd.DataFrame | Any,
     *,
     text_column: str,
     id_column: str | None = None,
@@ -82,11 +83,15 @@ def deduplicate(
     keep: str = "most-neighbours",
     search_margin: float = SEARCH_MARGIN,
     decisions: str | Path | None = None,
+    keep_only: str | None = None,
+    dropped_out: str | Path | None = None,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
     ``data`` is a file (CSV/TSV/Parquet/JSONL, by suffix; delimiter and text encoding are detected
-    unless ``sep``/``encoding`` are given) or a DataFrame. ``text_column`` holds the questions;
+    unless ``sep``/``encoding`` are given), a directory (Parquet shards, or a Hugging Face dataset saved
+    with ``save_to_disk``), a DataFrame, or a ``datasets.Dataset`` (``result.dataset`` gives it back
+    with the result columns). ``text_column`` holds the questions;
     ``id_column`` (optional) names rows in ``duplicate_of`` — without it rows are named by their
     0-based position in the input.
 
@@ -122,7 +127,10 @@ def deduplicate(
     a later run there at any threshold down to that floor re-groups without searching
     (:mod:`dupq.dedupe.cache`). ``decisions``: a reviewer's marks (the report's CSV export; a labelled
     pair file): a pair marked duplicate is always grouped, one marked not a duplicate never is
-    (:mod:`dupq.dedupe.decisions`).
+    (:mod:`dupq.dedupe.decisions`). ``keep_only="representatives"``: ``out`` (or ``result.table``)
+    holds one row per group plus the rows without text; the other rows go to ``dropped_out`` (default
+    ``<out stem>.dropped<suffix>``; ``result.dropped`` without ``out``) with their ``duplicate_of``, and
+    the summary counts both, so no row is silently lost.
     """
     options = dict(locals())
     del options["data"]
@@ -200,7 +208,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     )
     timer.stage("group")
     columns = OutputColumns(new, groups, store.truncated)
-    table, pairs_arg = _write(source, new, base, columns, groups, pairs, cfg)
+    written = _write(source, new, base, columns, groups, pairs, cfg)
     timer.stage("write")
     index = index_kind(len(new.texts), cfg.index)
     summary = _summary(new, base, columns, groups, pairs, enc, cfg, index, workdir, timer)
@@ -208,12 +216,15 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     summary.search_floor = round(candidates.floor, 6)
     summary.pairs_reused = reused
     summary.decisions = decisions.summary() if decisions is not None else None
+    summary.rows_written, summary.rows_dropped = written.rows_written, written.rows_dropped
+    summary.dropped_output = str(cfg.dropped_out) if cfg.dropped_out is not None else None
     if cfg.summary_out is not None:
         atomic_write_json(cfg.summary_out, summary.to_dict())
     return DedupeResult(
         summary=summary,
-        table=table,
-        pairs_factory=pairs_arg,
+        table=written.table,
+        pairs_factory=written.pairs,
+        dropped=written.dropped if cfg.keep_only is not None and cfg.out is None else None,
         out=cfg.out,
         pairs_out=cfg.pairs_out,
         summary_out=cfg.summary_out,
@@ -341,26 +352,45 @@ def _write(
     groups: Groups,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
     cfg: DedupeConfig,
-) -> tuple[pd.DataFrame | None, Any]:
-    """Write (or build) the output table and the pairs; return ``(table or None, pairs or a factory)``."""
-    table = None
+) -> _Written:
+    """Write (or build) the output table (only the representatives with ``keep_only``; the others to
+    ``dropped_out`` / ``result.dropped``) and the pairs (a factory unless ``pairs_out`` is given)."""
+    done = _Written()
     if cfg.out is not None:
-        write_table(source, columns, cfg.out, cfg.show_progress, escape=cfg.escape_formulas)
+        done.rows_written, done.rows_dropped = write_table(
+            source, columns, cfg.out, cfg.show_progress, escape=cfg.escape_formulas, dropped=cfg.dropped_out
+        )
     else:
         table = pd.concat([columns.attach(c, r0) for r0, c in source.chunks()], ignore_index=False)
         if source.frame is not None and len(table) == len(source.frame):
             table.index = source.frame.index
+        if cfg.keep_only is not None:
+            keep = kept_rows(table)
+            table, done.dropped = table[keep], table[~keep]
+        done.table, done.rows_written, done.rows_dropped = table, len(table), len(done.dropped)
     matched = groups.matched
     match_score = groups.score  # for a text matched to the base, its score is the match's cosine
 
     def build_pairs() -> pd.DataFrame:  # built only when asked for (it holds both texts of every pair)
         return pairs_frame(new, base, pairs[0], pairs[1], pairs[2], matched, match_score)
 
-    if cfg.pairs_out is None:
-        return table, build_pairs
-    frame = build_pairs()
-    write_frame(frame, cfg.pairs_out)
-    return table, frame
+    done.pairs = build_pairs
+    if cfg.pairs_out is not None:
+        done.pairs = build_pairs()
+        write_frame(done.pairs, cfg.pairs_out)
+    return done
+
+
+@dataclass
+class _Written:
+    """What the write stage produced: the table (without ``out``), dropped rows, the pairs (or a
+    factory), and the row counts written to the output and to the dropped rows."""
+
+    table: pd.DataFrame | None = None
+    dropped: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pairs: Any = None
+    rows_written: int = 0
+    rows_dropped: int = 0
 
 
 def _summary(
@@ -410,7 +440,7 @@ def _summary(
         seconds=timer.seconds,
         rss_mb=timer.rss_mb,
         peak_rss_mb=timer.peak_mb(),
-        input=str(new.source.path) if new.source.path is not None else "<DataFrame>",
+        input=str(new.source.path) if new.source.path is not None else new.source.name,
         output=str(cfg.out) if cfg.out is not None else None,
         pairs_output=str(cfg.pairs_out) if cfg.pairs_out is not None else None,
         workdir=str(workdir),

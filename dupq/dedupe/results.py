@@ -56,6 +56,9 @@ class DedupeSummary:
     search_floor: float | None = None
     pairs_reused: bool = False
     decisions: dict[str, Any] | None = None
+    rows_written: int = 0
+    rows_dropped: int = 0
+    dropped_output: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -116,6 +119,11 @@ class DedupeSummary:
         ]
         if self.output:
             lines.append(f"output             {self.output}")
+        if self.dropped_output or self.rows_dropped:
+            lines.append(
+                f"kept only reps     {self.rows_written:>12,}  rows written, {self.rows_dropped:,} duplicate "
+                f"rows to {self.dropped_output or 'result.dropped'}"
+            )
         if self.pairs_output:
             lines.append(f"pairs              {self.pairs_output}")
         return "\n".join(lines)
@@ -151,6 +159,7 @@ class DedupeResult:
     out: Path | None = None
     pairs_out: Path | None = None
     summary_out: Path | None = None
+    dropped: pd.DataFrame | None = None
 
     @property
     def pairs(self) -> pd.DataFrame:
@@ -158,6 +167,14 @@ class DedupeResult:
         if not isinstance(self.pairs_factory, pd.DataFrame):
             self.pairs_factory = self.pairs_factory()
         return self.pairs_factory
+
+    @property
+    def dataset(self) -> Any:
+        """The output rows as a ``datasets.Dataset`` (every input column kept, plus the result columns):
+        what a Dataset passed to :func:`~dupq.dedupe.deduplicate` comes back as."""
+        from datasets import Dataset
+
+        return Dataset.from_pandas(self.read(), preserve_index=False)
 
     def read(self) -> pd.DataFrame:
         """The output rows: ``table``, or the ``out`` file read back (all columns as text)."""

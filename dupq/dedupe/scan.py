@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from dupq.dedupe.keep import KeepRule, best_rows
 from dupq.errors import InputError
-from dupq.tables import TableFile, check_columns
+from dupq.tables import TableFile, check_columns, dataset_chunks
 from dupq.text import is_blank, normalize, text_key
 
 logger = logging.getLogger(__name__)
@@ -58,10 +58,15 @@ class Source:
         self.frame: pd.DataFrame | None = None
         self.file: TableFile | None = None
         self.path: Path | None = None
+        self.dataset: Any = None
         if isinstance(data, pd.DataFrame):
             self.frame = data
             self.fmt = "dataframe"
             columns = check_columns(list(data.columns), None)
+        elif is_dataset(data):
+            self.dataset = data
+            self.fmt = "dataset"
+            columns = check_columns(list(data.column_names), None)
         else:
             self.file = TableFile(data, sep=sep, encoding=encoding, chunk_rows=self.chunk_rows)
             self.path, self.fmt = self.file.path, self.file.fmt
@@ -78,16 +83,24 @@ class Source:
                 f"no id column {id_column!r}; the columns are {columns}", file=self.path, column=id_column
             )
         self.id_column = id_column
-        self.name = str(self.path) if self.path is not None else "<DataFrame>"
+        self.name = str(self.path) if self.path is not None else f"<{type(data).__name__}>"
 
     def chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(first row position, chunk)`` over the whole table, in order."""
         if self.file is not None:
             yield from self.file.chunks()
             return
+        if self.dataset is not None:
+            yield from dataset_chunks(self.dataset, self.chunk_rows)
+            return
         assert self.frame is not None
         for start in range(0, len(self.frame), self.chunk_rows):
             yield start, self.frame.iloc[start : start + self.chunk_rows]
+
+
+def is_dataset(data: Any) -> bool:
+    """A Hugging Face ``datasets.Dataset`` (checked without importing ``datasets``)."""
+    return type(data).__module__.startswith("datasets.") and hasattr(data, "column_names")
 
 
 def classify(value: Any) -> tuple[int, str]:
