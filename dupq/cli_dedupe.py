@@ -70,6 +70,9 @@ def dedupe(
     decisions: str | None = typer.Option(
         None, "--decisions", help="Review marks CSV (the report's export): must-link / cannot-link pairs."
     ),
+    report: str | None = typer.Option(
+        None, "--report", help="Write the review report here (one self-contained HTML file)."
+    ),
     keep_only: str | None = typer.Option(
         None,
         "--keep-only",
@@ -119,6 +122,7 @@ def dedupe(
             search_margin=search_margin,
             decisions=decisions,
             keep_only=keep_only,
+            report=report,
         )
     except KeyboardInterrupt:
         typer.secho(
@@ -130,7 +134,16 @@ def dedupe(
     typer.echo(result.summary.format())
     if result.summary_out is not None:
         typer.echo(f"summary            {result.summary_out}")
+    if report is not None:
+        typer.echo(f"report             {report}")
 
 
-def report() -> None:
-    """(placeholder)"""
+def report(
+    workdir: str = typer.Argument(..., help="The --workdir of a `dupq dedupe` run."),
+    out: str = typer.Option("report.html", "--out", "-o", help="The HTML file to write."),
+) -> None:
+    """Write the review report of the last `dupq dedupe` run that used WORKDIR (no re-computation)."""
+    from dupq.dedupe.report import report_from_workdir
+
+    path = report_from_workdir(workdir, out)
+    typer.echo(f"report             {path}  ({path.stat().st_size / 1e6:.2f} MB)")

@@ -68,6 +68,7 @@ class DedupeConfig:
     decisions: Path | None = None
     keep_only: str | None = None
     dropped_out: Path | None = None
+    report: Path | None = None
     keep_rule: KeepRule = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -91,7 +92,7 @@ class DedupeConfig:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
         if self.keep_only not in (None, "representatives"):
             raise InputError(f"keep_only must be 'representatives' (or unset), got {self.keep_only!r}")
-        for name in ("out", "pairs_out", "summary_out", "workdir", "decisions", "dropped_out"):
+        for name in ("out", "pairs_out", "summary_out", "workdir", "decisions", "dropped_out", "report"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))

@@ -25,11 +25,12 @@ from dupq.dedupe.cache import CandidatePairs, PairCache
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, SEARCH_MARGIN, DedupeConfig
 from dupq.dedupe.decisions import load_decisions
 from dupq.dedupe.group import Groups, group
+from dupq.dedupe.report import ReportInputs, report_data, save_data, write_report
 from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
 from dupq.dedupe.search import index_kind, match_against, similar_pairs
 from dupq.dedupe.store import EmbeddingStore, encode, release_memory
-from dupq.dedupe.verify import DEDUPE_POINT, verifier_threshold, verify_pairs
+from dupq.dedupe.verify import DEDUPE_POINT, Verification, verifier_threshold, verify_pairs
 from dupq.dedupe.write import (
     OutputColumns,
     check_no_result_columns,
@@ -85,6 +86,7 @@ def deduplicate(
     decisions: str | Path | None = None,
     keep_only: str | None = None,
     dropped_out: str | Path | None = None,
+    report: str | Path | None = None,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
@@ -130,7 +132,9 @@ def deduplicate(
     (:mod:`dupq.dedupe.decisions`). ``keep_only="representatives"``: ``out`` (or ``result.table``)
     holds one row per group plus the rows without text; the other rows go to ``dropped_out`` (default
     ``<out stem>.dropped<suffix>``; ``result.dropped`` without ``out``) with their ``duplicate_of``, and
-    the summary counts both, so no row is silently lost.
+    the summary counts both, so no row is silently lost. ``report``: write the review report (one
+    self-contained HTML file, :mod:`dupq.dedupe.report`); a run with a ``workdir`` also keeps the
+    report's data there for ``dupq report WORKDIR``.
     """
     options = dict(locals())
     del options["data"]
@@ -190,9 +194,9 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     candidates, reused = _candidates(store, search_at, cfg)
     pairs = _live_pairs(candidates, search_at, match)
     timer.stage("search")
-    verification = None
+    verification, pairs_checked = None, pairs
     if cfg.verifier is not None:
-        pairs, verification = _verify(pairs, new.texts, enc.threshold, cfg)
+        pairs, *verification = _verify(pairs, new.texts, enc.threshold, cfg)
         timer.stage("verify")
     decisions = load_decisions(cfg.decisions, new) if cfg.decisions is not None else None
     groups = group(
@@ -210,14 +214,31 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     columns = OutputColumns(new, groups, store.truncated)
     written = _write(source, new, base, columns, groups, pairs, cfg)
     timer.stage("write")
-    index = index_kind(len(new.texts), cfg.index)
-    summary = _summary(new, base, columns, groups, pairs, enc, cfg, index, workdir, timer)
-    summary.verification = verification
+    summary = _summary(new, base, columns, groups, pairs, enc, cfg, workdir, timer)
+    summary.verification = verification[0] if verification is not None else None
     summary.search_floor = round(candidates.floor, 6)
     summary.pairs_reused = reused
     summary.decisions = decisions.summary() if decisions is not None else None
     summary.rows_written, summary.rows_dropped = written.rows_written, written.rows_dropped
     summary.dropped_output = str(cfg.dropped_out) if cfg.dropped_out is not None else None
+    if cfg.report is not None or cfg.workdir is not None:
+        inputs = ReportInputs(
+            new,
+            columns,
+            candidates,
+            match[0] < 0 if match is not None else None,
+            enc.threshold,
+            cfg.cluster,
+            rule,
+            decisions,
+            _verdicts(candidates, pairs_checked, verification[1], cfg.verify_above)
+            if verification is not None
+            else None,
+            summary.to_dict(),
+        )
+        _report(inputs, cfg, workdir)
+        timer.stage("report")
+        summary.seconds = timer.seconds
     if cfg.summary_out is not None:
         atomic_write_json(cfg.summary_out, summary.to_dict())
     return DedupeResult(
@@ -229,6 +250,33 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
         pairs_out=cfg.pairs_out,
         summary_out=cfg.summary_out,
     )
+
+
+def _report(inputs: ReportInputs, cfg: DedupeConfig, workdir: Path) -> None:
+    """Build the report's data; save it in a kept workdir (``dupq report``) and write ``cfg.report``."""
+    data = report_data(inputs)
+    if cfg.workdir is not None:
+        save_data(data, workdir)
+    if cfg.report is not None:
+        write_report(data, cfg.report)
+
+
+def _verdicts(
+    candidates: CandidatePairs,
+    checked: tuple[np.ndarray, np.ndarray, np.ndarray],
+    result: Verification,
+    verify_above: float,
+) -> np.ndarray:
+    """Per candidate pair: 0 not verified, 1 the verifier accepted it, 2 it rejected it."""
+    n = int(max(candidates.a.max(initial=0), candidates.b.max(initial=0))) + 1
+    ckey = candidates.a.astype(np.int64) * n + candidates.b.astype(np.int64)
+    verified = checked[2] < verify_above
+    vkey = checked[0][verified] * n + checked[1][verified]
+    order = np.argsort(ckey)
+    pos = order[np.searchsorted(ckey, vkey, sorter=order)]
+    verdict = np.zeros(len(ckey), dtype=np.int8)
+    verdict[pos] = np.where(result.keep[verified], 1, 2)
+    return verdict
 
 
 def _sources(data: Any, cfg: DedupeConfig) -> tuple[Source, Source | None]:
@@ -311,8 +359,9 @@ def _live_pairs(
 
 def _verify(
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray], texts: list[str], threshold: float, cfg: DedupeConfig
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
-    """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts."""
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], Verification]:
+    """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts
+    (and return the summary's counts and the per-pair decisions, for the report)."""
     from dupq.verifier import Verifier
 
     verifier = (
@@ -341,7 +390,7 @@ def _verify(
         "accepted_by_verifier": result.verified_duplicate,
         "rejected_by_verifier": result.verified - result.verified_duplicate,
     }
-    return (pairs[0][keep], pairs[1][keep], pairs[2][keep]), info
+    return (pairs[0][keep], pairs[1][keep], pairs[2][keep]), info, result
 
 
 def _write(
@@ -401,7 +450,6 @@ def _summary(
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
     enc: _Encoded,
     cfg: DedupeConfig,
-    index: str,
     workdir: Path,
     timer: StageTimer,
 ) -> DedupeSummary:
@@ -429,7 +477,7 @@ def _summary(
         cluster=cfg.cluster,
         keep=str(cfg.keep_rule),
         k=cfg.k,
-        index=index,
+        index=index_kind(n, cfg.index),
         engine=cfg.engine,
         backend=cfg.backend,
         model=enc.model,
