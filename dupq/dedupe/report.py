@@ -169,8 +169,7 @@ def _plain(value: Any) -> Any:
 def _borderline(inp: ReportInputs, a, b, s) -> list[dict[str, Any]]:
     """The pairs nearest the threshold on either side, and whether the run put them in one group."""
     t = inp.threshold
-    near = np.argsort(np.abs(s.astype(np.float64) - t), kind="stable")[:BORDERLINE]
-    near = near[np.argsort(-s[near], kind="stable")]
+    near = np.argsort(np.abs(s.astype(np.float64) - t), kind="stable")[:BORDERLINE]  # nearest first
     group = inp.columns.uid_group
     ids_a, ids_b = inp.scan.uid_id(a[near]), inp.scan.uid_id(b[near])
     return [
@@ -198,9 +197,12 @@ def histogram_svg(hist: dict[str, Any], threshold: float, width: int = 640, heig
     counts, edges = hist["counts"], hist["edges"]
     top = max(counts) if counts and max(counts) > 0 else 1
     lo, hi = edges[0], edges[-1]
-    pad, plot_h = 30, height - 40
+    pad, plot_h = 30, height - 46
     bar_w = (width - 2 * pad) / max(1, len(counts))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'style="max-width:{width * 1.5:.0f}px" role="img">'
+    ]
     for i, c in enumerate(counts):
         h = plot_h * c / top
         x = pad + i * bar_w

@@ -25,7 +25,7 @@ tr.current td{background:#fff7d6;font-weight:600}.kv{display:grid;grid-template-
 .group{border:1px solid #e3e6ea;border-radius:6px;margin:8px 0;padding:6px 10px}
 .group .head{display:flex;gap:16px;font-weight:600}.kept{color:#0a6b2d}.muted{color:#777}
 input[type=search]{width:320px;padding:5px 8px}button{cursor:pointer;border:1px solid #bbb;background:#f3f4f6;
-border-radius:4px;padding:2px 8px;margin:1px}button.on-dup{background:#c8f0d4;border-color:#3a9b5c}
+border-radius:4px;padding:2px 8px;margin:1px;white-space:nowrap}button.on-dup{background:#c8f0d4;border-color:#3a9b5c}
 button.on-not{background:#f8d0d0;border-color:#c44}.pager{display:flex;gap:8px;align-items:center;margin:6px 0}
 .above{color:#0a6b2d}.below{color:#a33}#marks{position:sticky;top:0;z-index:2}
 </style></head>
@@ -39,7 +39,7 @@ button.on-not{background:#f8d0d0;border-color:#c44}.pager{display:flex;gap:8px;a
 <section id="marks"><b id="markcount">0 marks</b> <button id="export">Export marks CSV</button>
 <button id="clear">Clear marks</button> <span class="muted">use with <code>dupq dedupe --decisions marks.csv</code>
 or <code>dupq train --extra-pairs marks.csv</code></span></section>
-<section id="borderline"><h2>Borderline pairs (nearest the threshold)</h2><table id="border-table"></table></section>
+<section id="borderline"><h2>Borderline pairs: nearest the threshold first (green: above it, red: below)</h2><table id="border-table"></table></section>
 <section id="groups"><h2>Groups, largest first</h2>
 <div class="pager"><input type="search" id="q" placeholder="search text or id…">
 <button id="prev">◀</button><span id="page"></span><button id="next">▶</button></div>
