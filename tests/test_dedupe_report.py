@@ -146,3 +146,28 @@ def test_texts_cannot_break_out_of_the_data_block(tiny_model, tmp_path):
     texts = {m[1] for g in parse_report(page)["groups"] for m in g["members"]}
     texts |= {g["kept"]["text"] for g in parse_report(page)["groups"]}
     assert "What is </script><script>alert(1)</script>?" in texts
+
+
+def test_large_runs_list_the_top_groups_and_count_the_rest(tiny_model, tmp_path, monkeypatch):
+    import dupq.dedupe.report as report
+
+    monkeypatch.setattr(report, "MAX_GROUPS", 3)
+    monkeypatch.setattr(report, "MAX_MEMBERS", 1)
+    res = deduplicate(
+        _questions(),
+        text_column="question",
+        model=tiny_model,
+        threshold=0.95,
+        k=3,
+        report=tmp_path / "r.html",
+        show_progress=False,
+    )
+    data = parse_report((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert len(data["groups"]) == 3
+    assert data["groups_not_inline"]["groups"] == res.summary.duplicate_groups - 3
+    listed = sum(g["rows"] for g in data["groups"])
+    assert (
+        listed + data["groups_not_inline"]["rows"]
+        == res.summary.rows_marked_duplicate + res.summary.duplicate_groups
+    )
+    assert all(len(g["members"]) == 1 and g["more"] == g["rows"] - 2 for g in data["groups"])

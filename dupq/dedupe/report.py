@@ -121,30 +121,36 @@ def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
 
 
 def _groups(scan: Scan, rows: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Groups of 2+ rows, largest first: kept row and members (id, text, score to the kept row)."""
+    """Groups of 2+ rows, largest first: kept row and members (id, text, score to the kept row); the
+    first :data:`MAX_GROUPS` (and at most :data:`INLINE_BYTES` of them) listed, the rest counted."""
     has = rows["group_id"].notna().to_numpy()
     gid = rows["group_id"].to_numpy()[has].astype(np.int64)
     sizes = np.bincount(gid) if len(gid) else np.zeros(0, np.int64)
     multi = np.flatnonzero(sizes >= 2)
     multi = multi[np.lexsort((multi, -sizes[multi]))]
+    top = multi[:MAX_GROUPS]
+    rank = np.full(len(sizes), -1, dtype=np.int64)
+    rank[top] = np.arange(len(top))
     positions = np.flatnonzero(has)
-    by_group = pd.Series(positions).groupby(gid).agg(list) if len(gid) else pd.Series(dtype=object)
+    listed = rank[gid] >= 0  # only the rows of groups that may be listed are gathered
+    pos, grank = positions[listed], rank[gid[listed]]
+    order = np.argsort(grank, kind="stable")
+    bounds = np.searchsorted(grank[order], np.arange(len(top) + 1))
     ids = scan.row_ids
     rep_flag = rows["is_representative"].to_numpy()
     score = rows["score"].to_numpy()
     dup = rows["duplicate_of"].astype(object).to_numpy()
+
+    def row_id(r: int) -> Any:
+        return ids[r] if ids is not None else r
+
     out, used = [], 0
-    for n_done, g in enumerate(multi.tolist()):
-        if n_done >= MAX_GROUPS or used > INLINE_BYTES:
-            rest = multi[n_done:]
-            return out, {"groups": int(len(rest)), "rows": int(sizes[rest].sum())}
-        members = by_group[g]
+    for i, g in enumerate(top.tolist()):
+        if used > INLINE_BYTES:
+            break
+        members = pos[order[bounds[i] : bounds[i + 1]]].tolist()
         kept = [r for r in members if rep_flag[r]]
         others = sorted((r for r in members if not rep_flag[r]), key=lambda r: (-score[r], r))
-
-        def row_id(r: int) -> Any:
-            return ids[r] if ids is not None else r
-
         entry = {
             "group_id": g,
             "rows": int(sizes[g]),
@@ -157,7 +163,8 @@ def _groups(scan: Scan, rows: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[
         }
         used += len(json.dumps(entry, ensure_ascii=False))
         out.append(entry)
-    return out, {"groups": 0, "rows": 0}
+    rest = multi[len(out) :]
+    return out, {"groups": int(len(rest)), "rows": int(sizes[rest].sum())}
 
 
 def _plain(value: Any) -> Any:
