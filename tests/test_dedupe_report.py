@@ -30,7 +30,7 @@ def run(tiny_model, tmp_path_factory):
         id_column="id",
         model=tiny_model,
         threshold=THRESHOLD,
-        k=3,
+        k=len(df),  # every text's list complete down to the floor: each what-if row is exact
         out=tmp / "out.csv",
         report=tmp / "report.html",
         workdir=tmp / "work",
@@ -90,6 +90,7 @@ def test_the_numbers_equal_the_summary_json_and_the_what_ifs_equal_fresh_runs(ru
         summary["rows_marked_duplicate"],
     )
     assert [r["threshold"] for r in data["whatif"]][:2] == [0.94, 0.95]  # down to the search floor
+    assert all(r["texts_cut_at_k"] == 0 for r in data["whatif"])  # k covers every text: all rows exact
     for r in data["whatif"]:
         if r["threshold"] in (0.95, 0.99):
             fresh = deduplicate(
@@ -98,7 +99,7 @@ def test_the_numbers_equal_the_summary_json_and_the_what_ifs_equal_fresh_runs(ru
                 id_column="id",
                 model=tiny_model,
                 threshold=r["threshold"],
-                k=3,
+                k=len(df),
                 show_progress=False,
             ).summary
             assert (r["pairs"], r["groups"], r["rows_merged"]) == (
@@ -171,3 +172,6 @@ def test_large_runs_list_the_top_groups_and_count_the_rest(tiny_model, tmp_path,
         == res.summary.rows_marked_duplicate + res.summary.duplicate_groups
     )
     assert all(len(g["members"]) == 1 and g["more"] == g["rows"] - 2 for g in data["groups"])
+    # k = 3 under the tiny model's high cosines: below the threshold the rungs are lower bounds, and say so
+    cut = {r["threshold"]: r["texts_cut_at_k"] for r in data["whatif"]}
+    assert cut[0.95] == 0 and cut[0.96] == 0 and cut[min(cut)] > 0

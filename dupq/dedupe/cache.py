@@ -1,15 +1,18 @@
 """Candidate pairs kept in the work directory, so that another threshold needs no search.
 
-The search stage looks for pairs down to a **floor** below the threshold (``search_margin``, default
-:data:`~dupq.dedupe.config.SEARCH_MARGIN`) and saves them beside the embeddings. A later run on the same
-texts, model and search settings at a threshold at or above the floor takes its pairs from here (a
-filter, not a search: seconds at 100k rows), and the report's what-if table is computed from the same
-pairs. A threshold below the floor searches again from the stored vectors (no re-encoding) and replaces
-the saved pairs.
+The search stage keeps, besides the pairs above the threshold, every pair down to a **floor** below it
+(``search_margin``, default :data:`~dupq.dedupe.config.SEARCH_MARGIN`) among each text's ``k`` nearest
+neighbours, and saves them beside the embeddings with, per text, the lowest threshold down to which its
+neighbours are all listed (``complete_to``: the threshold when its k-th neighbour reached it and a range
+search completed it, else just above its k-th neighbour's cosine). A later run on the same texts, model
+and search settings takes its pairs from here when its threshold is at or above the floor and no text's
+list is cut above it — always for a higher threshold, and for a lower one when ``k`` was enough — a
+filter, not a search (seconds at 100k rows). Otherwise it searches the stored vectors again (no
+re-encoding) and replaces the saved pairs. The report's what-if table uses the same pairs and says, per
+threshold, how many texts' lists are cut there.
 
-For exact (flat) search, the pairs above a threshold ``t >= floor`` are exactly the pairs a fresh search
-at ``t`` finds: every row whose ``k``-th neighbour is above the floor gets a range search at the floor,
-so no pair above ``t`` is cut at ``k`` either way (``tests/test_dedupe_rethreshold.py``).
+For exact (flat) search the pairs taken from here equal those of a fresh search at that threshold:
+every text's neighbours above it are listed either way (``tests/test_dedupe_rethreshold.py``).
 """
 
 from __future__ import annotations
@@ -29,12 +32,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CandidatePairs:
-    """Pairs ``a < b`` of unique texts with their cosine ``s``, searched down to ``floor``."""
+    """Pairs ``a < b`` of unique texts with their cosine ``s``, searched down to ``floor``; per text,
+    ``complete_to`` (see the module docstring)."""
 
     a: np.ndarray
     b: np.ndarray
     s: np.ndarray
     floor: float
+    complete_to: np.ndarray
+
+    def cut_above(self, threshold: float, live: np.ndarray | None = None) -> int:
+        """How many texts (of ``live``) have neighbours at or above ``threshold`` missing here."""
+        cut = self.complete_to > np.float32(threshold)
+        return int((cut if live is None else cut & live).sum())
+
+    def covers(self, threshold: float) -> bool:
+        """Whether :meth:`above` gives every pair at ``threshold`` (so no search is needed)."""
+        return threshold >= self.floor - 1e-9 and self.cut_above(threshold) == 0
 
     def above(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The pairs with cosine ``>= threshold`` (which must not be below :attr:`floor`)."""
@@ -55,17 +69,20 @@ class PairCache:
         self.meta_path = store_dir / f"pairs-{key}.json"
 
     def load(self, threshold: float) -> CandidatePairs | None:
-        """The saved pairs when they reach down to ``threshold`` (None: search needed)."""
+        """The saved pairs when they give every pair at ``threshold`` (None: search needed)."""
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
             if meta.get("settings") != self.settings or threshold < meta["floor"] - 1e-9:
                 return None
             with np.load(self.path) as z:
-                pairs = CandidatePairs(z["a"], z["b"], z["s"], float(meta["floor"]))
+                pairs = CandidatePairs(z["a"], z["b"], z["s"], float(meta["floor"]), z["complete_to"])
         except (OSError, ValueError, KeyError):
             return None
         if len(pairs.a) != meta.get("pairs"):
             logger.warning("ignoring damaged saved pairs at %s", self.path)
+            return None
+        if not pairs.covers(threshold):
+            logger.info("saved pairs are cut at k above %.3f for some texts: searching again", threshold)
             return None
         return pairs
 
@@ -74,6 +91,12 @@ class PairCache:
         small = len(pairs.a) == 0 or int(max(pairs.a.max(), pairs.b.max())) < 2**31
         dtype = np.int32 if small else np.int64
         with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, a=pairs.a.astype(dtype), b=pairs.b.astype(dtype), s=pairs.s.astype(np.float32))
+            np.savez(
+                fh,
+                a=pairs.a.astype(dtype),
+                b=pairs.b.astype(dtype),
+                s=pairs.s.astype(np.float32),
+                complete_to=pairs.complete_to.astype(np.float32),
+            )
         meta = {"settings": self.settings, "floor": pairs.floor, "pairs": int(len(pairs.a))}
         atomic_write_json(self.meta_path, meta)

@@ -28,7 +28,7 @@ from dupq.dedupe.group import Groups, group
 from dupq.dedupe.report import ReportInputs, report_data, save_data, write_report
 from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
-from dupq.dedupe.search import index_kind, match_against, similar_pairs
+from dupq.dedupe.search import candidate_pairs, index_kind, match_against
 from dupq.dedupe.store import EmbeddingStore, encode, release_memory
 from dupq.dedupe.verify import DEDUPE_POINT, Verification, verifier_threshold, verify_pairs
 from dupq.dedupe.write import (
@@ -322,8 +322,9 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
 
 
 def _candidates(store: EmbeddingStore, search_at: float, cfg: DedupeConfig) -> tuple[CandidatePairs, bool]:
-    """Candidate pairs among all unique texts down to ``search_at - search_margin``: the saved ones when
-    they reach ``search_at`` (a re-threshold), else a search of the stored vectors (then saved)."""
+    """Candidate pairs among all unique texts down to ``search_at - search_margin`` (k-NN only below
+    ``search_at``): the saved ones when they give every pair at ``search_at`` (a re-threshold), else a
+    search of the stored vectors (then saved)."""
     kind = index_kind(len(store.vectors), cfg.index)
     cache = PairCache(store.dir, k=cfg.k, index=kind, ef_search=cfg.ef_search)
     found = cache.load(search_at)
@@ -331,16 +332,17 @@ def _candidates(store: EmbeddingStore, search_at: float, cfg: DedupeConfig) -> t
         logger.info("re-using %d candidate pairs saved down to %.3f", len(found.a), found.floor)
         return found, True
     floor = max(-1.0, search_at - cfg.search_margin)
-    a, b, s = similar_pairs(
+    a, b, s, complete_to = candidate_pairs(
         store.vectors,
         floor,
+        range_at=search_at,
         k=cfg.k,
         index=kind,
         chunk_size=cfg.chunk_size,
         show_progress=cfg.show_progress,
         ef_search=cfg.ef_search,
     )
-    found = CandidatePairs(a, b, s, floor)
+    found = CandidatePairs(a, b, s, floor, complete_to)
     cache.save(found)
     return found, False
 

@@ -96,7 +96,9 @@ def _live_candidates(inp: ReportInputs) -> tuple[np.ndarray, ...]:
 
 def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
     """Groups at a ladder of thresholds, re-grouping the saved pairs (with a verifier: its decisions
-    where this run made them, the cosine elsewhere)."""
+    where this run made them, the cosine elsewhere). Below the threshold, texts whose k nearest
+    neighbours all pass a rung have more there than were kept: ``texts_cut_at_k`` counts them (0: the
+    row is what a run at that threshold gives; else a lower bound on the merges)."""
     t = inp.threshold
     lo = math.ceil(max(inp.candidates.floor, t - 0.05) * 100 - 1e-6) / 100
     ladder = sorted({round(x, 2) for x in np.arange(lo, min(1.0, t + 0.05) + 1e-9, 0.01)} | {round(t, 6)})
@@ -114,6 +116,7 @@ def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
             "largest_group": int(size.max()),
             "current": bool(abs(x - t) < 1e-9),
         }
+        row["texts_cut_at_k"] = inp.candidates.cut_above(x, inp.live)
         if inp.verdicts is not None:
             row["overturned"] = int(((verdict == 2) & (s >= x)).sum() + ((verdict == 1) & (s < x)).sum())
         out.append(row)

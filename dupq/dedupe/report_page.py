@@ -34,7 +34,7 @@ button.on-not{background:#f8d0d0;border-color:#c44}.pager{display:flex;gap:8px;a
 <section id="hist"><h2>Candidate pairs by cosine</h2>__HISTOGRAM__
 <p class="muted" id="histnote"></p></section>
 <section id="whatif"><h2>What if the threshold were…</h2><table id="whatif-table"></table>
-<p class="muted">Re-grouped from the pairs this run already found (no re-encoding); re-run with
+<p class="muted" id="cutnote"></p><p class="muted">Re-grouped from the pairs this run already found (no re-encoding); re-run with
 <code>dupq dedupe … --workdir W --threshold X</code> to apply one.</p></section>
 <section id="marks"><b id="markcount">0 marks</b> <button id="export">Export marks CSV</button>
 <button id="clear">Clear marks</button> <span class="muted">use with <code>dupq dedupe --decisions marks.csv</code>
@@ -65,11 +65,17 @@ document.getElementById("histnote").textContent="Pairs searched down to cosine "
 // what-if ladder
 const wt=document.getElementById("whatif-table");
 const hasV=D.whatif.length&&("overturned" in D.whatif[0]);
+const hasCut=D.whatif.some(r=>r.texts_cut_at_k>0);
 wt.append(el("tr",{},el("th",{class:"num"},"threshold"),el("th",{class:"num"},"pairs"),el("th",{class:"num"},"groups (2+ rows)"),
-  el("th",{class:"num"},"rows merged"),el("th",{class:"num"},"largest group"),hasV?el("th",{class:"num"},"pairs overturned by the verifier"):null));
-for(const r of D.whatif){wt.append(el("tr",{class:r.current?"current":""},el("td",{class:"num"},r.threshold.toFixed(3)+(r.current?" (used)":"")),
-  el("td",{class:"num"},fmt(r.pairs)),el("td",{class:"num"},fmt(r.groups)),el("td",{class:"num"},fmt(r.rows_merged)),
-  el("td",{class:"num"},fmt(r.largest_group)),hasV?el("td",{class:"num"},fmt(r.overturned)):null));}
+  el("th",{class:"num"},"rows merged"),el("th",{class:"num"},"largest group"),hasV?el("th",{class:"num"},"pairs overturned by the verifier"):null,
+  hasCut?el("th",{class:"num"},"texts cut at k *"):null));
+for(const r of D.whatif){const lb=r.texts_cut_at_k>0?"≥ ":"";wt.append(el("tr",{class:r.current?"current":""},el("td",{class:"num"},r.threshold.toFixed(3)+(r.current?" (used)":"")),
+  el("td",{class:"num"},lb+fmt(r.pairs)),el("td",{class:"num"},fmt(r.groups)),el("td",{class:"num"},lb+fmt(r.rows_merged)),
+  el("td",{class:"num"},fmt(r.largest_group)),hasV?el("td",{class:"num"},fmt(r.overturned)):null,
+  hasCut?el("td",{class:"num"},fmt(r.texts_cut_at_k)):null));}
+if(hasCut)document.getElementById("cutnote").textContent="* Below the threshold used, only each text's "+S.k+
+  " nearest neighbours were kept: where some texts have more above a rung, its pairs and merges are lower bounds "+
+  "(a re-run there searches again, from the stored vectors).";
 // marks
 const KEY="dupq-marks:"+S.input+":"+D.threshold;
 let marks={};try{marks=JSON.parse(localStorage.getItem(KEY)||"{}");}catch(e){marks={};}
