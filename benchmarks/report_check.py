@@ -86,7 +86,7 @@ def browse(page_path: Path, summary: dict, shot: Path, chromium: str, downloads:
     checks: dict = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1700}, accept_downloads=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 2300}, accept_downloads=True)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         t0 = time.perf_counter()

@@ -224,14 +224,15 @@ def histogram_svg(hist: dict[str, Any], threshold: float, width: int = 640, heig
     parts.append(
         f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="5" y2="{10 + plot_h}" stroke="#d33" stroke-width="2"/>'
     )
-    parts.append(f'<text x="{tx + 4:.1f}" y="16" fill="#d33" font-size="12">threshold {threshold:.3f}</text>')
+    parts.append(f'<text x="{tx + 4:.1f}" y="16" fill="#d33" font-size="11">threshold {threshold:.3f}</text>')
     for v in (lo, (lo + hi) / 2, hi):
         x = pad + (v - lo) / (hi - lo) * (width - 2 * pad) if hi > lo else pad
         parts.append(
-            f'<text x="{x:.1f}" y="{height - 12}" font-size="11" text-anchor="middle">{v:.2f}</text>'
+            f'<text x="{x:.1f}" y="{height - 22}" font-size="10" text-anchor="middle">{v:.2f}</text>'
         )
     parts.append(
-        f'<text x="{pad}" y="{height - 1}" font-size="11">pairs by cosine (max {top:,} per bar)</text>'
+        f'<text x="{width / 2:.0f}" y="{height - 4}" font-size="10" text-anchor="middle">cosine of each '
+        f"candidate pair ({len(counts)} bars; the tallest: {top:,} pairs)</text>"
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -27,7 +27,7 @@ tr.current td{background:#fff7d6;font-weight:600}.kv{display:grid;grid-template-
 input[type=search]{width:320px;padding:5px 8px}button{cursor:pointer;border:1px solid #bbb;background:#f3f4f6;
 border-radius:4px;padding:2px 8px;margin:1px;white-space:nowrap}button.on-dup{background:#c8f0d4;border-color:#3a9b5c}
 button.on-not{background:#f8d0d0;border-color:#c44}.pager{display:flex;gap:8px;align-items:center;margin:6px 0}
-.above{color:#0a6b2d}.below{color:#a33}#marks{position:sticky;top:0;z-index:2}
+.above{color:#0a6b2d}.below{color:#a33}.scroll{max-height:440px;overflow:auto}#marks{position:sticky;top:0;z-index:2}
 </style></head>
 <body><header><h1>__TITLE__</h1></header><main>
 <section id="summary"><h2>Run</h2><div class="kv" id="kv"></div></section>
@@ -39,7 +39,7 @@ button.on-not{background:#f8d0d0;border-color:#c44}.pager{display:flex;gap:8px;a
 <section id="marks"><b id="markcount">0 marks</b> <button id="export">Export marks CSV</button>
 <button id="clear">Clear marks</button> <span class="muted">use with <code>dupq dedupe --decisions marks.csv</code>
 or <code>dupq train --extra-pairs marks.csv</code></span></section>
-<section id="borderline"><h2>Borderline pairs: nearest the threshold first (green: above it, red: below)</h2><table id="border-table"></table></section>
+<section id="borderline"><h2>Borderline pairs: nearest the threshold first (green: above it, red: below)</h2><div class="scroll"><table id="border-table"></table></div></section>
 <section id="groups"><h2>Groups, largest first</h2>
 <div class="pager"><input type="search" id="q" placeholder="search text or id…">
 <button id="prev">◀</button><span id="page"></span><button id="next">▶</button></div>
@@ -97,7 +97,7 @@ save();
 const bt=document.getElementById("border-table");
 function drawBorder(){bt.textContent="";
   bt.append(el("tr",{},el("th",{class:"num"},"cosine"),el("th",{},"question A"),el("th",{},"question B"),el("th",{},"this run"),el("th",{},"your mark")));
-  for(const p of D.borderline){bt.append(el("tr",{},el("td",{class:"num "+(p.above?"above":"below")},p.score.toFixed(4)),
+  for(const p of D.borderline){bt.append(el("tr",{},el("td",{class:"num "+(p.above?"above":"below")},p.score.toFixed(5)),
     el("td",{},p.text_a,el("div",{class:"muted"},"id "+p.id_a)),el("td",{},p.text_b,el("div",{class:"muted"},"id "+p.id_b)),
     el("td",{},p.same_group?"same group":(p.above?"above, other groups":"not merged")),
     el("td",{},markButtons(p.id_a,p.id_b,p.text_a,p.text_b,p.score))));}}
