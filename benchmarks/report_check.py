@@ -166,7 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     predicted = {str(r["threshold"]): r for r in data["whatif"]}
     for key, r in rethreshold.items():
         w = predicted.get(key) or predicted.get(str(round(float(key), 2)))
-        r["whatif_predicted"] = {"groups": w["groups"], "rows_merged": w["rows_merged"]} if w else None
+        r["whatif_predicted"] = (
+            {"groups": w["groups"], "rows_merged": w["rows_merged"], "texts_cut_at_k": w["texts_cut_at_k"]}
+            if w
+            else None
+        )
     shot = Path(args.screenshot)
     shot.parent.mkdir(parents=True, exist_ok=True)
     checks = browse(report, summary, shot, args.chromium, work)
@@ -183,7 +187,13 @@ def main(argv: list[str] | None = None) -> None:
         "corpus": made,
         "report_bytes": report.stat().st_size,
         "report_mb": round(report.stat().st_size / 1e6, 2),
-        "first_run": {"wall_s": first_s, "stages_s": summary["seconds"], "threshold": t},
+        "first_run": {
+            "wall_s": first_s,
+            "stages_s": summary["seconds"],
+            "threshold": t,
+            "texts_encoded": summary["texts_encoded"],
+            "embeddings_reused": summary["embeddings_reused"],
+        },
         "summary": {
             k: summary[k]
             for k in (
@@ -200,11 +210,18 @@ def main(argv: list[str] | None = None) -> None:
         "browser": checks,
         "screenshot": str(shot.relative_to(REPO)) if shot.is_relative_to(REPO) else str(shot),
     }
-    out = write_result(args.out, "report_check.py", argv, payload)
     _table(payload)
     ok = all(checks["shown_equals_summary"].values()) and checks["whatif_current_equals_summary"]
     ok = ok and not checks["page_errors"] and payload["report_mb"] < 5 and checks["marked_pair_split"]
-    ok = ok and all(r["pairs_reused"] and r["texts_encoded"] == 0 for r in rethreshold.values())
+    # a higher threshold always re-uses the saved pairs; a lower one exactly when the what-if row for it
+    # said no text's list was cut at k there (else it searches the stored vectors again)
+    ok = ok and all(
+        r["texts_encoded"] == 0
+        and r["pairs_reused"] == (float(key) > t or (r["whatif_predicted"] or {}).get("texts_cut_at_k") == 0)
+        for key, r in rethreshold.items()
+    )
+    payload["ok"] = ok
+    out = write_result(args.out, "report_check.py", argv, payload)
     print(f"\nwritten: {out}, {shot}\n{'OK' if ok else 'CHECK FAILED'}")
     if not ok:
         raise SystemExit(1)

@@ -98,7 +98,8 @@ def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
     """Groups at a ladder of thresholds, re-grouping the saved pairs (with a verifier: its decisions
     where this run made them, the cosine elsewhere). Below the threshold, texts whose k nearest
     neighbours all pass a rung have more there than were kept: ``texts_cut_at_k`` counts them (0: the
-    row is what a run at that threshold gives; else a lower bound on the merges)."""
+    row is what a run at that threshold gives; else its pairs are a lower bound and its groups an
+    estimate: leader grouping is not monotone in the pairs)."""
     t = inp.threshold
     lo = math.ceil(max(inp.candidates.floor, t - 0.05) * 100 - 1e-6) / 100
     ladder = sorted({round(x, 2) for x in np.arange(lo, min(1.0, t + 0.05) + 1e-9, 0.01)} | {round(t, 6)})

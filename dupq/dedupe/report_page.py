@@ -69,13 +69,13 @@ const hasCut=D.whatif.some(r=>r.texts_cut_at_k>0);
 wt.append(el("tr",{},el("th",{class:"num"},"threshold"),el("th",{class:"num"},"pairs"),el("th",{class:"num"},"groups (2+ rows)"),
   el("th",{class:"num"},"rows merged"),el("th",{class:"num"},"largest group"),hasV?el("th",{class:"num"},"pairs overturned by the verifier"):null,
   hasCut?el("th",{class:"num"},"texts cut at k *"):null));
-for(const r of D.whatif){const lb=r.texts_cut_at_k>0?"≥ ":"";wt.append(el("tr",{class:r.current?"current":""},el("td",{class:"num"},r.threshold.toFixed(3)+(r.current?" (used)":"")),
-  el("td",{class:"num"},lb+fmt(r.pairs)),el("td",{class:"num"},fmt(r.groups)),el("td",{class:"num"},lb+fmt(r.rows_merged)),
+for(const r of D.whatif){const lb=r.texts_cut_at_k>0?"≈ ":"";wt.append(el("tr",{class:r.current?"current":""},el("td",{class:"num"},r.threshold.toFixed(3)+(r.current?" (used)":"")),
+  el("td",{class:"num"},(lb?"≥ ":"")+fmt(r.pairs)),el("td",{class:"num"},lb+fmt(r.groups)),el("td",{class:"num"},lb+fmt(r.rows_merged)),
   el("td",{class:"num"},fmt(r.largest_group)),hasV?el("td",{class:"num"},fmt(r.overturned)):null,
   hasCut?el("td",{class:"num"},fmt(r.texts_cut_at_k)):null));}
 if(hasCut)document.getElementById("cutnote").textContent="* Below the threshold used, only each text's "+S.k+
-  " nearest neighbours were kept: where some texts have more above a rung, its pairs and merges are lower bounds "+
-  "(a re-run there searches again, from the stored vectors).";
+  " nearest neighbours were kept: where some texts have more above a rung, its pairs are a lower bound and its groups "+
+  "an estimate (a re-run there searches again, from the stored vectors).";
 // marks
 const KEY="dupq-marks:"+S.input+":"+D.threshold;
 let marks={};try{marks=JSON.parse(localStorage.getItem(KEY)||"{}");}catch(e){marks={};}
@@ -97,7 +97,7 @@ save();
 const bt=document.getElementById("border-table");
 function drawBorder(){bt.textContent="";
   bt.append(el("tr",{},el("th",{class:"num"},"cosine"),el("th",{},"question A"),el("th",{},"question B"),el("th",{},"this run"),el("th",{},"your mark")));
-  for(const p of D.borderline){bt.append(el("tr",{},el("td",{class:"num "+(p.above?"above":"below")},p.score.toFixed(5)),
+  for(const p of D.borderline){bt.append(el("tr",{},el("td",{class:"num "+(p.above?"above":"below")},(!p.above&&Number(p.score.toFixed(5))>=D.threshold?"< ":"")+p.score.toFixed(5)),
     el("td",{},p.text_a,el("div",{class:"muted"},"id "+p.id_a)),el("td",{},p.text_b,el("div",{class:"muted"},"id "+p.id_b)),
     el("td",{},p.same_group?"same group":(p.above?"above, other groups":"not merged")),
     el("td",{},markButtons(p.id_a,p.id_b,p.text_a,p.text_b,p.score))));}}

@@ -113,8 +113,10 @@ def candidate_pairs(
     neighbour's cosine; -2 when ``k`` covers every row). The pairs at a threshold ``x >= floor`` are
     complete when no row has ``complete_to > x`` — what :mod:`dupq.dedupe.cache` checks before it
     answers another threshold from saved pairs. Searching the floor by k-NN only and ranging at the
-    threshold keeps a run as cheap as a search at the threshold (a range search at a lower floor
-    costs ~20x more on 100k real sentences, where many have hundreds of neighbours above 0.70).
+    threshold keeps a run as cheap as a search at the threshold: on the 100k-row report check a range
+    search at the floor (0.70) took the search stage from 75 s to 624 s, many real sentences there having
+    hundreds of neighbours above 0.70 (``benchmarks/results/report_check_cold.json``; the 624 s are in
+    ``report_check.json`` as of commit 77dc914).
     """
     n = len(vectors)
     empty = np.zeros(0, np.int64)
