@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The venv first on PATH: notebook kernels and subprocess servers started by tests use its python.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint format quora-model bench-quality bench-encode bench-matcher bench-dedupe clean
+.PHONY: install demo test lint format quora-model bench-quality bench-encode bench-matcher bench-dedupe report-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ bench-matcher: $(STAMP)
 
 bench-dedupe: $(STAMP)
 	$(BIN)/python benchmarks/dedupe.py
+
+# The dedupe review report of a 100k-row run, opened in headless Chromium (Debian's `chromium`, driven by
+# Playwright from the [report] extra; no browser download): its numbers against the summary JSON, the
+# re-threshold time, docs/report.png and benchmarks/results/report_check.json. Needs ../shared/data.
+CHROMIUM ?= /usr/bin/chromium
+report-check: $(STAMP)
+	test -x $(CHROMIUM) || { echo "needs $(CHROMIUM): apt-get install -y chromium"; exit 1; }
+	$(BIN)/pip install --quiet -e '.[report]'
+	nice -n 10 $(BIN)/python benchmarks/report_check.py --chromium $(CHROMIUM) --quiet
 
 clean:
 	rm -rf demo_output .pytest_cache .ruff_cache build dist *.egg-info

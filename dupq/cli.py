@@ -16,6 +16,8 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from dupq.cli_dedupe import dedupe, report
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -180,6 +182,9 @@ def train(
     general: list[str] = typer.Option(
         [], "--general", help="Labelled pair file from another domain: warn if fine-tuning loses AP there."
     ),
+    extra_pairs: list[str] = typer.Option(
+        [], "--extra-pairs", help="More labelled pairs for train only, e.g. a dedupe report's marks CSV."
+    ),
 ) -> None:
     """Fine-tune the Siamese encoder, or fit a verifier over it (--kind verifier), on question pairs.
 
@@ -200,6 +205,7 @@ def train(
         augment=augment,
         verifier_head=verifier_head,
         general=general,
+        extra_pairs=extra_pairs,
         base_model=model,
         loss=loss,
         margin=margin,
@@ -444,104 +450,9 @@ def score(
     typer.echo(result.format_summary())
 
 
-# --- dedupe ------------------------------------------------------------------------------------
-@app.command()
-def dedupe(
-    input: str = typer.Argument(..., help="Questions file: .csv, .tsv, .parquet or .jsonl."),
-    text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
-    out: str = typer.Option(..., "--out", "-o", help="Output file (every input row + result columns)."),
-    id_column: str | None = typer.Option(None, "--id-column", help="Column naming rows in duplicate_of."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model directory (default: MiniLM-L6)."),
-    threshold: str = typer.Option(
-        "auto", "--threshold", help="Cosine in [-1, 1], or 'auto' (dupq.json's precision-0.90 point)."
-    ),
-    pairs: str | None = typer.Option(None, "--pairs", help="Also write every pair above the threshold here."),
-    against: str | None = typer.Option(None, "--against", help="Existing base: mark rows duplicating it."),
-    against_text_column: str | None = typer.Option(
-        None, "--against-text-column", help="Text column of --against (default: --text-column)."
-    ),
-    against_id_column: str | None = typer.Option(
-        None, "--against-id-column", help="Id column of --against (default: --id-column if present)."
-    ),
-    cluster: str = typer.Option("leader", "--cluster", help="leader (no chaining) or components."),
-    k: int = typer.Option(
-        32, "-k", "--k", help="Neighbours per question (range search beyond, if all k match)."
-    ),
-    engine: str = typer.Option("local", "--engine", help="local, or ray (encoding on Ray Data)."),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="ray://host:port (or $RAY_ADDRESS)."),
-    backend: str = typer.Option("torch", "--backend", help="Encoding backend: torch, onnx, onnx-int8 …"),
-    device: str | None = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
-    index: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
-    ef_search: int | None = typer.Option(
-        None,
-        "--ef-search",
-        help="HNSW search beam (default 128; 64: ~1.3x faster search, pair recall ~0.99).",
-    ),
-    workdir: str | None = typer.Option(
-        None, "--workdir", help="Keep embeddings here (resume; re-group without re-encoding)."
-    ),
-    summary: str | None = typer.Option(None, "--summary", help="Summary JSON (default: <out>.summary.json)."),
-    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (default: detected)."),
-    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    verifier: str | None = typer.Option(
-        None, "--verifier", help="Verifier dir: decides the candidate pairs (cosine finds them)."
-    ),
-    verify_below: float = typer.Option(
-        0.10, "--verify-below", help="With --verifier: search this far below the threshold."
-    ),
-    escape_formulas: bool = typer.Option(
-        False, "--escape-formulas", help="Prefix cells starting with = + - @ with ' (for spreadsheets)."
-    ),
-    verify_above: float = typer.Option(
-        0.98, "--verify-above", help="With --verifier: pairs at/above this cosine are accepted unverified."
-    ),
-) -> None:
-    """Find duplicate groups in a file of questions; write every row with its group and status."""
-    from dupq.dedupe import deduplicate
-
-    try:
-        result = deduplicate(
-            input,
-            text_column=text_column,
-            id_column=id_column,
-            model=model,
-            threshold=threshold,
-            cluster=cluster,
-            k=k,
-            against=against,
-            against_text_column=against_text_column,
-            against_id_column=against_id_column,
-            out=out,
-            pairs_out=pairs,
-            summary_out=summary,
-            workdir=workdir,
-            engine=engine,
-            backend=backend,
-            device=device,
-            batch_size=batch_size,
-            index=index,
-            ef_search=ef_search,
-            sep=sep,
-            encoding=encoding,
-            ray_address=ray_address,
-            show_progress=not quiet,
-            verifier=verifier,
-            verify_below=verify_below,
-            verify_above=verify_above,
-            escape_formulas=escape_formulas,
-        )
-    except KeyboardInterrupt:
-        typer.secho(
-            "interrupted: the embeddings written so far are kept; rerun the same command to resume",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-        raise typer.Exit(130) from None
-    typer.echo(result.summary.format())
-    if result.summary_out is not None:
-        typer.echo(f"summary            {result.summary_out}")
+# --- dedupe (dupq/cli_dedupe.py: its options outgrew this module) ------------------------------
+app.command("dedupe")(dedupe)
+app.command("report")(report)
 
 
 # --- encoding backends -------------------------------------------------------------------------

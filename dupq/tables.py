@@ -1,4 +1,5 @@
-"""The one table reader: CSV / TSV / Parquet / JSON Lines (or a JSON array), streamed in chunks.
+"""The one table reader: CSV / TSV / Parquet / JSON Lines (or a JSON array), a directory of Parquet
+shards, or a Hugging Face dataset saved with ``save_to_disk`` — streamed in chunks.
 
 ``dupq dedupe``, ``dupq index build`` / :meth:`Matcher.add_table <dupq.matcher.Matcher.add_table>`,
 ``dupq data`` (Parquet/JSON input) and result files read back by their users all go through
@@ -150,9 +151,9 @@ class TableFile:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError("no such file", file=self.path)
-        if self.path.is_dir():
-            raise InputError("is a directory, not a table", file=self.path)
         self.chunk_rows = max(1, int(chunk_rows))
+        if self.path.is_dir():
+            fmt = fmt or detect_directory(self.path)
         self.fmt = fmt or detect_format(self.path)
         self.sep, self.encoding = sep, encoding
         self.quoting = csv.QUOTE_MINIMAL
@@ -165,6 +166,10 @@ class TableFile:
         self.columns = self._read_columns()
 
     def _read_columns(self) -> list[str]:
+        if self.fmt == "hf-disk":
+            return check_columns(list(self._hf_dataset().column_names), self.path)
+        if self.fmt == "parquet-dir":
+            return check_columns(_parquet_shards(self.path)[1], self.path)
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -194,6 +199,10 @@ class TableFile:
         """``(first row position, chunk)`` over the whole table, in order."""
         if self.fmt == "parquet":
             yield from self._parquet_chunks()
+        elif self.fmt == "parquet-dir":
+            yield from self._parquet_dir_chunks()
+        elif self.fmt == "hf-disk":
+            yield from self._hf_chunks()
         elif self.fmt == "jsonl":
             yield from self._json_chunks()
         else:
@@ -283,6 +292,37 @@ class TableFile:
         except Exception as exc:
             raise InputError(f"cannot read as Parquet: {exc}", file=self.path, row=start + 1) from exc
 
+    def _parquet_dir_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        """The shards of a Parquet directory in name order, one row numbering across them."""
+        start = 0
+        for shard in _parquet_shards(self.path)[0]:
+            part = TableFile(shard, fmt="parquet", chunk_rows=self.chunk_rows)
+            for _, chunk in part.chunks():
+                chunk.index = pd.RangeIndex(start, start + len(chunk))
+                yield start, chunk
+                start += len(chunk)
+
+    # -- a Hugging Face dataset saved with save_to_disk ------------------------------------------------
+    def _hf_dataset(self) -> Any:
+        from datasets import DatasetDict, load_from_disk
+
+        try:
+            ds = load_from_disk(str(self.path))
+        except Exception as exc:  # FileNotFoundError, ArrowInvalid …
+            raise InputError(f"cannot load as a saved Hugging Face dataset: {exc}", file=self.path) from exc
+        if isinstance(ds, DatasetDict):
+            if len(ds) != 1:
+                raise InputError(
+                    f"a DatasetDict with splits {list(ds)}; give one split's directory "
+                    f"(e.g. {self.path / next(iter(ds))})",
+                    file=self.path,
+                )
+            ds = next(iter(ds.values()))
+        return ds
+
+    def _hf_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        yield from dataset_chunks(self._hf_dataset(), self.chunk_rows)
+
     # -- JSON ------------------------------------------------------------------------------------------
     def _json_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
         """JSON Lines (one object per line), or one JSON array of objects."""
@@ -336,6 +376,44 @@ class TableFile:
             df = df.reindex(columns=self._json_columns)
         df.index = pd.RangeIndex(start, start + len(df))
         return df
+
+
+def detect_directory(path: Path) -> str:
+    """A directory is a table when it is a ``save_to_disk`` dataset or holds Parquet shards."""
+    if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
+        return "hf-disk"
+    if any(path.rglob("*.parquet")):
+        return "parquet-dir"
+    raise InputError(
+        "is a directory, but neither a saved Hugging Face dataset (save_to_disk) nor Parquet shards",
+        file=path,
+    )
+
+
+def _parquet_shards(path: Path) -> tuple[list[Path], list[str]]:
+    """The ``*.parquet`` files under ``path`` (name order) and their columns, which must agree."""
+    import pyarrow.parquet as pq
+
+    shards = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    names: list[str] | None = None
+    for shard in shards:
+        try:
+            these = pq.ParquetFile(shard).schema_arrow.names
+        except Exception as exc:
+            raise InputError(f"cannot read as Parquet: {exc}", file=shard) from exc
+        if names is None:
+            names = these
+        elif these != names:
+            raise InputError(f"columns {these} differ from the first shard's {names}", file=shard)
+    return shards, names or []
+
+
+def dataset_chunks(dataset: Any, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(first row, chunk)`` of a ``datasets.Dataset`` as DataFrames (Arrow memory stays mapped)."""
+    for start in range(0, len(dataset), chunk_rows):
+        chunk = dataset.select(range(start, min(start + chunk_rows, len(dataset)))).to_pandas()
+        chunk.index = pd.RangeIndex(start, start + len(chunk))
+        yield start, chunk
 
 
 def read_table(

@@ -315,6 +315,7 @@ def train(
     augment: str | None = None,
     verifier_head: str = "auto",
     general: Sequence[str | Path] = (),
+    extra_pairs: Sequence[str | Path] = (),
     **config: Any,
 ) -> TrainResult:
     """The whole job behind ``dupq train``: read → validate → component split → fine-tune → calibrate.
@@ -326,7 +327,9 @@ def train(
     verifier over ``base_model``'s token vectors, :mod:`dupq.verifier`). ``augment="near-miss"`` adds
     generated hard negatives and noise positives to the train split only (:mod:`dupq.augment`).
     ``general`` names labelled pair files from other domains to check for forgetting (see
-    :func:`train_model`). ``config`` holds :class:`TrainConfig` fields.
+    :func:`train_model`). ``extra_pairs`` names more labelled pair files for the train split only —
+    e.g. the review marks a dedupe report exports — see :func:`_with_extra_pairs`. ``config`` holds
+    :class:`TrainConfig` fields.
     """
     from dupq.data import load_pairs, split_pairs
     from dupq.datamodels import PairData, Splits
@@ -362,6 +365,8 @@ def train(
         "split_summary": splits.summary(),
         "split_sizes": {k: int(len(getattr(splits, k))) for k in ("train", "dev", "test")},
     }
+    if extra_pairs:
+        train_pairs, extra["extra_pairs"] = _with_extra_pairs(train_pairs, splits, extra_pairs)
     if augment is not None:
         train_pairs, extra["augment"] = _augmented(train_pairs, augment, cfg.seed)
     if kind == "verifier":
@@ -375,6 +380,42 @@ def train(
         resume_from_checkpoint=resume_from_checkpoint,
         extra_metadata=extra,
     )
+
+
+def _with_extra_pairs(
+    train_pairs: pd.DataFrame, splits: Splits, paths: Sequence[str | Path]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The train split plus the pairs of ``paths`` (read by :func:`dupq.data.load_pairs`).
+
+    A pair sharing a question with dev or test is left out (and counted): it would leak held-out
+    questions into training and flatter the calibration and the evaluation.
+    """
+    from dupq.data import load_pairs
+    from dupq.text import text_key
+
+    held_out = {
+        text_key(t)
+        for part in (splits.dev, splits.test)
+        for col in ("question1", "question2")
+        for t in part[col].tolist()
+    }
+    frames, info = [], {"files": [], "added": 0, "left_out_overlapping_dev_test": 0}
+    for path in paths:
+        data = load_pairs(path)
+        pairs = data.pairs
+        overlap = pairs["question1"].map(text_key).isin(held_out) | pairs["question2"].map(text_key).isin(
+            held_out
+        )
+        frames.append(pairs[~overlap])
+        info["files"].append({"path": str(path), "sha256": data.sha256, "pairs": int(len(pairs))})
+        info["added"] += int((~overlap).sum())
+        info["left_out_overlapping_dev_test"] += int(overlap.sum())
+    logger.info(
+        "extra pairs: %d added to train, %d left out (share a dev/test question)",
+        info["added"],
+        info["left_out_overlapping_dev_test"],
+    )
+    return pd.concat([train_pairs, *frames], ignore_index=True), info
 
 
 def _augmented(train_pairs: pd.DataFrame, augment: str, seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -51,7 +51,7 @@ def test_the_verifier_decides_every_candidate_pair(verifier_dir, tiny_model_dir,
     )
     # the same decision made by hand: candidates at 0.80, kept where the verifier says duplicate
     vecs = Embedder(tiny_model_dir, device="cpu").encode(texts)
-    a, b, _ = similar_pairs(vecs, 0.80)
+    a, b, s = similar_pairs(vecs, 0.80)
     v = Verifier.load(verifier_dir, device="cpu")
     keep = v.predict([texts[i] for i in a], [texts[i] for i in b]).probability >= verifier_threshold(v)
     rep = group_pairs(len(texts), a[keep], b[keep], method="leader", weights=np.ones(len(texts)))
@@ -63,6 +63,11 @@ def test_the_verifier_decides_every_candidate_pair(verifier_dir, tiny_model_dir,
     assert info["accepted_by_verifier"] + info["rejected_by_verifier"] == info["verified"]
     assert res.summary.similar_pairs == int(keep.sum())
     assert "verified" in res.summary.format()
+    # the report's what-if row at the threshold used: the verifier's decisions, and how many it overturned
+    data = json.loads((tmp_path / "w" / "report-data.json").read_text())
+    (current,) = [r for r in data["whatif"] if r["current"]]
+    assert current["pairs"] == int(keep.sum())
+    assert current["overturned"] == int((~keep & (s >= 0.95)).sum() + (keep & (s < 0.95)).sum())
 
 
 def test_pairs_above_verify_above_skip_the_verifier(verifier_dir, tiny_model_dir, tmp_path):

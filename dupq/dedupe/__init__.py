@@ -9,10 +9,13 @@ Each stage is a module, each a function of one :class:`~dupq.dedupe.config.Dedup
    the work directory (:mod:`~dupq.dedupe.ray` runs this stage on Ray Data with ``engine="ray"``).
 3. :mod:`~dupq.dedupe.search` — each text's nearest neighbours above the threshold (flat or HNSW
    index, range search past ``k``), and matches to an existing base (``against=``).
+   Candidate pairs are searched a margin below the threshold and kept in the work directory
+   (:mod:`~dupq.dedupe.cache`), so another threshold re-groups without a search.
 4. :mod:`~dupq.dedupe.group` — pairs become groups (``cluster="leader"``: no chaining; or
-   ``"components"``), numbered by their first input row.
+   ``"components"``), numbered by their first input row; the survivor rule (:mod:`~dupq.dedupe.keep`)
+   and a reviewer's marks (:mod:`~dupq.dedupe.decisions`) steer it.
 5. :mod:`~dupq.dedupe.write` — the input is streamed again and written with the result columns,
-   atomically; the pairs table.
+   atomically; the pairs table; the review report (:mod:`~dupq.dedupe.report`).
 
 :mod:`~dupq.dedupe.pipeline` runs them in order.
 """

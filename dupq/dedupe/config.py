@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dupq.dedupe.keep import KeepRule, parse_keep
 from dupq.errors import InputError
 
 #: Exact (flat) search up to this many unique texts; HNSW above (recall measured in benchmarks/dedupe.py).
@@ -23,6 +24,9 @@ HNSW_EF_SEARCH = 128
 #: the Matcher's long-lived index); pair recall against exact search is measured in benchmarks/dedupe.py.
 #: At 60k real-derived vectors: M=16/efC=40 30 s vs M=32/efC=80 46 s vs exact 51 s, pair recall 0.9997.
 HNSW_M = 16
+#: Pairs are searched this far (cosine) below the threshold and kept in the work directory, so the
+#: report's what-if table and a re-run at a threshold down to there need no search (dupq.dedupe.cache).
+SEARCH_MARGIN = 0.05
 HNSW_EF_CONSTRUCTION = 40
 
 
@@ -59,6 +63,13 @@ class DedupeConfig:
     verify_below: float = 0.10
     verify_above: float = 0.98
     escape_formulas: bool = False
+    keep: str = "most-neighbours"
+    search_margin: float = SEARCH_MARGIN
+    decisions: Path | None = None
+    keep_only: str | None = None
+    dropped_out: Path | None = None
+    report: Path | None = None
+    keep_rule: KeepRule = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _one_of("cluster", self.cluster, ("leader", "components"))
@@ -68,20 +79,27 @@ class DedupeConfig:
         for name in ("k", "chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.search_margin <= 1.0:
+            raise InputError(f"search_margin must be in [0, 1], got {self.search_margin}")
         if not 0.0 <= self.verify_below <= 1.0:
             raise InputError(f"verify_below must be in [0, 1], got {self.verify_below}")
         if not -1.0 <= self.verify_above <= 1.01:
             raise InputError(
                 f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {self.verify_above}"
             )
+        self.keep_rule = parse_keep(self.keep)
         if self.ef_search is not None and self.ef_search < 1:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
-        for name in ("out", "pairs_out", "summary_out", "workdir"):
+        if self.keep_only not in (None, "representatives"):
+            raise InputError(f"keep_only must be 'representatives' (or unset), got {self.keep_only!r}")
+        for name in ("out", "pairs_out", "summary_out", "workdir", "decisions", "dropped_out", "report"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
         if self.summary_out is None and self.out is not None:
             self.summary_out = self.out.with_suffix(".summary.json")  # deduped.csv -> deduped.summary.json
+        if self.keep_only is not None and self.dropped_out is None and self.out is not None:
+            self.dropped_out = self.out.with_name(f"{self.out.stem}.dropped{self.out.suffix}")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dupq.dedupe.config import DEFAULT_K
+from dupq.dedupe.decisions import Decisions, constrained_leader
+from dupq.dedupe.keep import KeepRule, parse_keep
+from dupq.dedupe.keep import priority as keep_priority
 from dupq.dedupe.search import similar_pairs
+from dupq.errors import InputError
 from dupq.vectors import connected_components, l2_normalize
 
 if TYPE_CHECKING:
@@ -33,6 +37,7 @@ def group_pairs(
     *,
     method: str = "leader",
     weights: np.ndarray | None = None,
+    priority: np.ndarray | None = None,
 ) -> np.ndarray:
     """Group ``n`` items linked by the pairs ``(a[i], b[i])`` (all above the threshold).
 
@@ -41,7 +46,8 @@ def group_pairs(
     ``weights`` — e.g. how many rows share the text — then lower index); an unassigned item becomes a
     representative and takes its unassigned neighbours, so every member is linked *directly* to its
     representative. ``method="components"``: connected components (transitive closure), represented
-    by their highest-degree member.
+    by their highest-degree member. ``priority`` (a rank per item, 0 first; see
+    :func:`dupq.dedupe.keep.priority`) replaces the degree order: the survivor rule of ``--keep``.
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
@@ -52,7 +58,8 @@ def group_pairs(
     deg = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
     if method == "components":
         labels = connected_components(n, a, b)
-        order = np.lexsort((np.arange(n), -w, -deg, labels))  # by label, then best representative first
+        best = (np.arange(n), -w, -deg) if priority is None else (priority,)
+        order = np.lexsort((*best, labels))  # by label, then best representative first
         first = np.ones(n, dtype=bool)
         first[1:] = labels[order][1:] != labels[order][:-1]
         label_rep = np.empty(labels.max() + 1, dtype=np.int64)
@@ -68,7 +75,10 @@ def group_pairs(
     np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
     assigned = deg == 0  # items without neighbours are their own singleton groups
     candidates = np.flatnonzero(deg > 0)
-    candidates = candidates[np.lexsort((candidates, -w[candidates], -deg[candidates]))]
+    if priority is None:
+        candidates = candidates[np.lexsort((candidates, -w[candidates], -deg[candidates]))]
+    else:
+        candidates = candidates[np.argsort(priority[candidates], kind="stable")]
     for c in candidates.tolist():
         if assigned[c]:
             continue
@@ -88,10 +98,68 @@ def group_vectors(
     k: int = DEFAULT_K,
     index: str = "auto",
     weights: np.ndarray | None = None,
+    keep: str | KeepRule = "most-neighbours",
+    texts: list[str] | None = None,
+    values: list | None = None,
 ) -> np.ndarray:
-    """Representative index of each row of ``vectors``: the search + grouping :func:`deduplicate` runs."""
+    """Representative index of each row of ``vectors``: the search + grouping :func:`deduplicate` runs
+    (``keep``: the survivor rule; ``texts``/``values`` for the rules that need them)."""
     a, b, _ = similar_pairs(vectors, threshold, k=k, index=index)
-    return group_pairs(len(vectors), a, b, method=cluster, weights=weights)
+    n = len(vectors)
+    w = np.ones(n, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+    rank = keep_priority(
+        parse_keep(keep), _degree(n, a, b), w, first_row=np.arange(n), texts=texts, values=values
+    )
+    return group_pairs(n, a, b, method=cluster, weights=w, priority=rank)
+
+
+def _degree(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.bincount(np.asarray(a, np.int64), minlength=n) + np.bincount(
+        np.asarray(b, np.int64), minlength=n
+    )
+
+
+def group_reps(
+    scan: Scan,
+    pairs: tuple[np.ndarray, np.ndarray],
+    cluster: str,
+    keep: KeepRule | None = None,
+    decisions: Decisions | None = None,
+) -> np.ndarray:
+    """The representative of each unique text of ``scan``: the grouping a run (and each what-if) does."""
+    n = len(scan.texts)
+    if decisions is None:
+        rank = scan_priority(scan, pairs, keep)
+        return group_pairs(n, pairs[0], pairs[1], method=cluster, weights=scan.counts, priority=rank)
+    if cluster != "leader":
+        raise InputError(
+            "review decisions need cluster='leader': in a transitive closure a pair marked 'not a "
+            "duplicate' can still be joined through other pairs",
+            column="cluster",
+        )
+    rank = scan_priority(scan, pairs, keep or KeepRule("most-neighbours"), always=True)
+    assert rank is not None
+    return constrained_leader(
+        n, np.asarray(pairs[0], np.int64), np.asarray(pairs[1], np.int64), rank, decisions
+    )
+
+
+def scan_priority(
+    scan: Scan, pairs: tuple[np.ndarray, np.ndarray], keep: KeepRule | None, always: bool = False
+) -> np.ndarray | None:
+    """The leader pass's visiting order for ``keep`` over the texts of ``scan`` (None: the default
+    degree order, which :func:`group_pairs` computes itself unless ``always``)."""
+    if not always and (keep is None or keep.kind == "most-neighbours"):
+        return None
+    n = len(scan.texts)
+    return keep_priority(
+        keep or KeepRule("most-neighbours"),
+        _degree(n, pairs[0], pairs[1]),
+        scan.counts,
+        first_row=scan.rep_row,
+        texts=scan.texts,
+        values=scan.keep_values,
+    )
 
 
 @dataclass
@@ -116,11 +184,14 @@ def group(
     chunk: int,
     base_scan: Scan | None = None,
     match: tuple[np.ndarray, np.ndarray] | None = None,
+    keep: KeepRule | None = None,
+    decisions: Decisions | None = None,
 ) -> Groups:
-    """Group the unique texts of ``scan`` from their similar ``pairs`` (and their ``match`` to a base)."""
+    """Group the unique texts of ``scan`` from their similar ``pairs`` (and their ``match`` to a base);
+    ``keep`` is the survivor rule (default: most neighbours), ``decisions`` a reviewer's marks."""
     n = len(scan.texts)
     matched, match_score = match if match is not None else (np.full(n, -1, np.int64), np.zeros(n, np.float32))
-    rep = group_pairs(n, pairs[0], pairs[1], method=cluster, weights=scan.counts)
+    rep = group_reps(scan, pairs, cluster, keep, decisions)
     # Similarity of each text to its representative (the ``score`` column).
     score = np.ones(n, dtype=np.float32)
     nonrep = np.flatnonzero((rep != np.arange(n)) & (matched < 0))

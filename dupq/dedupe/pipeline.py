@@ -14,23 +14,27 @@ import resource
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, DedupeConfig
+from dupq.dedupe.cache import CandidatePairs, PairCache
+from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, SEARCH_MARGIN, DedupeConfig
+from dupq.dedupe.decisions import load_decisions
 from dupq.dedupe.group import Groups, group
+from dupq.dedupe.report import ReportInputs, report_data, save_data, write_report
 from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
-from dupq.dedupe.search import index_kind, match_against, similar_pairs
-from dupq.dedupe.store import EmbeddingStore, Subset, encode, release_memory
-from dupq.dedupe.verify import DEDUPE_POINT, verifier_threshold, verify_pairs
+from dupq.dedupe.search import candidate_pairs, index_kind, match_against
+from dupq.dedupe.store import EmbeddingStore, encode, release_memory
+from dupq.dedupe.verify import DEDUPE_POINT, Verification, verifier_threshold, verify_pairs
 from dupq.dedupe.write import (
     OutputColumns,
     check_no_result_columns,
+    kept_rows,
     output_format,
     pairs_frame,
     write_frame,
@@ -46,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 def deduplicate(
-    data: str | Path | pd.DataFrame,
+    data: str | Path | pd.DataFrame | Any,
     *,
     text_column: str,
     id_column: str | None = None,
@@ -77,11 +81,19 @@ def deduplicate(
     verify_below: float = 0.10,
     verify_above: float = 0.98,
     escape_formulas: bool = False,
+    keep: str = "most-neighbours",
+    search_margin: float = SEARCH_MARGIN,
+    decisions: str | Path | None = None,
+    keep_only: str | None = None,
+    dropped_out: str | Path | None = None,
+    report: str | Path | None = None,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
     ``data`` is a file (CSV/TSV/Parquet/JSONL, by suffix; delimiter and text encoding are detected
-    unless ``sep``/``encoding`` are given) or a DataFrame. ``text_column`` holds the questions;
+    unless ``sep``/``encoding`` are given), a directory (Parquet shards, or a Hugging Face dataset saved
+    with ``save_to_disk``), a DataFrame, or a ``datasets.Dataset`` (``result.dataset`` gives it back
+    with the result columns). ``text_column`` holds the questions;
     ``id_column`` (optional) names rows in ``duplicate_of`` — without it rows are named by their
     0-based position in the input.
 
@@ -112,6 +124,18 @@ def deduplicate(
     each stage decided. A verifier directory runs its token pass on ``backend`` too (``onnx-int8``:
     int8 for both stages). ``escape_formulas``: prefix output cells that start like a spreadsheet formula
     (``= + - @``) with ``'`` — for files meant for Excel; off by default, so text round-trips exactly.
+    ``keep``: the survivor rule — which text represents its group (``most-neighbours``, ``first``,
+    ``longest``, ``shortest``, ``most-frequent``, ``column:NAME[:asc|desc]``; :mod:`dupq.dedupe.keep`).
+    ``search_margin``: candidate pairs are searched this far below the threshold and kept in ``workdir``;
+    a later run there at any threshold down to that floor re-groups without searching
+    (:mod:`dupq.dedupe.cache`). ``decisions``: a reviewer's marks (the report's CSV export; a labelled
+    pair file): a pair marked duplicate is always grouped, one marked not a duplicate never is
+    (:mod:`dupq.dedupe.decisions`). ``keep_only="representatives"``: ``out`` (or ``result.table``)
+    holds one row per group plus the rows without text; the other rows go to ``dropped_out`` (default
+    ``<out stem>.dropped<suffix>``; ``result.dropped`` without ``out``) with their ``duplicate_of``, and
+    the summary counts both, so no row is silently lost. ``report``: write the review report (one
+    self-contained HTML file, :mod:`dupq.dedupe.report`); a run with a ``workdir`` also keeps the
+    report's data there for ``dupq report WORKDIR``.
     """
     options = dict(locals())
     del options["data"]
@@ -156,7 +180,8 @@ class _Encoded:
 def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) -> DedupeResult:
     source, base_source = _sources(data, cfg)
     check_no_result_columns(source.columns, source.path)
-    new = scan(source, cfg.show_progress)
+    rule = cfg.keep_rule
+    new = scan(source, cfg.show_progress, keep_column=rule if rule.kind == "column" else None)
     base = scan(base_source, cfg.show_progress) if base_source is not None else None
     timer.stage("scan")
     enc = _encode(new, base, cfg, workdir, timer)
@@ -167,30 +192,92 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
         match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
     timer.stage("against")
     search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
-    pairs, n_live = _similar_pairs(store, match, search_at, cfg)
+    candidates, reused = _candidates(store, search_at, cfg)
+    pairs = _live_pairs(candidates, search_at, match)
     timer.stage("search")
-    verification = None
+    verification, pairs_checked = None, pairs
     if cfg.verifier is not None:
-        pairs, verification = _verify(pairs, new.texts, enc.threshold, cfg)
+        pairs, *verification = _verify(pairs, new.texts, enc.threshold, cfg)
         timer.stage("verify")
-    groups = group(new, store.vectors, pairs[:2], cfg.cluster, cfg.chunk_size, base, match)
+    decisions = load_decisions(cfg.decisions, new) if cfg.decisions is not None else None
+    groups = group(
+        new,
+        store.vectors,
+        pairs[:2],
+        cfg.cluster,
+        cfg.chunk_size,
+        base,
+        match,
+        keep=rule,
+        decisions=decisions,
+    )
     timer.stage("group")
     columns = OutputColumns(new, groups, store.truncated)
-    table, pairs_arg = _write(source, new, base, columns, groups, pairs, cfg)
+    written = _write(source, new, base, columns, groups, pairs, cfg)
     timer.stage("write")
-    index = index_kind(n_live, cfg.index)
-    summary = _summary(new, base, columns, groups, pairs, enc, cfg, index, workdir, timer)
-    summary.verification = verification
+    summary = _summary(new, base, columns, groups, pairs, enc, cfg, workdir, timer)
+    summary.verification = verification[0] if verification is not None else None
+    summary.search_floor = round(candidates.floor, 6)
+    summary.pairs_reused = reused
+    summary.decisions = decisions.summary() if decisions is not None else None
+    summary.rows_written, summary.rows_dropped = written.rows_written, written.rows_dropped
+    summary.dropped_output = str(cfg.dropped_out) if cfg.dropped_out is not None else None
+    if cfg.report is not None or cfg.workdir is not None:
+        inputs = ReportInputs(
+            new,
+            columns,
+            candidates,
+            match[0] < 0 if match is not None else None,
+            enc.threshold,
+            cfg.cluster,
+            rule,
+            decisions,
+            _verdicts(candidates, pairs_checked, verification[1], cfg.verify_above)
+            if verification is not None
+            else None,
+            summary.to_dict(),
+        )
+        _report(inputs, cfg, workdir)
+        timer.stage("report")
+        summary.seconds = timer.seconds
     if cfg.summary_out is not None:
         atomic_write_json(cfg.summary_out, summary.to_dict())
     return DedupeResult(
         summary=summary,
-        table=table,
-        pairs_factory=pairs_arg,
+        table=written.table,
+        pairs_factory=written.pairs,
+        dropped=written.dropped if cfg.keep_only is not None and cfg.out is None else None,
         out=cfg.out,
         pairs_out=cfg.pairs_out,
         summary_out=cfg.summary_out,
     )
+
+
+def _report(inputs: ReportInputs, cfg: DedupeConfig, workdir: Path) -> None:
+    """Build the report's data; save it in a kept workdir (``dupq report``) and write ``cfg.report``."""
+    data = report_data(inputs)
+    if cfg.workdir is not None:
+        save_data(data, workdir)
+    if cfg.report is not None:
+        write_report(data, cfg.report)
+
+
+def _verdicts(
+    candidates: CandidatePairs,
+    checked: tuple[np.ndarray, np.ndarray, np.ndarray],
+    result: Verification,
+    verify_above: float,
+) -> np.ndarray:
+    """Per candidate pair: 0 not verified, 1 the verifier accepted it, 2 it rejected it."""
+    n = int(max(candidates.a.max(initial=0), candidates.b.max(initial=0))) + 1
+    ckey = candidates.a.astype(np.int64) * n + candidates.b.astype(np.int64)
+    verified = checked[2] < verify_above
+    vkey = checked[0][verified] * n + checked[1][verified]
+    order = np.argsort(ckey)
+    pos = order[np.searchsorted(ckey, vkey, sorter=order)]
+    verdict = np.zeros(len(ckey), dtype=np.int8)
+    verdict[pos] = np.where(result.keep[verified], 1, 2)
+    return verdict
 
 
 def _sources(data: Any, cfg: DedupeConfig) -> tuple[Source, Source | None]:
@@ -235,29 +322,49 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused)
 
 
-def _similar_pairs(
-    store: EmbeddingStore, match: tuple[np.ndarray, np.ndarray] | None, threshold: float, cfg: DedupeConfig
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
-    """kNN pairs among the unique texts not already matched to the base (uids of ``store``)."""
-    n = len(store.vectors)
-    live = np.arange(n) if match is None else np.flatnonzero(match[0] < 0)
-    live_vectors = store.vectors if len(live) == n else Subset(store.vectors, live)
-    la, lb, ls = similar_pairs(
-        live_vectors,
-        threshold,
+def _candidates(store: EmbeddingStore, search_at: float, cfg: DedupeConfig) -> tuple[CandidatePairs, bool]:
+    """Candidate pairs among all unique texts down to ``search_at - search_margin`` (k-NN only below
+    ``search_at``): the saved ones when they give every pair at ``search_at`` (a re-threshold), else a
+    search of the stored vectors (then saved)."""
+    kind = index_kind(len(store.vectors), cfg.index)
+    cache = PairCache(store.dir, k=cfg.k, index=kind, ef_search=cfg.ef_search)
+    found = cache.load(search_at)
+    if found is not None:
+        logger.info("re-using %d candidate pairs saved down to %.3f", len(found.a), found.floor)
+        return found, True
+    floor = max(-1.0, search_at - cfg.search_margin)
+    a, b, s, complete_to = candidate_pairs(
+        store.vectors,
+        floor,
+        range_at=search_at,
         k=cfg.k,
-        index=cfg.index,
+        index=kind,
         chunk_size=cfg.chunk_size,
         show_progress=cfg.show_progress,
         ef_search=cfg.ef_search,
     )
-    return (live[la], live[lb], ls), len(live)
+    found = CandidatePairs(a, b, s, floor, complete_to)
+    cache.save(found)
+    return found, False
+
+
+def _live_pairs(
+    candidates: CandidatePairs, search_at: float, match: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs at or above ``search_at`` between texts not already matched to the base."""
+    a, b, s = candidates.above(search_at)
+    if match is None:
+        return a, b, s
+    live = match[0] < 0
+    keep = live[a] & live[b]
+    return a[keep], b[keep], s[keep]
 
 
 def _verify(
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray], texts: list[str], threshold: float, cfg: DedupeConfig
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
-    """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts."""
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], Verification]:
+    """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts
+    (and return the summary's counts and the per-pair decisions, for the report)."""
     from dupq.verifier import Verifier
 
     verifier = (
@@ -288,7 +395,7 @@ def _verify(
         "accepted_by_verifier": result.verified_duplicate,
         "rejected_by_verifier": result.verified - result.verified_duplicate,
     }
-    return (pairs[0][keep], pairs[1][keep], pairs[2][keep]), info
+    return (pairs[0][keep], pairs[1][keep], pairs[2][keep]), info, result
 
 
 def _write(
@@ -299,26 +406,45 @@ def _write(
     groups: Groups,
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
     cfg: DedupeConfig,
-) -> tuple[pd.DataFrame | None, Any]:
-    """Write (or build) the output table and the pairs; return ``(table or None, pairs or a factory)``."""
-    table = None
+) -> _Written:
+    """Write (or build) the output table (only the representatives with ``keep_only``; the others to
+    ``dropped_out`` / ``result.dropped``) and the pairs (a factory unless ``pairs_out`` is given)."""
+    done = _Written()
     if cfg.out is not None:
-        write_table(source, columns, cfg.out, cfg.show_progress, escape=cfg.escape_formulas)
+        done.rows_written, done.rows_dropped = write_table(
+            source, columns, cfg.out, cfg.show_progress, escape=cfg.escape_formulas, dropped=cfg.dropped_out
+        )
     else:
         table = pd.concat([columns.attach(c, r0) for r0, c in source.chunks()], ignore_index=False)
         if source.frame is not None and len(table) == len(source.frame):
             table.index = source.frame.index
+        if cfg.keep_only is not None:
+            keep = kept_rows(table)
+            table, done.dropped = table[keep], table[~keep]
+        done.table, done.rows_written, done.rows_dropped = table, len(table), len(done.dropped)
     matched = groups.matched
     match_score = groups.score  # for a text matched to the base, its score is the match's cosine
 
     def build_pairs() -> pd.DataFrame:  # built only when asked for (it holds both texts of every pair)
         return pairs_frame(new, base, pairs[0], pairs[1], pairs[2], matched, match_score)
 
-    if cfg.pairs_out is None:
-        return table, build_pairs
-    frame = build_pairs()
-    write_frame(frame, cfg.pairs_out)
-    return table, frame
+    done.pairs = build_pairs
+    if cfg.pairs_out is not None:
+        done.pairs = build_pairs()
+        write_frame(done.pairs, cfg.pairs_out)
+    return done
+
+
+@dataclass
+class _Written:
+    """What the write stage produced: the table (without ``out``), dropped rows, the pairs (or a
+    factory), and the row counts written to the output and to the dropped rows."""
+
+    table: pd.DataFrame | None = None
+    dropped: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pairs: Any = None
+    rows_written: int = 0
+    rows_dropped: int = 0
 
 
 def _summary(
@@ -329,7 +455,6 @@ def _summary(
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
     enc: _Encoded,
     cfg: DedupeConfig,
-    index: str,
     workdir: Path,
     timer: StageTimer,
 ) -> DedupeSummary:
@@ -355,8 +480,9 @@ def _summary(
         threshold=enc.threshold,
         threshold_source=enc.threshold_source,
         cluster=cfg.cluster,
+        keep=str(cfg.keep_rule),
         k=cfg.k,
-        index=index,
+        index=index_kind(n, cfg.index),
         engine=cfg.engine,
         backend=cfg.backend,
         model=enc.model,
@@ -367,7 +493,7 @@ def _summary(
         seconds=timer.seconds,
         rss_mb=timer.rss_mb,
         peak_rss_mb=timer.peak_mb(),
-        input=str(new.source.path) if new.source.path is not None else "<DataFrame>",
+        input=str(new.source.path) if new.source.path is not None else new.source.name,
         output=str(cfg.out) if cfg.out is not None else None,
         pairs_output=str(cfg.pairs_out) if cfg.pairs_out is not None else None,
         workdir=str(workdir),

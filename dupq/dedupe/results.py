@@ -52,6 +52,13 @@ class DedupeSummary:
     pairs_output: str | None = None
     workdir: str | None = None
     verification: dict[str, Any] | None = None
+    keep: str = "most-neighbours"
+    search_floor: float | None = None
+    pairs_reused: bool = False
+    decisions: dict[str, Any] | None = None
+    rows_written: int = 0
+    rows_dropped: int = 0
+    dropped_output: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -78,9 +85,30 @@ class DedupeSummary:
                 else ""
             ),
             f"similar pairs      {self.similar_pairs:>12,}"
-            f"  (cosine >= {self.threshold:.3f}, {self.threshold_source})",
+            f"  (cosine >= {self.threshold:.3f}, {self.threshold_source}"
+            + (
+                f"; saved pairs reach down to {self.search_floor:.3f}"
+                + (", re-used: no search" if self.pairs_reused else "")
+                if self.search_floor is not None
+                else ""
+            )
+            + ")",
             *self._verification_lines(),
-            f"grouping           {self.cluster}, k={self.k}, index {self.index}, engine {self.engine}, "
+            *(
+                [
+                    f"decisions          {self.decisions['must_link']:,} must-link, "
+                    f"{self.decisions['cannot_link']:,} cannot-link pairs from {self.decisions['file']}"
+                    + (
+                        f" ({self.decisions['texts_not_in_input']:,} name texts not in this input)"
+                        if self.decisions["texts_not_in_input"]
+                        else ""
+                    )
+                ]
+                if self.decisions
+                else []
+            ),
+            f"grouping           {self.cluster}, keep {self.keep}, k={self.k}, index {self.index}, "
+            f"engine {self.engine}, "
             f"backend {self.backend}",
             f"encoded            {self.texts_encoded:>12,}"
             f"  ({self.embeddings_reused:,} reused from the workdir)",
@@ -91,6 +119,11 @@ class DedupeSummary:
         ]
         if self.output:
             lines.append(f"output             {self.output}")
+        if self.dropped_output or self.rows_dropped:
+            lines.append(
+                f"kept only reps     {self.rows_written:>12,}  rows written, {self.rows_dropped:,} duplicate "
+                f"rows to {self.dropped_output or 'result.dropped'}"
+            )
         if self.pairs_output:
             lines.append(f"pairs              {self.pairs_output}")
         return "\n".join(lines)
@@ -126,6 +159,7 @@ class DedupeResult:
     out: Path | None = None
     pairs_out: Path | None = None
     summary_out: Path | None = None
+    dropped: pd.DataFrame | None = None
 
     @property
     def pairs(self) -> pd.DataFrame:
@@ -133,6 +167,14 @@ class DedupeResult:
         if not isinstance(self.pairs_factory, pd.DataFrame):
             self.pairs_factory = self.pairs_factory()
         return self.pairs_factory
+
+    @property
+    def dataset(self) -> Any:
+        """The output rows as a ``datasets.Dataset`` (every input column kept, plus the result columns):
+        what a Dataset passed to :func:`~dupq.dedupe.deduplicate` comes back as."""
+        from datasets import Dataset
+
+        return Dataset.from_pandas(self.read(), preserve_index=False)
 
     def read(self) -> pd.DataFrame:
         """The output rows: ``table``, or the ``out`` file read back (all columns as text)."""

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dupq.dedupe.keep import KeepRule, best_rows
 from dupq.errors import InputError
-from dupq.tables import TableFile, check_columns
+from dupq.tables import TableFile, check_columns, dataset_chunks
 from dupq.text import is_blank, normalize, text_key
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,15 @@ class Source:
         self.frame: pd.DataFrame | None = None
         self.file: TableFile | None = None
         self.path: Path | None = None
+        self.dataset: Any = None
         if isinstance(data, pd.DataFrame):
             self.frame = data
             self.fmt = "dataframe"
             columns = check_columns(list(data.columns), None)
+        elif is_dataset(data):
+            self.dataset = data
+            self.fmt = "dataset"
+            columns = check_columns(list(data.column_names), None)
         else:
             self.file = TableFile(data, sep=sep, encoding=encoding, chunk_rows=self.chunk_rows)
             self.path, self.fmt = self.file.path, self.file.fmt
@@ -77,16 +83,24 @@ class Source:
                 f"no id column {id_column!r}; the columns are {columns}", file=self.path, column=id_column
             )
         self.id_column = id_column
-        self.name = str(self.path) if self.path is not None else "<DataFrame>"
+        self.name = str(self.path) if self.path is not None else f"<{type(data).__name__}>"
 
     def chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(first row position, chunk)`` over the whole table, in order."""
         if self.file is not None:
             yield from self.file.chunks()
             return
+        if self.dataset is not None:
+            yield from dataset_chunks(self.dataset, self.chunk_rows)
+            return
         assert self.frame is not None
         for start in range(0, len(self.frame), self.chunk_rows):
             yield start, self.frame.iloc[start : start + self.chunk_rows]
+
+
+def is_dataset(data: Any) -> bool:
+    """A Hugging Face ``datasets.Dataset`` (checked without importing ``datasets``)."""
+    return type(data).__module__.startswith("datasets.") and hasattr(data, "column_names")
 
 
 def classify(value: Any) -> tuple[int, str]:
@@ -134,17 +148,31 @@ class Scan:
     first_row: np.ndarray  # int64 per uid
     counts: np.ndarray  # rows per uid
     digest: str  # fingerprint of the unique texts in order
+    rep_row: np.ndarray  # int64 per uid: the row standing for it (its first; --keep column: the best)
+    keep_values: list | None = None  # per uid, the --keep column's value in its rep_row
 
     def uid_id(self, uids: np.ndarray) -> np.ndarray:
-        """The id (or row position) of the first row of each uid."""
-        rows = self.first_row[uids]
+        """The id (or row position) of the row standing for each uid (:attr:`rep_row`)."""
+        rows = self.rep_row[uids]
         if self.row_ids is None:
             return rows
         return np.asarray([self.row_ids[r] for r in rows.tolist()], dtype=object)
 
 
-def scan(source: Source, show_progress: bool) -> Scan:
-    """First pass: statuses, exact-duplicate keys, unique texts, ids (checked unique)."""
+def scan(source: Source, show_progress: bool, keep_column: KeepRule | None = None) -> Scan:
+    """First pass: statuses, exact-duplicate keys, unique texts, ids (checked unique).
+
+    ``keep_column`` (a ``column:`` survivor rule): the column's values are read too, and each text
+    is represented by its exact-duplicate row with the winning value rather than by its first row.
+    """
+    if keep_column is not None and keep_column.column not in source.columns:
+        raise InputError(
+            f"--keep names column {keep_column.column!r}, which the input lacks; the columns are "
+            f"{source.columns}",
+            file=source.path,
+            column=keep_column.column,
+        )
+    row_values: list = []
     keys: dict[str, int] = {}
     texts: list[str] = []
     first_row: list[int] = []
@@ -178,6 +206,8 @@ def scan(source: Source, show_progress: bool) -> Scan:
                             "empty id", file=source.path, row=start + i + 1, column=source.id_column
                         )
                     row_ids.append(str(value))
+            if keep_column is not None:
+                row_values.extend(chunk[keep_column.column].tolist())
             uid_parts.append(uids)
             code_parts.append(codes)
             n_rows = start + len(values)
@@ -195,6 +225,11 @@ def scan(source: Source, show_progress: bool) -> Scan:
             )
     row_uid = np.concatenate(uid_parts) if uid_parts else np.zeros(0, np.int64)
     counts = np.bincount(row_uid[row_uid >= 0], minlength=len(texts)).astype(np.int64)
+    first = np.asarray(first_row, dtype=np.int64)
+    rep_row, keep_values = first, None
+    if keep_column is not None:
+        rep_row = best_rows(row_uid, row_values, len(texts), keep_column.descending)
+        keep_values = [row_values[r] for r in rep_row.tolist()]
     return Scan(
         source=source,
         n_rows=n_rows,
@@ -203,7 +238,9 @@ def scan(source: Source, show_progress: bool) -> Scan:
         row_ids=row_ids,
         texts=texts,
         keys=keys,
-        first_row=np.asarray(first_row, dtype=np.int64),
+        first_row=first,
         counts=counts,
         digest=h.hexdigest(),
+        rep_row=rep_row,
+        keep_values=keep_values,
     )

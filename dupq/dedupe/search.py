@@ -82,30 +82,71 @@ def similar_pairs(
     otherwise); a row whose k-th neighbour is still above the threshold gets a range search, so no
     group is cut at ``k``. ``vectors`` may be a memory map; it is read ``chunk_size`` rows at a time.
     """
+    a, b, s, _ = candidate_pairs(
+        vectors,
+        threshold,
+        k=k,
+        index=index,
+        chunk_size=chunk_size,
+        show_progress=show_progress,
+        ef_search=ef_search,
+    )
+    return a, b, s
+
+
+def candidate_pairs(
+    vectors: np.ndarray | Any,
+    floor: float,
+    *,
+    range_at: float | None = None,
+    k: int = DEFAULT_K,
+    index: str = "auto",
+    chunk_size: int = DEFAULT_CHUNK,
+    show_progress: bool = False,
+    ef_search: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs with cosine ``>= floor`` among each row's ``k`` nearest neighbours, completed by a range
+    search at ``range_at`` (default ``floor``) for rows whose k-th neighbour reaches it.
+
+    Returns ``(a, b, scores, complete_to)``: ``complete_to[i]`` is the lowest threshold down to which
+    row ``i``'s neighbours are all listed (``range_at`` after a range search, else just above its k-th
+    neighbour's cosine; -2 when ``k`` covers every row). The pairs at a threshold ``x >= floor`` are
+    complete when no row has ``complete_to > x`` — what :mod:`dupq.dedupe.cache` checks before it
+    answers another threshold from saved pairs. Searching the floor by k-NN only and ranging at the
+    threshold keeps a run as cheap as a search at the threshold: on the 100k-row report check a range
+    search at the floor (0.70) took the search stage from 75 s to 624 s, many real sentences there having
+    hundreds of neighbours above 0.70 (``benchmarks/results/report_check_cold.json``; the 624 s are in
+    ``report_check.json`` as of commit 77dc914).
+    """
     n = len(vectors)
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    empty = np.zeros(0, np.int64)
     if n < 2:
-        return empty
+        return empty, empty, np.zeros(0, np.float32), np.full(n, -2.0, np.float32)
+    range_at = floor if range_at is None else max(float(range_at), floor)
     vindex = build_index(
         vectors, index=index, chunk_size=chunk_size, show_progress=show_progress, ef_search=ef_search
     )
     kk = min(k + 1, n)  # +1: a row finds itself
+    complete = np.full(n, -2.0, dtype=np.float32)
     parts_a, parts_b, parts_s = [], [], []
     with tqdm(total=n, desc="searching", unit="q", disable=not show_progress) as bar:
         for start in range(0, n, chunk_size):
             q = unit_rows(vectors, start, min(start + chunk_size, n))
             qids = np.arange(start, start + len(q), dtype=np.int64)
             scores, ids = vindex.search(q, kk)
-            keep = (ids >= 0) & (scores >= np.float32(threshold)) & (ids != qids[:, None])
+            keep = (ids >= 0) & (scores >= np.float32(floor)) & (ids != qids[:, None])
             rows, cols = np.nonzero(keep)
             parts_a.append(qids[rows])
             parts_b.append(ids[rows, cols])
             parts_s.append(scores[rows, cols])
             if kk < n:
-                saturated = np.flatnonzero(scores[:, -1] >= np.float32(threshold))
+                kth = scores[:, -1]
+                saturated = np.flatnonzero(kth >= np.float32(range_at))
+                complete[qids] = np.nextafter(kth, np.float32(np.inf))
+                complete[qids[saturated]] = range_at
                 if len(saturated):
                     for qi, (nids, nscores) in zip(
-                        saturated.tolist(), vindex.range_search(q[saturated], threshold), strict=True
+                        saturated.tolist(), vindex.range_search(q[saturated], range_at), strict=True
                     ):
                         mask = nids != qids[qi]
                         parts_a.append(np.full(int(mask.sum()), qids[qi], dtype=np.int64))
@@ -121,7 +162,7 @@ def similar_pairs(
     key, lo, hi, s = key[order], lo[order], hi[order], s[order]
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
-    return lo[first], hi[first], s[first]
+    return lo[first], hi[first], s[first], complete
 
 
 def match_against(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,7 @@ class OutputColumns:
         self.truncated = truncated
         self.with_existing = groups.with_existing
         self.rep_row = (
-            scan.first_row[self.rep] if n else np.zeros(0, np.int64)
+            scan.rep_row[self.rep] if n else np.zeros(0, np.int64)
         )  # the representative row per uid
 
     def row_is_rep(self, rows: np.ndarray | None = None) -> np.ndarray:
@@ -59,7 +60,7 @@ class OutputColumns:
         has = uid >= 0
         out = np.zeros(len(rows), dtype=bool)
         u = uid[has]
-        out[has] = (self.matched[u] < 0) & (self.rep[u] == u) & (scan.first_row[u] == rows[has])
+        out[has] = (self.matched[u] < 0) & (self.rep[u] == u) & (scan.rep_row[u] == rows[has])
         return out
 
     def attach(self, chunk: pd.DataFrame, start: int) -> pd.DataFrame:
@@ -144,23 +145,42 @@ def escape_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def kept_rows(table: pd.DataFrame) -> np.ndarray:
+    """Rows ``keep_only="representatives"`` writes: each group's representative, and every row without
+    text (empty/unreadable rows were never judged duplicates, so they are not dropped)."""
+    return (table["is_representative"].to_numpy(bool) | table["group_id"].isna().to_numpy()).astype(bool)
+
+
 def write_table(
-    source: Source, columns: OutputColumns, out: Path, show_progress: bool, escape: bool = False
-) -> None:
-    """Stream the input again and write it with the result columns, atomically."""
-    fmt = output_format(out)
-    with atomic_path(out) as tmp:
-        writer = ChunkWriter(tmp, fmt)
-        try:
-            with tqdm(
-                total=columns.scan.n_rows, desc="writing", unit=" rows", disable=not show_progress
-            ) as bar:
-                for start, chunk in source.chunks():
-                    table = columns.attach(chunk, start)
-                    writer.write(escape_formulas(table) if escape else table)
-                    bar.update(len(chunk))
-        finally:
-            writer.close()
+    source: Source,
+    columns: OutputColumns,
+    out: Path,
+    show_progress: bool,
+    escape: bool = False,
+    dropped: Path | None = None,
+) -> tuple[int, int]:
+    """Stream the input again and write it with the result columns, atomically; with ``dropped``, only
+    the :func:`kept_rows` go to ``out`` and the others to ``dropped`` (no row is lost). Returns
+    ``(rows written to out, rows written to dropped)``."""
+    counts = [0, 0]
+    with atomic_path(out) as tmp, contextlib.ExitStack() as stack:
+        writers = [ChunkWriter(tmp, output_format(out))]
+        stack.callback(writers[0].close)
+        if dropped is not None:
+            writers.append(ChunkWriter(stack.enter_context(atomic_path(dropped)), output_format(dropped)))
+            stack.callback(writers[1].close)
+        with tqdm(total=columns.scan.n_rows, desc="writing", unit=" rows", disable=not show_progress) as bar:
+            for start, chunk in source.chunks():
+                table = columns.attach(chunk, start)
+                table = escape_formulas(table) if escape else table
+                keep = kept_rows(table) if dropped is not None else np.ones(len(table), bool)
+                writers[0].write(table[keep])
+                counts[0] += int(keep.sum())
+                if dropped is not None:
+                    writers[1].write(table[~keep])
+                    counts[1] += int((~keep).sum())
+                bar.update(len(chunk))
+    return counts[0], counts[1]
 
 
 def write_frame(df: pd.DataFrame, path: Path) -> None:
@@ -236,7 +256,7 @@ def pairs_frame(scan, base_scan, pa_, pb_, ps_, matched, match_score) -> pd.Data
         )
     rows = np.arange(scan.n_rows)
     has = scan.row_uid >= 0
-    copies = rows[has][scan.first_row[scan.row_uid[has]] != rows[has]]
+    copies = rows[has][scan.rep_row[scan.row_uid[has]] != rows[has]]
     if len(copies):
         cu = scan.row_uid[copies]
         ids_b = (

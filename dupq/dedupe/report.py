@@ -1,0 +1,282 @@
+"""The review report of a dedupe (``--report report.html``, ``dupq report WORKDIR``): one HTML file.
+
+A person reviewing 50,000 merged support questions would rather look than read a CSV, and their minutes
+pay off at the margin. The file is self-contained (inline CSS, JS and SVG; no network) and holds: the run
+summary; the histogram of candidate-pair cosines with the threshold marked; a **what-if ladder** — groups,
+rows merged, largest group (and pairs a verifier overturned) at thresholds around the one used, computed
+by re-grouping the pairs already found (:mod:`dupq.dedupe.cache`), with the survivor rule and review
+decisions of the run; the groups, largest first, each with its kept row and every member's score to it
+(searchable, paginated; the largest groups inline up to a size budget, the rest counted); and the
+**borderline pairs** just above and below the threshold, with buttons to mark each "duplicate" / "not a
+duplicate" and export the marks as a CSV that ``dupq dedupe --decisions`` and ``dupq train
+--extra-pairs`` read.
+
+Everything the page shows comes from one JSON block (``<script type="application/json"
+id="dupq-data">``), so tests compare it with the output table. The same data is saved in the work
+directory (``report-data.json``), from which ``dupq report WORKDIR`` writes the page again.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dupq.dedupe.group import group_reps
+from dupq.dedupe.report_page import PAGE
+from dupq.errors import InputError
+from dupq.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from dupq.dedupe.cache import CandidatePairs
+    from dupq.dedupe.decisions import Decisions
+    from dupq.dedupe.keep import KeepRule
+    from dupq.dedupe.scan import Scan
+    from dupq.dedupe.write import OutputColumns
+
+#: Saved in the work directory by every run that keeps one; ``dupq report`` renders it.
+DATA_FILE = "report-data.json"
+#: Groups shown inline stop at this many, or when their JSON passes :data:`INLINE_BYTES`.
+MAX_GROUPS = 5000
+INLINE_BYTES = 2_500_000
+#: Members listed per group (the rest counted).
+MAX_MEMBERS = 200
+#: Borderline pairs listed (nearest the threshold, both sides).
+BORDERLINE = 300
+HIST_BINS = 50
+
+
+@dataclass
+class ReportInputs:
+    """What a run hands the report: its texts and results, the candidate pairs, and how it grouped."""
+
+    scan: Scan
+    columns: OutputColumns
+    candidates: CandidatePairs
+    live: np.ndarray | None  # bool per text: not matched to the --against base (None: all)
+    threshold: float
+    cluster: str
+    keep: KeepRule | None
+    decisions: Decisions | None
+    verdicts: np.ndarray | None  # per candidate pair: 0 not verified, 1 accepted, 2 rejected
+    summary: dict[str, Any]
+
+
+def report_data(inp: ReportInputs) -> dict[str, Any]:
+    """The JSON-able content of the report (see the module docstring)."""
+    a, b, s, verdict = _live_candidates(inp)
+    rows = inp.columns.attach(pd.DataFrame(index=pd.RangeIndex(0, inp.scan.n_rows)), 0)
+    groups, not_inline = _groups(inp.scan, rows)
+    return {
+        "format": "dupq-dedupe-report",
+        "version": 1,
+        "summary": inp.summary,
+        "threshold": inp.threshold,
+        "floor": inp.candidates.floor,
+        "histogram": _histogram(s, inp.candidates.floor),
+        "whatif": _whatif(inp, a, b, s, verdict),
+        "groups": groups,
+        "groups_not_inline": not_inline,
+        "borderline": _borderline(inp, a, b, s),
+    }
+
+
+def _live_candidates(inp: ReportInputs) -> tuple[np.ndarray, ...]:
+    c = inp.candidates
+    keep = np.ones(len(c.a), dtype=bool) if inp.live is None else inp.live[c.a] & inp.live[c.b]
+    verdict = inp.verdicts if inp.verdicts is not None else np.zeros(len(c.a), np.int8)
+    return c.a[keep].astype(np.int64), c.b[keep].astype(np.int64), c.s[keep], verdict[keep]
+
+
+def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
+    """Groups at a ladder of thresholds, re-grouping the saved pairs (with a verifier: its decisions
+    where this run made them, the cosine elsewhere). Below the threshold, texts whose k nearest
+    neighbours all pass a rung have more there than were kept: ``texts_cut_at_k`` counts them (0: the
+    row is what a run at that threshold gives; else its pairs are a lower bound and its groups an
+    estimate: leader grouping is not monotone in the pairs)."""
+    t = inp.threshold
+    lo = math.ceil(max(inp.candidates.floor, t - 0.05) * 100 - 1e-6) / 100
+    ladder = sorted({round(x, 2) for x in np.arange(lo, min(1.0, t + 0.05) + 1e-9, 0.01)} | {round(t, 6)})
+    counts = inp.scan.counts
+    out = []
+    for x in ladder:
+        use = ((s >= np.float32(x)) & (verdict != 2)) | (verdict == 1)
+        rep = group_reps(inp.scan, (a[use], b[use]), inp.cluster, inp.keep, inp.decisions)
+        size = np.bincount(rep, weights=counts, minlength=len(counts)) if len(counts) else np.zeros(1)
+        row = {
+            "threshold": x,
+            "pairs": int(use.sum()),
+            "groups": int((size >= 2).sum()),
+            "rows_merged": int(counts.sum() - (size > 0).sum()),
+            "largest_group": int(size.max()),
+            "current": bool(abs(x - t) < 1e-9),
+        }
+        row["texts_cut_at_k"] = inp.candidates.cut_above(x, inp.live)
+        if inp.verdicts is not None:
+            row["overturned"] = int(((verdict == 2) & (s >= x)).sum() + ((verdict == 1) & (s < x)).sum())
+        out.append(row)
+    return out
+
+
+def _groups(scan: Scan, rows: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Groups of 2+ rows, largest first: kept row and members (id, text, score to the kept row); the
+    first :data:`MAX_GROUPS` (and at most :data:`INLINE_BYTES` of them) listed, the rest counted."""
+    has = rows["group_id"].notna().to_numpy()
+    gid = rows["group_id"].to_numpy()[has].astype(np.int64)
+    sizes = np.bincount(gid) if len(gid) else np.zeros(0, np.int64)
+    multi = np.flatnonzero(sizes >= 2)
+    multi = multi[np.lexsort((multi, -sizes[multi]))]
+    top = multi[:MAX_GROUPS]
+    rank = np.full(len(sizes), -1, dtype=np.int64)
+    rank[top] = np.arange(len(top))
+    positions = np.flatnonzero(has)
+    listed = rank[gid] >= 0  # only the rows of groups that may be listed are gathered
+    pos, grank = positions[listed], rank[gid[listed]]
+    order = np.argsort(grank, kind="stable")
+    bounds = np.searchsorted(grank[order], np.arange(len(top) + 1))
+    ids = scan.row_ids
+    rep_flag = rows["is_representative"].to_numpy()
+    score = rows["score"].to_numpy()
+    dup = rows["duplicate_of"].astype(object).to_numpy()
+
+    def row_id(r: int) -> Any:
+        return ids[r] if ids is not None else r
+
+    out, used = [], 0
+    for i, g in enumerate(top.tolist()):
+        if used > INLINE_BYTES:
+            break
+        members = pos[order[bounds[i] : bounds[i + 1]]].tolist()
+        kept = [r for r in members if rep_flag[r]]
+        others = sorted((r for r in members if not rep_flag[r]), key=lambda r: (-score[r], r))
+        entry = {
+            "group_id": g,
+            "rows": int(sizes[g]),
+            "kept": {"id": row_id(kept[0]), "text": scan.texts[scan.row_uid[kept[0]]]} if kept else None,
+            "members": [
+                [row_id(r), scan.texts[scan.row_uid[r]], float(score[r]), _plain(dup[r])]
+                for r in others[:MAX_MEMBERS]
+            ],
+            "more": max(0, len(others) - MAX_MEMBERS),
+        }
+        used += len(json.dumps(entry, ensure_ascii=False))
+        out.append(entry)
+    rest = multi[len(out) :]
+    return out, {"groups": int(len(rest)), "rows": int(sizes[rest].sum())}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _borderline(inp: ReportInputs, a, b, s) -> list[dict[str, Any]]:
+    """The pairs nearest the threshold on either side, and whether the run put them in one group."""
+    t = inp.threshold
+    near = np.argsort(np.abs(s.astype(np.float64) - t), kind="stable")[:BORDERLINE]  # nearest first
+    group = inp.columns.uid_group
+    ids_a, ids_b = inp.scan.uid_id(a[near]), inp.scan.uid_id(b[near])
+    return [
+        {
+            "id_a": _plain(ia),
+            "id_b": _plain(ib),
+            "text_a": inp.scan.texts[int(a[i])],
+            "text_b": inp.scan.texts[int(b[i])],
+            "score": round(float(s[i]), 6),
+            "above": bool(s[i] >= np.float32(t)),
+            "same_group": bool(group[a[i]] == group[b[i]]),
+        }
+        for i, ia, ib in zip(near.tolist(), ids_a, ids_b, strict=True)
+    ]
+
+
+def _histogram(s: np.ndarray, floor: float) -> dict[str, Any]:
+    lo = max(-1.0, math.floor(floor * 100) / 100)
+    counts, edges = np.histogram(s, bins=HIST_BINS, range=(lo, 1.0))
+    return {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()}
+
+
+def histogram_svg(hist: dict[str, Any], threshold: float, width: int = 640, height: int = 180) -> str:
+    """Bars of the candidate-pair cosines, the threshold as a red line (inline SVG, no script)."""
+    counts, edges = hist["counts"], hist["edges"]
+    top = max(counts) if counts and max(counts) > 0 else 1
+    lo, hi = edges[0], edges[-1]
+    pad, plot_h = 30, height - 46
+    bar_w = (width - 2 * pad) / max(1, len(counts))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'style="max-width:{width * 1.5:.0f}px" role="img">'
+    ]
+    for i, c in enumerate(counts):
+        h = plot_h * c / top
+        x = pad + i * bar_w
+        parts.append(
+            f'<rect x="{x:.1f}" y="{10 + plot_h - h:.1f}" width="{bar_w - 1:.1f}" height="{h:.1f}" '
+            f'fill="#5b8def"><title>{edges[i]:.3f}–{edges[i + 1]:.3f}: {c:,} pairs</title></rect>'
+        )
+    tx = pad + (threshold - lo) / (hi - lo) * (width - 2 * pad) if hi > lo else pad
+    parts.append(
+        f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="5" y2="{10 + plot_h}" stroke="#d33" stroke-width="2"/>'
+    )
+    parts.append(f'<text x="{tx + 4:.1f}" y="16" fill="#d33" font-size="11">threshold {threshold:.3f}</text>')
+    for v in (lo, (lo + hi) / 2, hi):
+        x = pad + (v - lo) / (hi - lo) * (width - 2 * pad) if hi > lo else pad
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 22}" font-size="10" text-anchor="middle">{v:.2f}</text>'
+        )
+    parts.append(
+        f'<text x="{width / 2:.0f}" y="{height - 4}" font-size="10" text-anchor="middle">cosine of each '
+        f"candidate pair ({len(counts)} bars; the tallest: {top:,} pairs)</text>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """The self-contained page: the data as a JSON block, the histogram as SVG, the UI in inline JS."""
+    blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    title = f"dupq dedupe report — {data['summary'].get('input', '')}"
+    return (
+        PAGE.replace("__TITLE__", html.escape(title))
+        .replace("__HISTOGRAM__", histogram_svg(data["histogram"], data["threshold"]))
+        .replace("__DATA__", blob)
+    )
+
+
+def write_report(data: dict[str, Any], path: str | Path) -> Path:
+    """Write the page atomically; return its path."""
+    path = Path(path)
+    atomic_write_text(path, render_html(data))
+    return path
+
+
+def save_data(data: dict[str, Any], workdir: Path) -> None:
+    atomic_write_text(workdir / DATA_FILE, json.dumps(data, ensure_ascii=False))
+
+
+def report_from_workdir(workdir: str | Path, out: str | Path) -> Path:
+    """``dupq report WORKDIR``: the page of the last run that used ``WORKDIR``."""
+    path = Path(workdir) / DATA_FILE
+    if not path.exists():
+        raise InputError(
+            f"no {DATA_FILE} here: run `dupq dedupe ... --workdir {workdir}` first (runs with a --workdir "
+            "keep the report's data there)",
+            file=path,
+        )
+    return write_report(json.loads(path.read_text(encoding="utf-8")), out)
+
+
+def parse_report(html_text: str) -> dict[str, Any]:
+    """The data block of a report page (for tests and scripts that check a page)."""
+    start = html_text.index('<script type="application/json" id="dupq-data">') + len(
+        '<script type="application/json" id="dupq-data">'
+    )
+    end = html_text.index("</script>", start)
+    return json.loads(html_text[start:end])  # "<\\/" in the block is JSON's escaped "/"
