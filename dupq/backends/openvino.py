@@ -132,8 +132,15 @@ def _convert(onnx_file: Path, backend: str):
             import nncf
         except ImportError as exc:
             raise DupqError("openvino-int8 needs nncf: pip install 'dupq[openvino]'") from exc
-        with onnx_backend.warnings_silenced():
-            ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        # NNCF logs a statistics table and progress bars to stdout (its "nncf" logger): not ours to print.
+        nncf_log = logging.getLogger("nncf")
+        level = nncf_log.level
+        nncf_log.setLevel(logging.ERROR)
+        try:
+            with onnx_backend.warnings_silenced():
+                ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        finally:
+            nncf_log.setLevel(level)
     return ov_model
 
 
