@@ -215,3 +215,10 @@ def test_dedupe_cli_with_openvino_int8_gives_the_torch_groups(cached_copy, tmp_p
         runs[backend] = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert _groups(runs["openvino-int8"], "id") == _groups(runs["torch"], "id")
     assert list((cached_copy / "onnx").glob("dupq-openvino-int8-*.xml"))
+
+
+def test_export_onnx_cli_prebuilds_the_openvino_ir(cached_copy):
+    """``dupq export-onnx MODEL --backend openvino-int8`` (a Docker build step) reuses or makes the IR."""
+    res = CliRunner().invoke(app, ["export-onnx", str(cached_copy), "--backend", "openvino-int8"])
+    assert res.exit_code == 0, res.output
+    assert "dupq-openvino-int8-" in res.output and "probe cosine vs torch: mean" in res.output
