@@ -222,3 +222,17 @@ def test_export_onnx_cli_prebuilds_the_openvino_ir(cached_copy):
     res = CliRunner().invoke(app, ["export-onnx", str(cached_copy), "--backend", "openvino-int8"])
     assert res.exit_code == 0, res.output
     assert "dupq-openvino-int8-" in res.output and "probe cosine vs torch: mean" in res.output
+
+
+def test_runner_is_safe_to_share_between_threads(cached_copy):
+    """The server encodes from several threads; one shared infer request must not mix their batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load_encoder(cached_copy, device="cpu")
+    runner = make_runner(model, "openvino")
+    batches = [sample_questions(8, seed=s) for s in range(8)]
+    want = [runner(b, 8) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: runner(b, 8), batches * 3))
+    for i, g in enumerate(got):
+        np.testing.assert_array_equal(g, want[i % len(batches)])

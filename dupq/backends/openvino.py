@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -259,7 +260,10 @@ class OpenVinoRunner:
         self.input_names = model_input_names(model)
         core = ov.Core()
         self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", compile_config(threads))
+        # One infer request, reused (its buffers are allocated once); unlike an onnxruntime session it is
+        # not safe to share between threads, so calls are serialised (the server encodes from threads).
         self.request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()
         outputs = [o.get_any_name() for o in self.compiled.outputs]
         self._pooled = self.compiled.outputs[outputs.index("sentence_embedding")]
         self._tokens = self.compiled.outputs[outputs.index("token_embeddings")]
@@ -275,17 +279,21 @@ class OpenVinoRunner:
 
     def run_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Pooled (not normalised) float32 vectors for one padded batch."""
-        out = self.request.infer(self._feeds(input_ids, attention_mask))
-        # copy: the request's output buffer is reused by the next call
-        return np.array(out[self._pooled], dtype=np.float32, copy=True)
+        feeds = self._feeds(input_ids, attention_mask)
+        with self._lock:
+            out = self.request.infer(feeds)
+            # copy: the request's output buffer is reused by the next call
+            return np.array(out[self._pooled], dtype=np.float32, copy=True)
 
     def run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(token vectors ``(batch, tokens, dim)``, pooled vectors) for one padded batch, one pass."""
-        out = self.request.infer(self._feeds(input_ids, attention_mask))
-        return (
-            np.array(out[self._tokens], dtype=np.float32, copy=True),
-            np.array(out[self._pooled], dtype=np.float32, copy=True),
-        )
+        feeds = self._feeds(input_ids, attention_mask)
+        with self._lock:
+            out = self.request.infer(feeds)
+            return (
+                np.array(out[self._tokens], dtype=np.float32, copy=True),
+                np.array(out[self._pooled], dtype=np.float32, copy=True),
+            )
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
         tok = self.model.tokenizer
