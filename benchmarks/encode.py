@@ -10,8 +10,9 @@ Writes ``benchmarks/results/encode.json`` and prints a table.
 What a user would otherwise write is ``SentenceTransformer(model).encode(questions)`` (default
 arguments: batch 32). This measures, on the same model, the same CPU and the same real questions:
 
-* throughput (questions/s) of plain encode, dupq ``torch``, ``onnx`` and ``onnx-int8`` (and dupq
-  torch on CUDA when a GPU is present), and the ratio to plain;
+* throughput (questions/s) of plain encode, dupq ``torch``, ``onnx`` and ``onnx-int8``, ``openvino``
+  and ``openvino-int8`` when ``dupq[openvino]`` is installed (and dupq torch on CUDA when a GPU is
+  present), and the ratio to plain;
 * agreement with fp32 torch (mean / min cosine of each question's vector);
 * duplicate-detection quality kept: average precision of cosine similarity on all 3,048 labelled
   Medical Question Pairs, per backend (the target is within 0.5 AP points of fp32);
@@ -129,6 +130,8 @@ def cpu_info() -> dict[str, Any]:
         "ghz": round(mhz / 1e3, 3),
         "simd": "avx512" if lanes == 16 else "avx2" if lanes == 8 else "sse",
         "vnni": vnni,
+        # the SIMD / matrix features the int8 and bf16 kernels dispatch on
+        "simd_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c"))),
         "peak_fp32_gflops": round(fp32, 1),
         "peak_int8_gops": round(int8, 1),
         "peak_assumption": (
@@ -194,9 +197,12 @@ def run_encode_benchmark(
     import torch
     from sklearn.metrics import average_precision_score
 
+    from dupq.backends import OPENVINO_BACKENDS, available_backends
     from dupq.encoder import load_encoder
 
     names = list(backends or DEFAULT_BACKENDS)
+    if backends is None:
+        names += [b for b in OPENVINO_BACKENDS if b in available_backends()]
     if torch.cuda.is_available() and backends is None:
         names.append(CUDA)
     questions, q1, q2, labels = load_questions(find_data_dir(data_dir))
@@ -299,6 +305,8 @@ def run_encode_benchmark(
         "cpu": cpu,
         "torch": torch.__version__,
         "onnxruntime": _version("onnxruntime"),
+        "openvino": _version("openvino"),
+        "nncf": _version("nncf"),
         "load_average_start": load_start,
         "load_average_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "rows": rows,
@@ -360,7 +368,11 @@ def _load(avg) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=None, help="timed questions (default: all ~5,200)")
-    ap.add_argument("--backends", default=None, help="comma list of plain,torch,onnx,onnx-int8,torch-cuda")
+    ap.add_argument(
+        "--backends",
+        default=None,
+        help="comma list of plain,torch,onnx,onnx-int8,openvino,openvino-int8,torch-cuda",
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per backend; best is reported")
     ap.add_argument("--model", default=None, help="model dir (default: embedded all-MiniLM-L6-v2)")

@@ -461,16 +461,24 @@ app.command("report")(report)
 @app.command("export-onnx")
 def export_onnx_cmd(
     model: str | None = typer.Argument(None, help="Model dir (default: embedded all-MiniLM-L6-v2)."),
-    backend: str = typer.Option("onnx-int8", "--backend", help="onnx (fp32) or onnx-int8."),
+    backend: str = typer.Option(
+        "onnx-int8", "--backend", help="onnx (fp32), onnx-int8, openvino (fp32) or openvino-int8."
+    ),
     force: bool = typer.Option(False, "--force", help="Export again even if a verified copy is cached."),
 ) -> None:
-    """Export, verify and cache MODEL for an onnx backend ahead of time (e.g. in a Docker build)."""
+    """Export, verify and cache MODEL for an onnx/openvino backend ahead of time (e.g. in a Docker build)."""
     import json
 
+    from dupq.backends import OPENVINO_BACKENDS
     from dupq.backends.onnx import export_onnx
     from dupq.encoder import load_encoder
 
-    path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
+    if backend in OPENVINO_BACKENDS:
+        from dupq.backends.openvino import export_openvino
+
+        path = export_openvino(load_encoder(model, device="cpu"), backend, force=force)
+    else:
+        path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     typer.echo(str(path))
     mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]

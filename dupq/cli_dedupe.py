@@ -34,7 +34,9 @@ def dedupe(
     ),
     engine: str = typer.Option("local", "--engine", help="local, or ray (encoding on Ray Data)."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="ray://host:port (or $RAY_ADDRESS)."),
-    backend: str = typer.Option("torch", "--backend", help="Encoding backend: torch, onnx, onnx-int8 …"),
+    backend: str = typer.Option(
+        "torch", "--backend", help="Encoding backend: torch, onnx, onnx-int8, openvino, openvino-int8."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
     index: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),

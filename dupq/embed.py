@@ -42,7 +42,7 @@ class Embedder:
 
     ``model`` may be a loaded ``SentenceTransformer``, a model directory or id, or ``None`` for the
     embedded default. ``backend`` is ``"torch"`` (default) or an accelerated runtime registered in
-    :mod:`dupq.backends` (e.g. ``"onnx"``, ``"onnx-int8"``).
+    :mod:`dupq.backends` (e.g. ``"onnx"``, ``"onnx-int8"``, ``"openvino"``, ``"openvino-int8"``).
     """
 
     def __init__(

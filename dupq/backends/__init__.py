@@ -3,7 +3,10 @@
 * ``torch`` (:mod:`dupq.backends.torch`): the SentenceTransformer itself;
 * ``onnx`` / ``onnx-int8`` (:mod:`dupq.backends.onnx`): the same model exported to ONNX (fp32, or
   with dynamically quantised int8 weights), verified against torch and cached; ``pip install
-  dupq[onnx]``.
+  dupq[onnx]``;
+* ``openvino`` / ``openvino-int8`` (:mod:`dupq.backends.openvino`): that verified ONNX export converted
+  to OpenVINO IR (fp32, or NNCF weight-only int8), verified again and cached; ``pip install
+  dupq[openvino]``.
 
 A runner turns texts (or padded token ids) into pooled, *not yet normalised* float32 vectors; the
 :class:`~dupq.embed.Embedder` sorts, batches, normalises and restores the input order around it.
@@ -11,6 +14,7 @@ A runner turns texts (or padded token ids) into pooled, *not yet normalised* flo
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -22,8 +26,9 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 #: Every backend name ``Embedder(backend=...)`` and ``--backend`` accept.
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 ONNX_BACKENDS = ("onnx", "onnx-int8")
+OPENVINO_BACKENDS = ("openvino", "openvino-int8")
 
 
 @runtime_checkable
@@ -36,14 +41,21 @@ class Runner(Protocol):
 
 
 def available_backends() -> list[str]:
-    """Backends usable in this environment (``torch`` always; ``onnx*`` when onnxruntime is installed)."""
+    """Backends usable in this environment: ``torch`` always; ``onnx*`` with onnx + onnxruntime;
+    ``openvino*`` with openvino + nncf as well (they convert the onnxruntime-verified ONNX export)."""
     out = ["torch"]
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return out
-    return out + list(ONNX_BACKENDS)
+    out += list(ONNX_BACKENDS)
+    with contextlib.suppress(ImportError):
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+
+        out += list(OPENVINO_BACKENDS)
+    return out
 
 
 def check_backend(backend: str) -> str:
@@ -61,10 +73,22 @@ def make_runner(model: SentenceTransformer, name: str) -> Runner:
         from dupq.backends.torch import TorchRunner
 
         return TorchRunner(model)
+    if name in OPENVINO_BACKENDS:
+        from dupq.backends.openvino import OpenVinoRunner, export_openvino
+
+        return OpenVinoRunner(model, export_openvino(model, name))
     from dupq.backends.onnx import OnnxRunner, export_onnx
 
     path = export_onnx(model, name)
     return OnnxRunner(model, path, device=str(model.device))
 
 
-__all__ = ["BACKENDS", "ONNX_BACKENDS", "Runner", "available_backends", "check_backend", "make_runner"]
+__all__ = [
+    "BACKENDS",
+    "ONNX_BACKENDS",
+    "OPENVINO_BACKENDS",
+    "Runner",
+    "available_backends",
+    "check_backend",
+    "make_runner",
+]
