@@ -402,6 +402,39 @@ def session_options(threads: int | None = None):
     return so
 
 
+def tokenize_np(model: SentenceTransformer, texts: list[str]) -> dict[str, np.ndarray]:
+    """One padded batch as numpy ids and mask, truncated to the model's length: how every exported
+    runner (ONNX, OpenVINO) and the verifier's token pass tokenise."""
+    return model.tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=int(model.max_seq_length),
+        return_tensors="np",
+        return_token_type_ids=False,
+    )
+
+
+def graph_feeds(input_names: Sequence[str], input_ids: np.ndarray, attention_mask: np.ndarray) -> dict:
+    """The exported graph's inputs: int64 ids and mask, zero token types where the graph takes them."""
+    feeds: dict[str, Any] = {
+        "input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
+        "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64),
+    }
+    if "token_type_ids" in input_names:
+        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+    return feeds
+
+
+def encode_batches(runner: Any, texts: list[str], batch_size: int) -> np.ndarray:
+    """The generic runner call (texts in, pooled vectors out) over ``runner.run_ids``."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenize_np(runner.model, texts[start : start + batch_size])
+        out.append(runner.run_ids(enc["input_ids"], enc["attention_mask"]))
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
 class OnnxRunner:
     """Runs an exported encoder: ``runner(texts, batch_size)`` or ``runner.run_ids(ids, mask)``.
 
@@ -420,13 +453,7 @@ class OnnxRunner:
         self.session = ort.InferenceSession(str(self.path), session_options(), providers=providers)
 
     def _feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, Any]:
-        feeds: dict[str, Any] = {
-            "input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
-            "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64),
-        }
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        return feeds
+        return graph_feeds(self.input_names, input_ids, attention_mask)
 
     def run_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Pooled (not normalised) float32 vectors for one padded batch."""
@@ -441,16 +468,4 @@ class OnnxRunner:
         return np.asarray(tokens, dtype=np.float32), np.asarray(pooled, dtype=np.float32)
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
-        tok = self.model.tokenizer
-        out = []
-        for start in range(0, len(texts), batch_size):
-            enc = tok(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=int(self.model.max_seq_length),
-                return_tensors="np",
-                return_token_type_ids=False,
-            )
-            out.append(self.run_ids(enc["input_ids"], enc["attention_mask"]))
-        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+        return encode_batches(self, texts, batch_size)

@@ -269,13 +269,7 @@ class OpenVinoRunner:
         self._tokens = self.compiled.outputs[outputs.index("token_embeddings")]
 
     def _feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, Any]:
-        feeds: dict[str, Any] = {
-            "input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
-            "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64),
-        }
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        return feeds
+        return onnx_backend.graph_feeds(self.input_names, input_ids, attention_mask)
 
     def run_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Pooled (not normalised) float32 vectors for one padded batch."""
@@ -296,16 +290,4 @@ class OpenVinoRunner:
             )
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
-        tok = self.model.tokenizer
-        out = []
-        for start in range(0, len(texts), batch_size):
-            enc = tok(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=int(self.model.max_seq_length),
-                return_tensors="np",
-                return_token_type_ids=False,
-            )
-            out.append(self.run_ids(enc["input_ids"], enc["attention_mask"]))
-        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+        return onnx_backend.encode_batches(self, texts, batch_size)

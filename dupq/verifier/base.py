@@ -1,4 +1,4 @@
-"""What both verifier kinds share: their scores, their threshold check, their training-data check.
+"""What both verifier kinds share: scores, the calibrated decision, the dev calibration, the checks.
 
 Kept apart from :mod:`.model` (late interaction) and :mod:`.cross` (cross-encoder) so that neither
 kind imports the other: :meth:`dupq.verifier.Verifier.load` picks the kind from ``dupq.json``.
@@ -43,3 +43,33 @@ def check_probability(t: Any) -> float:
             f"verifier threshold {value} is outside the probability range [0, 1]", column="threshold"
         )
     return value
+
+
+class CalibratedDecision:
+    """The decision both kinds make the same way: a raw score (head log-odds or cross-encoder logit),
+    Platt-scaled on dev into P(duplicate), compared with a probability threshold from ``dupq.json``."""
+
+    def _init_decision(self, metadata: dict[str, Any], threshold: float | None, source: str | None) -> None:
+        self.metadata = metadata
+        self.source = source
+        t = metadata.get("threshold", 0.5) if threshold is None else threshold
+        self.threshold = check_probability(t)
+        cal = metadata.get("calibration") or {}
+        self._coef = float(cal.get("coef", 1.0))
+        self._intercept = float(cal.get("intercept", 0.0))
+
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """P(duplicate) from raw scores (Platt scaling fitted on dev)."""
+        from scipy.special import expit
+
+        return expit(self._coef * np.asarray(raw) + self._intercept)
+
+
+def calibrate_on_dev(raw_dev: np.ndarray, y_dev: np.ndarray) -> tuple[Any, dict]:
+    """Platt scaling of raw dev scores and the operating points of the calibrated probabilities."""
+    from scipy.special import expit
+
+    from dupq.evaluation.calibration import calibrate, operating_points
+
+    platt = calibrate(raw_dev, y_dev)
+    return platt, operating_points(expit(platt.coef * raw_dev + platt.intercept), y_dev)

@@ -30,7 +30,7 @@ import pandas as pd
 from dupq.encoder import METADATA_FILE, read_metadata
 from dupq.errors import InputError, StoreError
 from dupq.io import atomic_dir, atomic_write_json
-from dupq.verifier.base import VerifierScores, check_pairs, check_probability
+from dupq.verifier.base import CalibratedDecision, VerifierScores, calibrate_on_dev, check_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ CROSS_TYPE = "cross-encoder"
 CROSS_DIR = "cross-encoder"
 
 
-class CrossVerifier:
+class CrossVerifier(CalibratedDecision):
     """A trained cross-encoder behind the :class:`~dupq.verifier.Verifier` interface.
 
     ``predict`` returns :class:`~dupq.verifier.VerifierScores`; ``similarity`` is NaN there (a
@@ -54,13 +54,7 @@ class CrossVerifier:
         source: str | None = None,
     ) -> None:
         self.model = model
-        self.metadata = metadata
-        self.source = source
-        t = metadata.get("threshold", 0.5) if threshold is None else threshold
-        self.threshold = check_probability(t)
-        cal = metadata.get("calibration") or {}
-        self._coef = float(cal.get("coef", 1.0))
-        self._intercept = float(cal.get("intercept", 0.0))
+        self._init_decision(metadata, threshold, source)
 
     @classmethod
     def load(
@@ -91,9 +85,7 @@ class CrossVerifier:
 
     def probability_from_logits(self, z: np.ndarray) -> np.ndarray:
         """Calibrated P(duplicate) from logits (Platt scaling fitted on dev)."""
-        from scipy.special import expit
-
-        return expit(self._coef * np.asarray(z) + self._intercept)
+        return self.calibrated(z)
 
     def predict(self, questions1: Sequence[str], questions2: Sequence[str], *, show_progress: bool = False):
         """Score pairs ``(questions1[i], questions2[i])``: P(duplicate) and the decision."""
@@ -227,13 +219,9 @@ def _fit(
 
 def _metadata(z_dev: np.ndarray, y_dev: np.ndarray) -> dict[str, Any]:
     """Platt scaling and operating points on dev, in the same shape as the late-interaction verifier's."""
-    from scipy.special import expit
     from sklearn.metrics import average_precision_score
 
-    from dupq.evaluation.calibration import calibrate, operating_points
-
-    platt = calibrate(z_dev, y_dev)
-    points = operating_points(expit(platt.coef * z_dev + platt.intercept), y_dev)
+    platt, points = calibrate_on_dev(z_dev, y_dev)
     return {
         "format_version": 1,
         "kind": "verifier",

@@ -23,7 +23,7 @@ import numpy as np
 
 from dupq.encoder import DEFAULT_ALIASES, METADATA_FILE, load_encoder, model_source, read_metadata
 from dupq.errors import InputError, StoreError
-from dupq.verifier.base import VerifierScores, check_probability
+from dupq.verifier.base import CalibratedDecision, VerifierScores
 from dupq.verifier.features import FEATURE_NAMES, pair_features
 from dupq.verifier.head import HEAD_FILE, Head
 from dupq.verifier.tokens import TokenVectors, encode_tokens
@@ -37,7 +37,7 @@ VERIFIER_TYPE = "late-interaction"
 ENCODER_DIR = "encoder"
 
 
-class Verifier:
+class Verifier(CalibratedDecision):
     """Decides whether candidate pairs are duplicates, from the Siamese encoder's token vectors.
 
     Load one with :meth:`Verifier.load` (a ``dupq train --kind verifier`` output); ``threshold`` is the
@@ -62,13 +62,7 @@ class Verifier:
             )
         self.encoder = encoder
         self.head = head
-        self.metadata = metadata
-        self.source = source
-        t = metadata.get("threshold", 0.5) if threshold is None else threshold
-        self.threshold = check_probability(t)
-        cal = metadata.get("calibration") or {}
-        self._coef = float(cal.get("coef", 1.0))
-        self._intercept = float(cal.get("intercept", 0.0))
+        self._init_decision(metadata, threshold, source)
         self.backend = backend
         self._runner: Any = None
         if backend != "torch":  # the token pass in onnxruntime (the export is verified and cached)
@@ -141,9 +135,7 @@ class Verifier:
 
     def probability_from_features(self, x: np.ndarray) -> np.ndarray:
         """Calibrated P(duplicate) from a feature matrix (head log-odds, then Platt scaling on dev)."""
-        from scipy.special import expit
-
-        return expit(self._coef * self.head.raw_score(x) + self._intercept)
+        return self.calibrated(self.head.raw_score(x))
 
     def predict(
         self, questions1: Sequence[str], questions2: Sequence[str], *, show_progress: bool = False

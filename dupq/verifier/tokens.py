@@ -98,14 +98,9 @@ def _batch(
     from dupq.vectors import l2_normalize
 
     if runner is not None:
-        enc = model.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=int(model.max_seq_length),
-            return_tensors="np",
-            return_token_type_ids=False,
-        )
+        from dupq.backends.onnx import tokenize_np
+
+        enc = tokenize_np(model, texts)
         emb, sv = runner.run_tokens(enc["input_ids"], enc["attention_mask"])
         emb = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
         return emb, l2_normalize(sv), enc["input_ids"], enc["attention_mask"].astype(bool)

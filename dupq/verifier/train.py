@@ -18,7 +18,7 @@ import pandas as pd
 from dupq.encoder import METADATA_FILE, load_encoder, model_source
 from dupq.errors import InputError
 from dupq.io import atomic_dir, atomic_write_json
-from dupq.verifier.base import check_pairs
+from dupq.verifier.base import calibrate_on_dev, check_pairs
 from dupq.verifier.features import FEATURE_NAMES
 from dupq.verifier.head import HEAD_FILE, HEAD_KINDS, Head, fit_head
 from dupq.verifier.model import ENCODER_DIR, VERIFIER_TYPE, Verifier, encoder_reference, pair_feature_matrix
@@ -100,10 +100,7 @@ def _fit_and_calibrate(
     x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, y_dev: np.ndarray, head: str, seed: int
 ) -> tuple[str, Head, dict[str, float], Any, dict]:
     """Fit the head kind(s), keep the best dev AP, Platt-scale its log-odds on dev, pick the thresholds."""
-    from scipy.special import expit
     from sklearn.metrics import average_precision_score
-
-    from dupq.evaluation.calibration import calibrate, operating_points
 
     candidates: dict[str, Head] = {}
     dev_ap: dict[str, float] = {}
@@ -113,6 +110,5 @@ def _fit_and_calibrate(
         logger.info("verifier head %s: dev AP %.4f", kind, dev_ap[kind])
     chosen = max(dev_ap, key=dev_ap.__getitem__)
     raw_dev = candidates[chosen].raw_score(x_dev)
-    platt = calibrate(raw_dev, y_dev)
-    points = operating_points(expit(platt.coef * raw_dev + platt.intercept), y_dev)
+    platt, points = calibrate_on_dev(raw_dev, y_dev)
     return chosen, candidates[chosen], dev_ap, platt, points
