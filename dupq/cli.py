@@ -462,23 +462,40 @@ app.command("report")(report)
 def export_onnx_cmd(
     model: str | None = typer.Argument(None, help="Model dir (default: embedded all-MiniLM-L6-v2)."),
     backend: str = typer.Option(
-        "onnx-int8", "--backend", help="onnx (fp32), onnx-int8, openvino (fp32) or openvino-int8."
+        "onnx-int8",
+        "--backend",
+        help="onnx (fp32), onnx-int8, openvino (fp32), openvino-int8 (weight-only without texts), or auto "
+        "(export and time them all here; cache the fastest for this model and CPU).",
     ),
-    force: bool = typer.Option(False, "--force", help="Export again even if a verified copy is cached."),
+    force: bool = typer.Option(False, "--force", help="Export (or probe) again even if cached."),
 ) -> None:
     """Export, verify and cache MODEL for an onnx/openvino backend ahead of time (e.g. in a Docker build)."""
     import json
 
-    from dupq.backends import OPENVINO_BACKENDS
+    from dupq.backends import OPENVINO_BACKENDS, check_backend
     from dupq.backends.onnx import export_onnx
     from dupq.encoder import load_encoder
 
+    check_backend(backend)
+    encoder = load_encoder(model, device="cpu")
+    if backend == "auto":
+        from dupq.backends.auto import cached_choice, resolve_auto
+
+        chosen = resolve_auto(encoder, force=force)
+        record = cached_choice(encoder) or {}
+        for name, qps in sorted(record.get("questions_per_s", {}).items(), key=lambda kv: -kv[1]):
+            typer.echo(f"{name:<14} {qps:>8.1f} q/s{'  <- auto' if name == chosen else ''}")
+        for name, why in record.get("skipped", {}).items():
+            typer.echo(f"{name:<14} skipped: {why}")
+        return
     if backend in OPENVINO_BACKENDS:
         from dupq.backends.openvino import export_openvino
 
-        path = export_openvino(load_encoder(model, device="cpu"), backend, force=force)
+        path = export_openvino(encoder, backend, force=force)
+    elif backend == "torch":
+        raise typer.BadParameter("torch needs no export", param_hint="--backend")
     else:
-        path = export_onnx(load_encoder(model, device="cpu"), backend, force=force)
+        path = export_onnx(encoder, backend, force=force)
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     typer.echo(str(path))
     mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]

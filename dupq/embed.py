@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from dupq.backends import make_runner
+from dupq.backends import make_runner, resolve_backend
 from dupq.encoder import embedding_dim, load_encoder, model_fingerprint, model_source
 from dupq.runtime import cap_torch_threads
 from dupq.vectors import l2_normalize
@@ -42,7 +42,10 @@ class Embedder:
 
     ``model`` may be a loaded ``SentenceTransformer``, a model directory or id, or ``None`` for the
     embedded default. ``backend`` is ``"torch"`` (default) or an accelerated runtime registered in
-    :mod:`dupq.backends` (e.g. ``"onnx"``, ``"onnx-int8"``, ``"openvino"``, ``"openvino-int8"``).
+    :mod:`dupq.backends` (e.g. ``"onnx"``, ``"onnx-int8"``, ``"openvino"``, ``"openvino-int8"``), or
+    ``"auto"``: the fastest verified one on this CPU (probed once per model and machine, cached).
+    ``calibration``: a sample of the texts that will be encoded — ``openvino-int8`` is post-training
+    quantised on them (without them it is weight-only int8), and ``auto`` times the backends on them.
     """
 
     def __init__(
@@ -52,14 +55,20 @@ class Embedder:
         device: str | None = None,
         batch_size: int = 64,
         backend: str = "torch",
+        calibration: Sequence[str] | None = None,
     ) -> None:
         if model is None or isinstance(model, (str, Path)):
             model = load_encoder(model, device=device)
         self.model = model
         self.batch_size = batch_size
-        self.backend = backend
+        #: What was asked for (``"auto"`` included) and what runs (``backend``: never ``"auto"``).
+        self.requested_backend = backend
+        #: The calibration sample (≤ 400 texts) when one matters — handed to Ray actors so that each
+        #: quantises exactly as this process did (same sample, same cached IR).
+        self.calibration = _calibration_sample(calibration) if backend in ("openvino-int8", "auto") else None
+        self.backend = resolve_backend(model, backend, calibration=self.calibration)
         cap_torch_threads(str(model.device))
-        runner = make_runner(model, backend)
+        runner = make_runner(model, self.backend, calibration=self.calibration)
         self._run_batch: Callable[[list[str], int], np.ndarray] = runner
         self._run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = runner.run_ids
 
@@ -212,6 +221,17 @@ def _approx_lengths(embedder: Embedder, texts: list[str]) -> np.ndarray:
         return embedder.token_lengths(texts)
     except Exception:  # a slow or exotic tokenizer: characters are a fine proxy for sorting
         return np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+
+
+def _calibration_sample(texts: Sequence[str] | None) -> list[str] | None:
+    """The texts a calibrated backend uses, out of all of them (sampled evenly; see
+    :func:`dupq.backends.openvino.calibration_split`)."""
+    if not texts:
+        return None
+    from dupq.backends.openvino import calibration_split
+
+    calib, held = calibration_split(texts)
+    return calib + held or None
 
 
 def as_embedder(model: Embedder | SentenceTransformer | str | Path | None, **kwargs) -> Embedder:

@@ -106,7 +106,9 @@ def test_run_tokens_matches_the_onnx_runner(shared_copy):
 def test_ir_is_cached_and_int8_reuses_the_onnx_export(model_copy, monkeypatch):
     converts, exports = [], []
     real_convert, real_export = ovb._convert, onnx_backend._torch_export
-    monkeypatch.setattr(ovb, "_convert", lambda src, b: (converts.append(b), real_convert(src, b))[1])
+    monkeypatch.setattr(
+        ovb, "_convert", lambda src, b, items=None: (converts.append(b), real_convert(src, b, items))[1]
+    )
     monkeypatch.setattr(onnx_backend, "_torch_export", lambda m, p: (exports.append(p), real_export(m, p)))
 
     first = Embedder(load_encoder(model_copy, device="cpu"), backend="openvino")
@@ -139,7 +141,9 @@ def test_corrupt_or_stale_ir_is_converted_again(cached_copy, monkeypatch, damage
         meta.write_text("{not json")
     converts = []
     real = ovb._convert
-    monkeypatch.setattr(ovb, "_convert", lambda src, b: (converts.append(b), real(src, b))[1])
+    monkeypatch.setattr(
+        ovb, "_convert", lambda src, b, items=None: (converts.append(b), real(src, b, items))[1]
+    )
     emb = Embedder(model, backend="openvino-int8")
     assert converts == ["openvino-int8"]
     assert ovb._cached_ok(xml, model_fingerprint(model), "openvino-int8")
@@ -178,7 +182,7 @@ def test_conversion_refused_when_it_disagrees(cached_copy, tmp_path, monkeypatch
     onnx_backend._torch_export(other, wrong_onnx)
 
     real = ovb._convert
-    monkeypatch.setattr(ovb, "_convert", lambda src, b: real(wrong_onnx, b))
+    monkeypatch.setattr(ovb, "_convert", lambda src, b, items=None: real(wrong_onnx, b, items))
     model = load_encoder(cached_copy, device="cpu")
     ovb._remove_ir(ovb.ir_path(model, "openvino"))  # not cached: it must be converted
     with pytest.raises(DupqError, match=r"refusing the openvino export .*mean cosine"):

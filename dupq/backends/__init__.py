@@ -5,8 +5,10 @@
   with dynamically quantised int8 weights), verified against torch and cached; ``pip install
   dupq[onnx]``;
 * ``openvino`` / ``openvino-int8`` (:mod:`dupq.backends.openvino`): that verified ONNX export converted
-  to OpenVINO IR (fp32, or NNCF weight-only int8), verified again and cached; ``pip install
-  dupq[openvino]``.
+  to OpenVINO IR (fp32, or NNCF int8: post-training quantised on the user's texts when they are
+  given, else weight-only), verified again and cached; ``pip install dupq[openvino]``;
+* ``auto`` (:mod:`dupq.backends.auto`): the fastest of those that verify, by a short probe on this
+  CPU, cached per model and machine.
 
 A runner turns texts (or padded token ids) into pooled, *not yet normalised* float32 vectors; the
 :class:`~dupq.embed.Embedder` sorts, batches, normalises and restores the input order around it.
@@ -15,7 +17,7 @@ A runner turns texts (or padded token ids) into pooled, *not yet normalised* flo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 ONNX_BACKENDS = ("onnx", "onnx-int8")
 OPENVINO_BACKENDS = ("openvino", "openvino-int8")
+#: What ``backend=`` / ``--backend`` accept: a backend, or ``auto`` (the fastest verified one here).
+BACKEND_CHOICES = (*BACKENDS, "auto")
 
 
 @runtime_checkable
@@ -59,16 +63,28 @@ def available_backends() -> list[str]:
 
 
 def check_backend(backend: str) -> str:
-    """Return ``backend`` if known, else raise a :class:`DupqError` listing the choices."""
-    if backend not in BACKENDS:
-        raise DupqError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    """Return ``backend`` if known (``auto`` too), else raise a :class:`DupqError` listing the choices."""
+    if backend not in BACKEND_CHOICES:
+        raise DupqError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
     return backend
 
 
-def make_runner(model: SentenceTransformer, name: str) -> Runner:
-    """The runner for backend ``name`` over ``model`` (an ONNX export is made, verified and cached on
-    first use)."""
+def resolve_backend(
+    model: SentenceTransformer, name: str, *, calibration: Sequence[str] | None = None
+) -> str:
+    """``name`` itself, or for ``auto`` the backend it stands for on this machine (probed once, cached)."""
     check_backend(name)
+    if name != "auto":
+        return name
+    from dupq.backends.auto import resolve_auto
+
+    return resolve_auto(model, calibration)
+
+
+def make_runner(model: SentenceTransformer, name: str, *, calibration: Sequence[str] | None = None) -> Runner:
+    """The runner for backend ``name`` over ``model`` (an export is made, verified and cached on first
+    use). ``calibration``: the user's texts, which ``openvino-int8`` is post-training quantised on."""
+    name = resolve_backend(model, name, calibration=calibration)
     if name == "torch":
         from dupq.backends.torch import TorchRunner
 
@@ -76,7 +92,7 @@ def make_runner(model: SentenceTransformer, name: str) -> Runner:
     if name in OPENVINO_BACKENDS:
         from dupq.backends.openvino import OpenVinoRunner, export_openvino
 
-        return OpenVinoRunner(model, export_openvino(model, name))
+        return OpenVinoRunner(model, export_openvino(model, name, calibration=calibration))
     from dupq.backends.onnx import OnnxRunner, export_onnx
 
     path = export_onnx(model, name)
@@ -85,10 +101,12 @@ def make_runner(model: SentenceTransformer, name: str) -> Runner:
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_CHOICES",
     "ONNX_BACKENDS",
     "OPENVINO_BACKENDS",
     "Runner",
     "available_backends",
     "check_backend",
     "make_runner",
+    "resolve_backend",
 ]

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -230,9 +231,14 @@ def _remove(*paths: Path) -> None:
 
 
 def _remove_stale(directory: Path, backend: str, keep: Path) -> None:
-    """Delete this backend's exports of *other* fingerprints (a retrained model in the same dir)."""
+    """Delete this backend's exports of *other* fingerprints (a retrained model in the same dir).
+
+    Names are matched exactly: ``dupq-onnx-<fp>`` must not match ``dupq-onnx-int8-<fp>`` (it did, so
+    each fp32 export deleted the int8 one beside it and the two were re-exported in turn).
+    """
+    pattern = re.compile(rf"dupq-{re.escape(backend)}-[0-9a-f]{{16}}")
     for old in directory.glob(f"dupq-{backend}-*.onnx"):
-        if old != keep:
+        if old != keep and pattern.fullmatch(old.stem):
             _remove(old, _meta_path(old))
 
 

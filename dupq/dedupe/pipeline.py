@@ -175,6 +175,7 @@ class _Encoded:
     fingerprint: str
     encoded: int
     reused: int
+    backend: str  # the one that ran (``auto`` resolved)
 
 
 def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) -> DedupeResult:
@@ -301,7 +302,11 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     """Load the model, resolve the threshold, fill the stores; the model is released on return."""
     from dupq.embed import as_embedder
 
-    embedder = as_embedder(cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend)
+    # openvino-int8 is post-training quantised on (and auto times the backends on) the run's own texts
+    calibration = new.texts if cfg.backend in ("openvino-int8", "auto") else None
+    embedder = as_embedder(
+        cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend, calibration=calibration
+    )
     threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source, point=DEDUPE_POINT)
     fp = embedder.fingerprint
     timer.stage("load_model")
@@ -309,17 +314,17 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     encoded = reused = 0
     for sc in [new] + ([base] if base is not None else []):
         store = EmbeddingStore.open(
-            workdir, sc.digest, fp, cfg.backend, len(sc.texts), embedder.dim, cfg.dtype
+            workdir, sc.digest, fp, embedder.backend, len(sc.texts), embedder.dim, cfg.dtype
         )
         reused += int(store.done.sum())
         encoded += encode(store, sc.texts, embedder, cfg)
         stores.append(store)
-    model_source = embedder.source or ""
+    model_source, backend = embedder.source or "", embedder.backend
     del embedder  # the model and its runtime are not needed past here: give their memory back
     for st in stores:
         st.reopen_readonly()  # unmaps the pages encoding dirtied; later reads map only what they touch
     release_memory()
-    return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused)
+    return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused, backend)
 
 
 def _candidates(store: EmbeddingStore, search_at: float, cfg: DedupeConfig) -> tuple[CandidatePairs, bool]:
@@ -484,7 +489,7 @@ def _summary(
         k=cfg.k,
         index=index_kind(n, cfg.index),
         engine=cfg.engine,
-        backend=cfg.backend,
+        backend=enc.backend,
         model=enc.model,
         model_fingerprint=enc.fingerprint,
         texts_encoded=enc.encoded,

@@ -68,7 +68,13 @@ class EmbedActor:
     """One model per actor, loaded once; encodes Ray Data batches of ``{"uid", "text"}``."""
 
     def __init__(
-        self, model: str | None, backend: str, batch_size: int, device: str | None, threads: int
+        self,
+        model: str | None,
+        backend: str,
+        batch_size: int,
+        device: str | None,
+        threads: int,
+        calibration: list[str] | None = None,
     ) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
@@ -77,7 +83,9 @@ class EmbedActor:
 
         if device != "cuda" and threads > 0:
             torch.set_num_threads(threads)
-        self.embedder = Embedder(model, device=device, batch_size=batch_size, backend=backend)
+        self.embedder = Embedder(
+            model, device=device, batch_size=batch_size, backend=backend, calibration=calibration
+        )
         self.max_len = self.embedder.max_seq_length
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -136,6 +144,7 @@ def encode_store(
     batch_size: int = 64,
     address: str | None = None,
     show_progress: bool = True,
+    calibration: list[str] | None = None,
 ) -> int:
     """Fill the not-yet-done rows of a dedupe embeddings store with Ray Data; return how many were encoded."""
     ray = require_ray()
@@ -174,6 +183,7 @@ def encode_store(
             fn_constructor_kwargs={
                 "model": model_spec(model),
                 "backend": backend,
+                "calibration": calibration,  # the driver's sample: every actor quantises alike
                 "batch_size": batch_size,
                 "device": device,
                 "threads": threads,

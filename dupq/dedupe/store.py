@@ -252,7 +252,8 @@ def encode(store: EmbeddingStore, texts: list[str], embedder: Embedder, cfg: Ded
         return encode_store(
             store,
             model=embedder,
-            backend=cfg.backend,
+            backend=embedder.backend,  # auto resolved once here, not probed again in every actor
+            calibration=embedder.calibration,
             batch_size=cfg.batch_size,
             address=cfg.ray_address,
             show_progress=cfg.show_progress,

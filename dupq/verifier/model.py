@@ -63,12 +63,12 @@ class Verifier(CalibratedDecision):
         self.encoder = encoder
         self.head = head
         self._init_decision(metadata, threshold, source)
-        self.backend = backend
-        self._runner: Any = None
-        if backend != "torch":  # the token pass in onnxruntime (the export is verified and cached)
-            from dupq.backends import make_runner
+        from dupq.backends import make_runner, resolve_backend
 
-            self._runner = make_runner(encoder, backend)
+        self.backend = resolve_backend(encoder, backend)  # "auto" -> the probed one, as for the Embedder
+        self._runner: Any = None
+        if self.backend != "torch":  # the token pass in an exported runtime (verified and cached)
+            self._runner = make_runner(encoder, self.backend)
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
