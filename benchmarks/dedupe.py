@@ -313,13 +313,18 @@ def run_worker(
     cmd += ["--batch-size", str(batch_size), *(extra or [])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {
             "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"
         }
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["process_s"] = round(time.perf_counter() - t0, 2)
+    # CPU seconds the worker got (user + system): on a shared machine, wall time / CPU time says how
+    # much of the wall time was waiting for a core another process held.
+    out["process_cpu_s"] = round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2)
     return out
 
 
