@@ -150,8 +150,11 @@ def flops_per_token(model, mean_tokens: float) -> float:
 
 
 # -- measurement ---------------------------------------------------------------------------------
-def _encoder_for(name: str, model, batch_size: int):
-    """A function texts → unit vectors for one row of the table, and its setup time."""
+def _encoder_for(name: str, model, batch_size: int, corpus: list[str] | None = None):
+    """A function texts → unit vectors for one row of the table, and its setup time.
+
+    ``corpus``: the texts the run encodes — ``openvino-int8`` is quantised on a sample of them and
+    ``auto`` probes on them, as ``dupq dedupe`` does with its input (the setup time includes that)."""
     from dupq.embed import Embedder
 
     t0 = time.perf_counter()
@@ -170,10 +173,12 @@ def _encoder_for(name: str, model, batch_size: int):
             return emb.encode(texts)
 
     else:
-        emb = Embedder(model, backend=name, batch_size=batch_size)
+        emb = Embedder(model, backend=name, batch_size=batch_size, calibration=corpus)
 
         def fn(texts):
             return emb.encode(texts)
+
+        fn.runs_as = emb.backend  # what "auto" resolved to
 
     return fn, time.perf_counter() - t0
 
@@ -220,7 +225,7 @@ def run_encode_benchmark(
     for name in names:
         if progress:
             print(f"[bench-encode] preparing {name} …", flush=True)
-        encoders[name], setup[name] = _encoder_for(name, st, batch_size)
+        encoders[name], setup[name] = _encoder_for(name, st, batch_size, corpus=timed)
         encoders[name](timed[:64])  # warm-up (thread pools, kernels, allocator)
 
     # Interleave repeats so machine-load drift hits every backend alike.
@@ -263,6 +268,7 @@ def run_encode_benchmark(
         rows.append(
             {
                 "backend": name,
+                "runs_as": getattr(encoders[name], "runs_as", name),
                 "questions_per_s": round(qps, 1),
                 "all_runs_questions_per_s": [round(len(timed) / t, 1) for t in times[name]],
                 "setup_s": round(setup[name], 2),
