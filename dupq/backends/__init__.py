@@ -69,6 +69,13 @@ def make_runner(model: SentenceTransformer, name: str) -> Runner:
     """The runner for backend ``name`` over ``model`` (an ONNX export is made, verified and cached on
     first use)."""
     check_backend(name)
+    if name != "torch" and type(next(iter(model.children()), None)).__name__ == "StaticEmbedding":
+        # A static model (dupq distill --kind static) is one table look-up and a mean per question:
+        # there is no transformer graph to export or quantise, and torch is already the fast path.
+        raise DupqError(
+            f"backend {name!r} accelerates transformers; this is a static (token-table) model, which "
+            "encodes fastest as it is: use --backend torch"
+        )
     if name == "torch":
         from dupq.backends.torch import TorchRunner
 
