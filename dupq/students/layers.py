@@ -99,7 +99,9 @@ def fit_mse(
     """Train ``student`` so that its unit vectors of ``texts`` match ``targets`` (mean squared error).
 
     A plain loop (AdamW, linear decay after a 10 % warm-up): the trainer's machinery (evaluation,
-    checkpoints) buys nothing for a regression onto fixed vectors and costs a dataset copy.
+    checkpoints) buys nothing for a regression onto fixed vectors and costs a dataset copy. Dropout
+    stays off (the model is fitted in eval mode): the targets are the teacher's deterministic vectors
+    and the student is used without dropout, so dropout would only add noise to a short fit.
     """
     import torch
 
@@ -114,7 +116,7 @@ def fit_mse(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     target = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
-    student.train()
+    student.eval()  # no dropout (see above); gradients flow all the same
     losses: list[float] = []
     t0 = time.perf_counter()
     order = np.zeros(0, dtype=np.int64)
