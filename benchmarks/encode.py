@@ -277,27 +277,16 @@ def run_encode_benchmark(
         # apart, and only where both share one space (the layers student; a static one has its own).
         same_space = vectors[name].shape == ref.shape
         cos = np.einsum("ij,ij->i", vectors[name], ref) if same_space else None
-        best = min(times[name])
-        qps = len(timed) / best
         row_fpt = fpt if student is None else _student_flops(student, mean_tokens)
-        flops = row_fpt * tok_len.sum() if row_fpt else None
-        gflops = flops / best / 1e9 if flops else None
-        peak = cpu["peak_int8_gops"] if name.endswith("int8") else cpu["peak_fp32_gflops"]
-        # Against the CPU time the process actually got: robust to other load on a shared machine.
-        cpu_s = min(cpu_times[name])
-        cpu_eff = 100 * flops / 1e9 / cpu_s / (peak / cpu["cores"]) if flops and peak and cpu_s else None
         row = {
             "backend": name,
-            "questions_per_s": round(qps, 1),
-            "all_runs_questions_per_s": [round(len(timed) / t, 1) for t in times[name]],
+            **_speed(
+                name, times[name], cpu_times[name], len(timed), row_fpt and row_fpt * tok_len.sum(), cpu
+            ),
             "setup_s": round(setup[name], 2),
             "mean_cosine_vs_fp32": None if student is not None else round(float(cos.mean()), 5),
             "min_cosine_vs_fp32": None if student is not None else round(float(cos.min()), 5),
             "mqp_ap": round(100 * ap, 2),
-            "gflops": round(gflops, 3) if gflops else None,
-            "pct_of_peak": None if name == CUDA or not gflops or not peak else round(100 * gflops / peak, 1),
-            "cpu_s": round(cpu_s, 2),
-            "pct_of_peak_per_cpu_s": None if name == CUDA or cpu_eff is None else round(cpu_eff, 1),
         }
         if student is not None:
             row["model"] = students[name[len(STUDENT) :]]
@@ -354,6 +343,27 @@ def run_encode_benchmark(
 
         atomic_write_json(out, result)
     return result
+
+
+def _speed(
+    name: str, times: list[float], cpu_times: list[float], n: int, flops: float | None, cpu: dict[str, Any]
+) -> dict[str, Any]:
+    """Questions/s (best run), CPU seconds and achieved GFLOP/s against the peak (``flops``: ``None``
+    for a model without a transformer, whose FLOPs the formula does not cover)."""
+    best = min(times)
+    gflops = flops / best / 1e9 if flops else None
+    peak = cpu["peak_int8_gops"] if name.endswith("int8") else cpu["peak_fp32_gflops"]
+    # Against the CPU time the process actually got: robust to other load on a shared machine.
+    cpu_s = min(cpu_times)
+    cpu_eff = 100 * flops / 1e9 / cpu_s / (peak / cpu["cores"]) if flops and peak and cpu_s else None
+    return {
+        "questions_per_s": round(n / best, 1),
+        "all_runs_questions_per_s": [round(n / t, 1) for t in times],
+        "gflops": round(gflops, 3) if gflops else None,
+        "pct_of_peak": None if name == CUDA or not gflops or not peak else round(100 * gflops / peak, 1),
+        "cpu_s": round(cpu_s, 2),
+        "pct_of_peak_per_cpu_s": None if name == CUDA or cpu_eff is None else round(cpu_eff, 1),
+    }
 
 
 def _student_flops(model, mean_tokens: float) -> float | None:
