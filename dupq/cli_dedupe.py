@@ -86,7 +86,7 @@ def dedupe(
         help="Static student dir (dupq distill --kind static): two tiers, the model encodes candidates only.",
     ),
     candidate_threshold: float | None = typer.Option(
-        None, "--candidate-threshold", help="Static cosine for candidates [default: the student's dupq.json]."
+        None, "--candidate-threshold", help="Static cosine for candidates (default: the student's dupq.json)."
     ),
     keep: str = typer.Option(
         "most-neighbours",

@@ -19,7 +19,7 @@ def distill(
     texts: str | None = typer.Option(
         None,
         "--texts",
-        help="Questions to learn from (CSV/TSV/Parquet/JSONL) [default: teacher's train split].",
+        help="Questions to learn from (CSV/TSV/Parquet/JSONL) (default: the teacher's train split).",
     ),
     text_column: str | None = typer.Option(None, "--text-column", "-t", help="Column of --texts."),
     pairs: str | None = typer.Option(
@@ -28,7 +28,7 @@ def distill(
     epochs: float = typer.Option(1.0, "--epochs", help="Passes over the texts (layers, static --tune)."),
     max_texts: int = typer.Option(20_000, "--max-texts", help="Train on at most this many texts (0: all)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per training step."),
-    lr: float | None = typer.Option(None, "--lr", help="Learning rate [default: layers 1e-4, static 5e-3]."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default: layers 1e-4, static 5e-3)."),
     pca_dims: int = typer.Option(256, "--pca-dims", help="Static: dimensions kept by PCA (0: no PCA)."),
     tune: bool = typer.Option(False, "--tune", help="Static: fit the table to the teacher's cosines."),
     calibration_texts: int = typer.Option(
