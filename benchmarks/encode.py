@@ -291,6 +291,7 @@ def run_encode_benchmark(
         if student is not None:
             row["model"] = students[name[len(STUDENT) :]]
             row["mean_cosine_vs_teacher"] = round(float(cos.mean()), 5) if cos is not None else None
+            row["distilled"] = _distilled(row["model"])
         for split, pairs in split_pairs_.items():
             row[f"{split}_test_ap"] = round(100 * _pairs_ap(encoders[name], pairs), 2)
         rows.append(row)
@@ -363,6 +364,37 @@ def _speed(
         "pct_of_peak": None if name == CUDA or not gflops or not peak else round(100 * gflops / peak, 1),
         "cpu_s": round(cpu_s, 2),
         "pct_of_peak_per_cpu_s": None if name == CUDA or cpu_eff is None else round(cpu_eff, 1),
+    }
+
+
+def _distilled(model_dir: str) -> dict[str, Any]:
+    """What the student's dupq.json says about how it was made (the models themselves are not kept in
+    git, so the result JSON carries it): kind, texts, training time, held-out fit, thresholds."""
+    from dupq.encoder import read_metadata
+
+    meta = read_metadata(model_dir)
+    student = meta.get("student", {})
+    keep = (
+        "kind",
+        "kept_layers",
+        "teacher_layers",
+        "pca_dims",
+        "dim",
+        "seconds",
+        "check",
+        "model2vec_seconds",
+    )
+    return {
+        "student": {k: student[k] for k in keep if k in student},
+        "training": student.get("training"),
+        "texts": meta.get("texts"),
+        "teacher": meta.get("teacher"),
+        "threshold": meta.get("threshold"),
+        "calibration_method": meta.get("calibration_method"),
+        "calibration_detail": meta.get("calibration_detail"),
+        "teacher_agreement": meta.get("teacher_agreement"),
+        "two_tier": meta.get("two_tier"),
+        "dupq_version": meta.get("dupq_version"),
     }
 
 
