@@ -30,6 +30,8 @@ the recall of its HNSW pairs against exact search on the same vectors is measure
     python benchmarks/dedupe.py --sizes 100000 --systems dupq paraphrase_mining --backend onnx-int8 \
         --share-encoding-above 10000000 --pm-on-dupq-vectors            # + PM on dupq's own vectors
     python benchmarks/dedupe.py --sizes 1000000 --systems dupq --backend onnx-int8   # dupq alone at scale
+    python benchmarks/dedupe.py --sizes 100000 --systems dupq --backend onnx-int8 \
+        --candidates models/student-static --out benchmarks/results/dedupe_100k_twotier.json  # two tiers
     python benchmarks/dedupe.py --mining-only 300000 --systems dupq paraphrase_mining
     python benchmarks/dedupe.py --calibrate [--backend onnx-int8]       # the default threshold
 
@@ -167,6 +169,7 @@ def worker(args: argparse.Namespace) -> dict:
             backend=args.backend,
             ef_search=args.ef_search,
             show_progress=False,
+            candidates=args.candidates,
         )
         total = time.perf_counter() - t0
         df = pd.read_csv(work / "deduped.csv", dtype=str, keep_default_na=False)
@@ -186,9 +189,12 @@ def worker(args: argparse.Namespace) -> dict:
             "similar_pairs": s.similar_pairs,
             "texts_encoded": s.texts_encoded,
             "embeddings_reused": s.embeddings_reused,  # > 0: a --keep-embeddings rerun; encode_s is not
+            "two_tier": s.two_tier,  # --candidates: the static tier's cut, pairs, texts not encoded
         }
         np.save(work / "groups-dupq.npy", groups)
         out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the checks below
+        if args.candidates:  # two tiers keep no stored vectors to check the index against
+            return out
         if s.rows <= args.exact_check_max:
             # dupq's pairs above the threshold (what --pairs writes), for pair-level recall; and the
             # recall of the approximate index's pairs against exact search (exact is O(n^2): skipped
@@ -443,6 +449,11 @@ def main() -> None:
         "iterating on the search/group/write stages at 1M; such a run's encode time is not comparable)",
     )
     ap.add_argument("--ef-search", type=int, default=None, help="dupq's HNSW search beam (default: dupq's)")
+    ap.add_argument(
+        "--candidates",
+        default=None,
+        help="two-tier dupq: a static student dir (dupq distill --kind static) picks what the model encodes",
+    )
     ap.add_argument("--dupq-workdir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--emb-file", default="emb.npy", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
@@ -508,6 +519,7 @@ def main() -> None:
                         "--dupq-workdir",
                         str(dupq_workdir),
                         *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
+                        *(["--candidates", str(args.candidates)] if args.candidates else []),
                     ],
                 )
                 r["quality"] = quality_of("dupq", work, pairs)

@@ -3,6 +3,8 @@
     python benchmarks/encode.py                       # everything, ~2-5 min on 2 cores
     python benchmarks/encode.py --n 2000 --repeats 2  # smaller timed set, best of 2 runs
     python benchmarks/encode.py --backends plain,onnx-int8
+    python benchmarks/encode.py --backends plain,torch --student layers=models/student-layers \
+        static=models/student-static --test-splits     # students of `dupq distill`, side by side
 
 Writes ``benchmarks/results/encode.json`` and prints a table.
 
@@ -16,6 +18,11 @@ arguments: batch 32). This measures, on the same model, the same CPU and the sam
 * agreement with fp32 torch (mean / min cosine of each question's vector);
 * duplicate-detection quality kept: average precision of cosine similarity on all 3,048 labelled
   Medical Question Pairs, per backend (the target is within 0.5 AP points of fp32);
+* students (``--student NAME=DIR``, made by ``dupq distill``): rows ``student-NAME`` encoded with dupq
+  torch; their "cosine" is to the teacher (the ``--model``), for the layers student only (a static
+  student has its own PCA space: n/a);
+* ``--test-splits``: AP on the held-out test pairs of MQP and Quora (split as
+  ``benchmarks/quora_model.py`` and ``benchmarks/student_inputs.py`` do), which no student trained on;
 * achieved GFLOP/s vs the CPU's peak, so we know how close to the hardware limit we are — over wall
   time, and over the CPU time the process actually got (``time.process_time``), which stays
   meaningful when other work shares the machine.
@@ -59,6 +66,7 @@ RESULTS = REPO / "benchmarks" / "results" / "encode.json"
 
 PLAIN = "plain"
 CUDA = "torch-cuda"
+STUDENT = "student-"
 DEFAULT_BACKENDS = (PLAIN, "torch", "onnx", "onnx-int8")
 
 
@@ -150,7 +158,13 @@ def flops_per_token(model, mean_tokens: float) -> float:
 
 
 # -- measurement ---------------------------------------------------------------------------------
-def _encoder_for(name: str, model, batch_size: int, corpus: list[str] | None = None):
+def _encoder_for(
+    name: str,
+    model,
+    batch_size: int,
+    students: dict[str, Any] | None = None,
+    corpus: list[str] | None = None,
+):
     """A function texts → unit vectors for one row of the table, and its setup time.
 
     ``corpus``: the texts the run encodes — ``openvino-int8`` is quantised on a sample of them and
@@ -168,6 +182,12 @@ def _encoder_for(name: str, model, batch_size: int, corpus: list[str] | None = N
         from dupq.encoder import load_encoder, model_source
 
         emb = Embedder(load_encoder(model_source(model), device="cuda"), batch_size=max(batch_size, 256))
+
+        def fn(texts):
+            return emb.encode(texts)
+
+    elif name.startswith(STUDENT):
+        emb = Embedder(students[name], backend="torch", batch_size=batch_size)
 
         def fn(texts):
             return emb.encode(texts)
@@ -194,11 +214,15 @@ def run_encode_benchmark(
     out: str | Path | None = None,
     progress: bool = True,
     argv: list[str] | None = None,
+    students: dict[str, str] | None = None,
+    test_splits: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark (see module docstring) and return the results; write them to ``out``.
 
     ``argv``: the script's command-line arguments, recorded as the command that produced the JSON; a
-    library call (``argv=None``) records the call with its arguments instead."""
+    library call (``argv=None``) records the call with its arguments instead. ``students``: name ->
+    student model directory (rows ``student-NAME``); ``test_splits``: AP on the MQP and Quora test
+    splits too."""
     import torch
     from sklearn.metrics import average_precision_score
 
@@ -219,13 +243,16 @@ def run_encode_benchmark(
     mean_tokens = float(tok_len.mean())
     fpt = flops_per_token(st, mean_tokens)
     cpu = cpu_info()
+    student_models = {f"{STUDENT}{k}": load_encoder(v, device="cpu") for k, v in (students or {}).items()}
+    names += list(student_models)
+    split_pairs_ = _test_splits(data_dir) if test_splits else {}
 
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     encoders, setup = {}, {}
     for name in names:
         if progress:
             print(f"[bench-encode] preparing {name} …", flush=True)
-        encoders[name], setup[name] = _encoder_for(name, st, batch_size, corpus=timed)
+        encoders[name], setup[name] = _encoder_for(name, st, batch_size, student_models, corpus=timed)
         encoders[name](timed[:64])  # warm-up (thread pools, kernels, allocator)
 
     # Interleave repeats so machine-load drift hits every backend alike.
@@ -256,31 +283,30 @@ def run_encode_benchmark(
         a = vecs[[lookup[t] for t in q1]]
         b = vecs[[lookup[t] for t in q2]]
         ap = float(average_precision_score(labels, np.einsum("ij,ij->i", a, b)))
-        cos = np.einsum("ij,ij->i", vectors[name], ref)
-        best = min(times[name])
-        qps = len(timed) / best
-        flops = fpt * tok_len.sum()
-        gflops = flops / best / 1e9
-        peak = cpu["peak_int8_gops"] if name.endswith("int8") else cpu["peak_fp32_gflops"]
-        # Against the CPU time the process actually got: robust to other load on a shared machine.
-        cpu_s = min(cpu_times[name])
-        cpu_eff = 100 * flops / 1e9 / cpu_s / (peak / cpu["cores"]) if peak and cpu_s else None
-        rows.append(
-            {
-                "backend": name,
-                "runs_as": getattr(encoders[name], "runs_as", name),
-                "questions_per_s": round(qps, 1),
-                "all_runs_questions_per_s": [round(len(timed) / t, 1) for t in times[name]],
-                "setup_s": round(setup[name], 2),
-                "mean_cosine_vs_fp32": round(float(cos.mean()), 5),
-                "min_cosine_vs_fp32": round(float(cos.min()), 5),
-                "mqp_ap": round(100 * ap, 2),
-                "gflops": round(gflops, 3),
-                "pct_of_peak": None if name == CUDA else round(100 * gflops / peak, 1) if peak else None,
-                "cpu_s": round(cpu_s, 2),
-                "pct_of_peak_per_cpu_s": None if name == CUDA or cpu_eff is None else round(cpu_eff, 1),
-            }
-        )
+        student = student_models.get(name)
+        # A student's vectors are not fp32 copies of the teacher's: its cosine to the teacher is reported
+        # apart, and only where both share one space (the layers student; a static one has its own).
+        same_space = vectors[name].shape == ref.shape
+        cos = np.einsum("ij,ij->i", vectors[name], ref) if same_space else None
+        row_fpt = fpt if student is None else _student_flops(student, mean_tokens)
+        row = {
+            "backend": name,
+            "runs_as": getattr(encoders[name], "runs_as", name),
+            **_speed(
+                name, times[name], cpu_times[name], len(timed), row_fpt and row_fpt * tok_len.sum(), cpu
+            ),
+            "setup_s": round(setup[name], 2),
+            "mean_cosine_vs_fp32": None if student is not None else round(float(cos.mean()), 5),
+            "min_cosine_vs_fp32": None if student is not None else round(float(cos.min()), 5),
+            "mqp_ap": round(100 * ap, 2),
+        }
+        if student is not None:
+            row["model"] = students[name[len(STUDENT) :]]
+            row["mean_cosine_vs_teacher"] = round(float(cos.mean()), 5) if cos is not None else None
+            row["distilled"] = _distilled(row["model"])
+        for split, pairs in split_pairs_.items():
+            row[f"{split}_test_ap"] = round(100 * _pairs_ap(encoders[name], pairs), 2)
+        rows.append(row)
     plain_qps = next((r["questions_per_s"] for r in rows if r["backend"] == PLAIN), None)
     ref_ap = next(r["mqp_ap"] for r in rows if r["backend"] == ref_name)
     for row in rows:
@@ -288,7 +314,14 @@ def run_encode_benchmark(
         row["ap_delta_vs_fp32"] = round(row["mqp_ap"] - ref_ap, 2)
 
     call = dict(
-        n=n, backends=backends, batch_size=batch_size, repeats=repeats, model=model, data_dir=data_dir
+        n=n,
+        backends=backends,
+        batch_size=batch_size,
+        repeats=repeats,
+        model=model,
+        data_dir=data_dir,
+        students=students,
+        test_splits=test_splits,
     )
     if argv is not None:
         where = provenance("encode.py", argv, load_at_start=list(load_start) if load_start else None)
@@ -303,6 +336,7 @@ def run_encode_benchmark(
         "questions": len(timed),
         "mean_tokens": round(mean_tokens, 1),
         "mqp_pairs": len(labels),
+        "test_splits": {k: len(v) for k, v in split_pairs_.items()},
         "batch_size": batch_size,
         "repeats": repeats,
         "threads": physical_cores(),
@@ -324,6 +358,85 @@ def run_encode_benchmark(
     return result
 
 
+def _speed(
+    name: str, times: list[float], cpu_times: list[float], n: int, flops: float | None, cpu: dict[str, Any]
+) -> dict[str, Any]:
+    """Questions/s (best run), CPU seconds and achieved GFLOP/s against the peak (``flops``: ``None``
+    for a model without a transformer, whose FLOPs the formula does not cover)."""
+    best = min(times)
+    gflops = flops / best / 1e9 if flops else None
+    peak = cpu["peak_int8_gops"] if name.endswith("int8") else cpu["peak_fp32_gflops"]
+    # Against the CPU time the process actually got: robust to other load on a shared machine.
+    cpu_s = min(cpu_times)
+    cpu_eff = 100 * flops / 1e9 / cpu_s / (peak / cpu["cores"]) if flops and peak and cpu_s else None
+    return {
+        "questions_per_s": round(n / best, 1),
+        "all_runs_questions_per_s": [round(n / t, 1) for t in times],
+        "gflops": round(gflops, 3) if gflops else None,
+        "pct_of_peak": None if name == CUDA or not gflops or not peak else round(100 * gflops / peak, 1),
+        "cpu_s": round(cpu_s, 2),
+        "pct_of_peak_per_cpu_s": None if name == CUDA or cpu_eff is None else round(cpu_eff, 1),
+    }
+
+
+def _distilled(model_dir: str) -> dict[str, Any]:
+    """What the student's dupq.json says about how it was made (the models themselves are not kept in
+    git, so the result JSON carries it): kind, texts, training time, held-out fit, thresholds."""
+    from dupq.encoder import read_metadata
+
+    meta = read_metadata(model_dir)
+    student = meta.get("student", {})
+    keep = (
+        "kind",
+        "kept_layers",
+        "teacher_layers",
+        "pca_dims",
+        "dim",
+        "seconds",
+        "check",
+        "model2vec_seconds",
+    )
+    return {
+        "student": {k: student[k] for k in keep if k in student},
+        "training": student.get("training"),
+        "texts": meta.get("texts"),
+        "teacher": meta.get("teacher"),
+        "threshold": meta.get("threshold"),
+        "calibration_method": meta.get("calibration_method"),
+        "calibration_detail": meta.get("calibration_detail"),
+        "teacher_agreement": meta.get("teacher_agreement"),
+        "two_tier": meta.get("two_tier"),
+        "dupq_version": meta.get("dupq_version"),
+    }
+
+
+def _student_flops(model, mean_tokens: float) -> float | None:
+    """FLOPs per token of a transformer student (its own layer count); ``None`` for a static one."""
+    first = model[0]
+    return flops_per_token(model, mean_tokens) if hasattr(first, "auto_model") else None
+
+
+def _test_splits(data_dir: str | Path | None) -> dict[str, Any]:
+    """The MQP and Quora test pairs, split as benchmarks/student_inputs.py splits them."""
+    from benchmarks.student_inputs import splits
+
+    if data_dir:
+        os.environ["DUPQ_SHARED_DATA"] = str(data_dir)
+    return {name: part.test for name, part in splits().items()}
+
+
+def _pairs_ap(encode, pairs) -> float:
+    """Average precision of the cosine of ``encode``'s vectors on labelled ``pairs``."""
+    from sklearn.metrics import average_precision_score
+
+    texts = list(dict.fromkeys(pairs["question1"].tolist() + pairs["question2"].tolist()))
+    vecs = encode(texts)
+    at = {t: i for i, t in enumerate(texts)}
+    a = vecs[[at[t] for t in pairs["question1"]]]
+    b = vecs[[at[t] for t in pairs["question2"]]]
+    return float(average_precision_score(pairs["label"].to_numpy(), np.einsum("ij,ij->i", a, b)))
+
+
 def _version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -333,20 +446,27 @@ def _version(module: str) -> str | None:
 
 def format_table(result: dict[str, Any]) -> str:
     """The results as a fixed-width table (what the CLI and the script print)."""
+    splits = list(result.get("test_splits") or {})
     head = (
-        f"{'backend':<11} {'q/s':>8} {'x plain':>8} {'mean cos':>9} {'min cos':>8} "
+        f"{'backend':<15} {'q/s':>8} {'x plain':>8} {'mean cos':>9} {'min cos':>8} "
         f"{'MQP AP':>7} {'dAP':>6} {'GFLOP/s':>8} {'% peak':>7} {'%/cpu-s':>8}"
+        + "".join(f" {s + ' test AP':>14}" for s in splits)
     )
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         ratio = f"{r['speedup_vs_plain']:.2f}" if r["speedup_vs_plain"] is not None else "-"
-        pct = f"{r['pct_of_peak']:.1f}" if r["pct_of_peak"] is not None else "-"
-        eff = r.get("pct_of_peak_per_cpu_s")
-        eff = f"{eff:.1f}" if eff is not None else "-"
+        mean = (
+            r["mean_cosine_vs_fp32"]
+            if r["mean_cosine_vs_fp32"] is not None
+            else r.get("mean_cosine_vs_teacher")
+        )
+        mean = "n/a" if mean is None else f"{mean:.5f}" + ("t" if r["mean_cosine_vs_fp32"] is None else "")
+        low = "n/a" if r["min_cosine_vs_fp32"] is None else f"{r['min_cosine_vs_fp32']:.5f}"
         lines.append(
-            f"{r['backend']:<11} {r['questions_per_s']:>8.1f} {ratio:>8} {r['mean_cosine_vs_fp32']:>9.5f} "
-            f"{r['min_cosine_vs_fp32']:>8.5f} {r['mqp_ap']:>7.2f} {r['ap_delta_vs_fp32']:>+6.2f} "
-            f"{r['gflops']:>8.1f} {pct:>7} {eff:>8}"
+            f"{r['backend']:<15} {r['questions_per_s']:>8.1f} {ratio:>8} {mean:>9} {low:>8} "
+            f"{r['mqp_ap']:>7.2f} {r['ap_delta_vs_fp32']:>+6.2f} {_num(r['gflops']):>8} "
+            f"{_num(r['pct_of_peak']):>7} {_num(r.get('pct_of_peak_per_cpu_s')):>8}"
+            + "".join(f" {r[s + '_test_ap']:>14.2f}" for s in splits)
         )
     c = result["cpu"]
     lines.append("")
@@ -356,6 +476,11 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['threads']} threads, best of {result['repeats']}; AP on {result['mqp_pairs']} MQP pairs; "
         f"load average {_load(result['load_average_start'])} → {_load(result['load_average_end'])}"
     )
+    if any(r["backend"].startswith(STUDENT) for r in result["rows"]):
+        lines.append(
+            "student rows: 'mean cos' marked t is the cosine to the teacher (--model), n/a for a static "
+            "student (its own PCA space); they encode with dupq torch"
+        )
     lines.append(
         "% peak: achieved FLOP/s over wall time vs the whole CPU's peak (int8 rows vs the int8 peak); "
         "%/cpu-s: the same FLOPs over the CPU time the process got vs per-core peak (robust to other load)"
@@ -365,6 +490,10 @@ def format_table(result: dict[str, Any]) -> str:
         f"int8 {c['peak_int8_gops']} Gop/s ({c['peak_assumption']}); {c['model']}"
     )
     return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
 
 
 def _load(avg) -> str:
@@ -384,7 +513,21 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model dir (default: embedded all-MiniLM-L6-v2)")
     ap.add_argument("--data", default=None, help="folder holding medical-question-pairs/ (../shared/data)")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument(
+        "--student",
+        nargs="*",
+        default=[],
+        metavar="NAME=DIR",
+        help="students of `dupq distill` to add as rows student-NAME (cosine: to the teacher --model)",
+    )
+    ap.add_argument("--test-splits", action="store_true", help="AP on the MQP and Quora test splits too")
     args = ap.parse_args()
+    students = {}
+    for item in args.student:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            ap.error(f"--student takes NAME=DIR, not {item!r}")
+        students[name] = path
     result = run_encode_benchmark(
         n=args.n,
         backends=args.backends.split(",") if args.backends else None,
@@ -394,6 +537,8 @@ def main() -> None:
         data_dir=args.data,
         out=args.out,
         argv=sys.argv[1:],
+        students=students,
+        test_splits=args.test_splits,
     )
     print(format_table(result))
     print(f"\nwrote {args.out}")

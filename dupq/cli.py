@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from dupq.cli_dedupe import dedupe, report
+from dupq.cli_students import distill
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -453,6 +454,7 @@ def score(
 # --- dedupe (dupq/cli_dedupe.py: its options outgrew this module) ------------------------------
 app.command("dedupe")(dedupe)
 app.command("report")(report)
+app.command("distill")(distill)
 
 
 # --- encoding backends -------------------------------------------------------------------------

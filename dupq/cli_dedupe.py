@@ -83,6 +83,14 @@ def dedupe(
         "--keep-only",
         help="representatives: write one row per group; the others go to <out>.dropped<suffix>.",
     ),
+    candidates: str | None = typer.Option(
+        None,
+        "--candidates",
+        help="Static student dir (dupq distill --kind static): two tiers, the model encodes candidates only.",
+    ),
+    candidate_threshold: float | None = typer.Option(
+        None, "--candidate-threshold", help="Static cosine for candidates (default: the student's dupq.json)."
+    ),
     keep: str = typer.Option(
         "most-neighbours",
         "--keep",
@@ -128,6 +136,8 @@ def dedupe(
             decisions=decisions,
             keep_only=keep_only,
             report=report,
+            candidates=candidates,
+            candidate_threshold=candidate_threshold,
         )
     except KeyboardInterrupt:
         typer.secho(

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 _BATCHES_PER_CALL = 8
 #: Texts tokenised per tokenizer call (bounds the transient Python lists of ids).
 _TOKENIZE_CHUNK = 65536
+#: ``max_seq_length`` of a model without a length limit (a static token table): nothing is truncated.
+UNLIMITED = 2**31 - 1
 
 
 class Embedder:
@@ -90,13 +92,18 @@ class Embedder:
 
     @property
     def max_seq_length(self) -> int:
-        return int(self.model.max_seq_length)
+        """Tokens the model reads; :data:`UNLIMITED` for a static model (a token table reads any length)."""
+        length = self.model.max_seq_length
+        return UNLIMITED if length is None or length == float("inf") else int(length)
 
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Number of tokens of each text, before truncation (used to sort and to report truncation)."""
         tok = self.model.tokenizer
         if not texts:
             return np.zeros(0, dtype=np.int64)
+        if not callable(tok) and hasattr(tok, "encode_batch"):  # a bare `tokenizers` one (static models)
+            enc = tok.encode_batch(list(texts), add_special_tokens=True)
+            return np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(texts))
         enc = tok(list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False)
         return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
 

@@ -76,15 +76,28 @@ def resolve_backend(
     check_backend(name)
     if name != "auto":
         return name
+    if _is_static(model):
+        return "torch"  # a static model has one backend worth having (see make_runner)
     from dupq.backends.auto import resolve_auto
 
     return resolve_auto(model, calibration)
+
+
+def _is_static(model: SentenceTransformer) -> bool:
+    return type(next(iter(model.children()), None)).__name__ == "StaticEmbedding"
 
 
 def make_runner(model: SentenceTransformer, name: str, *, calibration: Sequence[str] | None = None) -> Runner:
     """The runner for backend ``name`` over ``model`` (an export is made, verified and cached on first
     use). ``calibration``: the user's texts, which ``openvino-int8`` is post-training quantised on."""
     name = resolve_backend(model, name, calibration=calibration)
+    if name != "torch" and _is_static(model):
+        # A static model (dupq distill --kind static) is one table look-up and a mean per question:
+        # there is no transformer graph to export or quantise, and torch is already the fast path.
+        raise DupqError(
+            f"backend {name!r} accelerates transformers; this is a static (token-table) model, which "
+            "encodes fastest as it is: use --backend torch"
+        )
     if name == "torch":
         from dupq.backends.torch import TorchRunner
 
