@@ -65,7 +65,7 @@ from dupq.vectors import l2_normalize  # noqa: E402
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results" / "dedupe.json"
 CACHE = REPO / "benchmarks" / ".cache" / "dedupe"
-SYSTEMS = ("dupq", "paraphrase_mining", "community_detection", "semhash")
+SYSTEMS = ("dupq", "paraphrase_mining", "community_detection", "semhash", "semhash-static")
 
 
 def _tsv(path: Path) -> pd.DataFrame:
@@ -170,6 +170,7 @@ def worker(args: argparse.Namespace) -> dict:
             ef_search=args.ef_search,
             show_progress=False,
             candidates=args.candidates,
+            model=args.model,
         )
         total = time.perf_counter() - t0
         df = pd.read_csv(work / "deduped.csv", dtype=str, keep_default_na=False)
@@ -216,6 +217,38 @@ def worker(args: argparse.Namespace) -> dict:
             out["index_pair_recall_vs_exact"] = len(found & exact) / max(len(exact), 1)
             out["search_s_approx_vs_flat"] = [round(approx_s, 2), round(exact_s, 2)]
         return out
+
+    if args.worker == "semhash-static":  # SemHash end to end (its own encode + ANN) with a static model
+        from semhash import SemHash
+
+        from dupq.encoder import load_encoder
+
+        texts = read_texts()
+        st = load_encoder(args.static_model, device="cpu")
+
+        class _Static:  # SemHash's Encoder protocol over the static model (a table look-up per token)
+            def encode(self, inputs, **kwargs):
+                return st.encode(
+                    list(inputs), batch_size=1024, normalize_embeddings=True, convert_to_numpy=True
+                )
+
+        t0 = time.perf_counter()
+        sh = SemHash.from_records(texts, model=_Static())
+        built = time.perf_counter() - t0
+        result = sh.self_deduplicate(threshold=args.threshold)
+        total = time.perf_counter() - t0
+        pos = {t: i for i, t in enumerate(texts)}
+        groups = np.arange(len(texts))
+        for d in result.filtered:
+            groups[pos[d.record]] = pos[d.duplicate_of]
+        np.save(work / "groups-semhash-static.npy", groups)
+        return {
+            "encode_and_index_s": built,
+            "total_s": total,
+            "duplicates": len(result.filtered),
+            "static_model": str(args.static_model),
+            "peak_rss_mb": _peak_mb(),
+        }
 
     if args.worker == "st-encode":
         from dupq.encoder import load_encoder
@@ -449,6 +482,12 @@ def main() -> None:
         "iterating on the search/group/write stages at 1M; such a run's encode time is not comparable)",
     )
     ap.add_argument("--ef-search", type=int, default=None, help="dupq's HNSW search beam (default: dupq's)")
+    ap.add_argument("--model", default=None, help="dupq's model dir (default: the embedded all-MiniLM-L6-v2)")
+    ap.add_argument(
+        "--static-model",
+        default=None,
+        help="semhash-static: the static model dir (a dupq distill --kind static)",
+    )
     ap.add_argument(
         "--candidates",
         default=None,
@@ -474,7 +513,8 @@ def main() -> None:
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLD
     results = {
         "benchmark": "dedupe",
-        "model": "all-MiniLM-L6-v2 (embedded default)",
+        "model": args.model or "all-MiniLM-L6-v2 (embedded default)",
+        "candidates": args.candidates,
         "threshold": threshold,
         "runs": [],
     }
@@ -520,14 +560,26 @@ def main() -> None:
                         str(dupq_workdir),
                         *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
                         *(["--candidates", str(args.candidates)] if args.candidates else []),
+                        *(["--model", str(args.model)] if args.model else []),
                     ],
                 )
+                r["model"] = args.model or "all-MiniLM-L6-v2 (embedded default)"
                 r["quality"] = quality_of("dupq", work, pairs)
                 r["quality_pairs"] = quality_of("dupq-pairs", work, pairs)  # pair level, as PM is
                 run["systems"]["dupq"] = r
                 shown = {k: v for k, v in r.items() if not k.startswith("quality")}
                 print("dupq", json.dumps(shown), flush=True)
-            baselines = [s for s in args.systems if s != "dupq"]
+            if "semhash-static" in args.systems:
+                if not args.static_model:
+                    raise SystemExit("--systems semhash-static needs --static-model DIR")
+                extra = ["--static-model", str(args.static_model)]
+                r = run_worker("semhash-static", work, threshold, args.batch_size, extra=extra)
+                r["quality"] = quality_of("semhash-static", work, pairs)
+                run["systems"]["semhash-static"] = r
+                print(
+                    "semhash-static", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True
+                )
+            baselines = [s for s in args.systems if s not in ("dupq", "semhash-static")]
             if baselines:
                 shared = size > args.share_encoding_above and "dupq" in run["systems"]
                 if shared:
