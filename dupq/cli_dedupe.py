@@ -32,8 +32,22 @@ def dedupe(
     k: int = typer.Option(
         32, "-k", "--k", help="Neighbours per question (range search beyond, if all k match)."
     ),
-    engine: str = typer.Option("local", "--engine", help="local, or ray (encoding on Ray Data)."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local, or ray (encoding on Ray Data, search on Ray tasks)."
+    ),
     ray_address: str | None = typer.Option(None, "--ray-address", help="ray://host:port (or $RAY_ADDRESS)."),
+    ray_search: str = typer.Option(
+        "auto",
+        "--ray-search",
+        help="With --engine ray: partitioned (search on Ray tasks), driver, or auto (partitioned from "
+        "200,000 unique texts or with --ray-partitions).",
+    ),
+    ray_partitions: int | None = typer.Option(
+        None, "--ray-partitions", help="k-means search partitions (default: ~200,000 vectors each)."
+    ),
+    ray_assignments: int = typer.Option(
+        2, "--ray-assignments", help="Nearest partitions each vector goes to (pairs across a boundary)."
+    ),
     backend: str = typer.Option(
         "torch", "--backend", help="Encoding backend: torch, onnx, onnx-int8, openvino, openvino-int8."
     ),
@@ -125,6 +139,9 @@ def dedupe(
             decisions=decisions,
             keep_only=keep_only,
             report=report,
+            ray_search=ray_search,
+            ray_partitions=ray_partitions,
+            ray_assignments=ray_assignments,
         )
     except KeyboardInterrupt:
         typer.secho(
