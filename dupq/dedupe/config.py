@@ -35,7 +35,7 @@ RAY_SEARCH_MIN = 200_000
 #: one partition is one Ray task's index, so this bounds a worker's memory (README, "Scaling out").
 RAY_PARTITION_TARGET = 200_000
 #: Each vector goes to this many nearest k-means centroids, so a pair across a partition boundary
-#: still meets in a partition (tests/test_dedupe_ray_search.py shows 1 losing such pairs).
+#: still meets in a partition (tests/test_dedupe_ray.py shows 1 losing such pairs).
 RAY_ASSIGNMENTS = 2
 
 

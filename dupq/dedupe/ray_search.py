@@ -10,7 +10,7 @@ searched by a Ray task on its own:
    :data:`~dupq.dedupe.config.RAY_PARTITION_TARGET` vectors per partition) unless given.
 2. **assign** — each vector goes to its ``assignments`` nearest centroids (default 2): a duplicate
    pair whose texts fall on either side of a boundary still shares a partition, which one nearest
-   centroid would lose (``tests/test_dedupe_ray_search.py``). The driver does this in chunks (one
+   centroid would lose (``tests/test_dedupe_ray.py``). The driver does this in chunks (one
    matrix product against the centroids) and writes each partition's member rows to the work dir.
 3. **search** — one Ray task per partition reads its members' vectors from the memory-mapped store
    (on a cluster the work directory is on shared storage, as for the encoding stage) and runs the
