@@ -195,11 +195,18 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
     vecs = read_partition(Path(vectors_path), rows)
     t_read = time.perf_counter()
     kind = index_kind(len(rows), params.index)
-    vindex = None
+    built = []  # the index is handed over, not kept here: candidate_pairs may release it before its merge
     if len(rows) >= 2:
-        vindex = build_index(
-            vecs, index=kind, chunk_size=params.chunk_size, show_progress=False, ef_search=params.ef_search
+        built.append(
+            build_index(
+                vecs,
+                index=kind,
+                chunk_size=params.chunk_size,
+                show_progress=False,
+                ef_search=params.ef_search,
+            )
         )
+    index_mb = round(built[0].memory_bytes() / 2**20, 2) if built else 0.0
     t_build = time.perf_counter()
     a, b, s, complete = candidate_pairs(
         vecs,
@@ -209,7 +216,7 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
         index=kind,
         chunk_size=params.chunk_size,
         ef_search=params.ef_search,
-        vindex=vindex,
+        vindex=built.pop() if built else None,
     )
     t_search = time.perf_counter()
     with atomic_path(base / f"complete-{part:05d}.npy") as tmp, open(tmp, "wb") as fh:
@@ -218,7 +225,7 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
         "partition": part,
         "vectors": int(len(rows)),
         "index": kind,
-        "index_mb": round(vindex.memory_bytes() / 2**20, 2) if vindex is not None else 0.0,
+        "index_mb": index_mb,
         "read_s": round(t_read - t0, 3),
         "build_s": round(t_build - t_read, 3),
         "search_s": round(t_search - t_build, 3),
