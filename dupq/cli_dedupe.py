@@ -32,8 +32,22 @@ def dedupe(
     k: int = typer.Option(
         32, "-k", "--k", help="Neighbours per question (range search beyond, if all k match)."
     ),
-    engine: str = typer.Option("local", "--engine", help="local, or ray (encoding on Ray Data)."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local, or ray (encoding on Ray Data, search on Ray tasks)."
+    ),
     ray_address: str | None = typer.Option(None, "--ray-address", help="ray://host:port (or $RAY_ADDRESS)."),
+    ray_search: str = typer.Option(
+        "auto",
+        "--ray-search",
+        help="With --engine ray: partitioned (search on Ray tasks), driver, or auto (partitioned from "
+        "200,000 unique texts or with --ray-partitions).",
+    ),
+    ray_partitions: int | None = typer.Option(
+        None, "--ray-partitions", help="k-means search partitions (default: ~200,000 vectors each)."
+    ),
+    ray_assignments: int = typer.Option(
+        2, "--ray-assignments", help="Nearest partitions each vector goes to (pairs across a boundary)."
+    ),
     backend: str = typer.Option(
         "torch",
         "--backend",
@@ -138,6 +152,9 @@ def dedupe(
             report=report,
             candidates=candidates,
             candidate_threshold=candidate_threshold,
+            ray_search=ray_search,
+            ray_partitions=ray_partitions,
+            ray_assignments=ray_assignments,
         )
     except KeyboardInterrupt:
         typer.secho(

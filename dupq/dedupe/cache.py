@@ -61,8 +61,12 @@ class CandidatePairs:
 class PairCache:
     """The saved candidate pairs of one embedding store under one set of search settings."""
 
-    def __init__(self, store_dir: Path, *, k: int, index: str, ef_search: int | None) -> None:
-        settings = {"k": k, "index": index, "ef_search": ef_search}
+    def __init__(
+        self, store_dir: Path, *, k: int, index: str, ef_search: int | None, extra: dict | None = None
+    ) -> None:
+        # ``extra``: what else decides which pairs a search finds (the Ray partitioned search's
+        # partitions and assignments), so pairs of one search are never taken for another's.
+        settings = {"k": k, "index": index, "ef_search": ef_search, **(extra or {})}
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         self.settings = settings
         self.path = store_dir / f"pairs-{key}.npz"

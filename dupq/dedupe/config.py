@@ -28,6 +28,15 @@ HNSW_M = 16
 #: report's what-if table and a re-run at a threshold down to there need no search (dupq.dedupe.cache).
 SEARCH_MARGIN = 0.05
 HNSW_EF_CONSTRUCTION = 40
+#: ``--engine ray``: the candidate search runs partitioned on Ray (``ray_search="auto"``) from this many
+#: unique texts; below it the driver's one search is quick (26 s at 100k, README) and exact up to 20k.
+RAY_SEARCH_MIN = 200_000
+#: Target vectors per search partition (after each vector is copied into ``ray_assignments`` of them):
+#: one partition is one Ray task's index, so this bounds a worker's memory (README, "Scaling out").
+RAY_PARTITION_TARGET = 200_000
+#: Each vector goes to this many nearest k-means centroids, so a pair across a partition boundary
+#: still meets in a partition (tests/test_dedupe_ray.py shows 1 losing such pairs).
+RAY_ASSIGNMENTS = 2
 
 
 @dataclass
@@ -71,6 +80,9 @@ class DedupeConfig:
     report: Path | None = None
     candidates: Any = None
     candidate_threshold: float | None = None
+    ray_search: str = "auto"
+    ray_partitions: int | None = None
+    ray_assignments: int = RAY_ASSIGNMENTS
     keep_rule: KeepRule = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +90,11 @@ class DedupeConfig:
         _one_of("engine", self.engine, ("local", "ray"))
         _one_of("dtype", self.dtype, ("float16", "float32"))
         _one_of("index", self.index, ("auto", "flat", "hnsw", "ivf"))
+        _one_of("ray_search", self.ray_search, ("auto", "partitioned", "driver"))
+        if self.ray_partitions is not None and self.ray_partitions < 1:
+            raise InputError(f"ray_partitions must be >= 1, got {self.ray_partitions}")
+        if self.ray_assignments < 1:
+            raise InputError(f"ray_assignments must be >= 1, got {self.ray_assignments}")
         for name in ("k", "chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")

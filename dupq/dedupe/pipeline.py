@@ -89,6 +89,9 @@ def deduplicate(
     report: str | Path | None = None,
     candidates: Any = None,
     candidate_threshold: float | None = None,
+    ray_search: str = "auto",
+    ray_partitions: int | None = None,
+    ray_assignments: int = 2,
 ) -> DedupeResult:
     """Find duplicate groups in a table of questions; return (and optionally write) every input row.
 
@@ -112,7 +115,10 @@ def deduplicate(
     default a hidden directory beside ``out`` is used and removed after a successful run.
 
     ``engine``: ``"local"`` or ``"ray"`` (encoding on Ray Data; ``ray_address`` or ``$RAY_ADDRESS``
-    for a cluster). ``backend``: the Embedder backend (``"torch"``, ``"onnx-int8"`` …).
+    for a cluster; the search too, partitioned over Ray tasks, per ``ray_search``: ``"auto"`` from
+    :data:`~dupq.dedupe.config.RAY_SEARCH_MIN` unique texts or when ``ray_partitions`` is given,
+    ``"partitioned"`` always, ``"driver"`` never; ``ray_assignments``: nearest partitions per vector,
+    :mod:`dupq.dedupe.ray_search`). ``backend``: the Embedder backend (``"torch"``, ``"onnx-int8"`` …).
     ``index``: ``"auto"`` | ``"flat"`` | ``"hnsw"`` | ``"ivf"``. ``ef_search``: the HNSW search beam
     (default :data:`~dupq.dedupe.config.HNSW_EF_SEARCH`; lower is faster at some pair recall: see the
     README). ``dtype``: storage of the embeddings on disk (``"float16"`` halves memory; cosine error
@@ -194,6 +200,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     if cfg.candidates is not None:  # two tiers: the static student picks what the transformer encodes
         enc, candidates, tier = _two_tier(new, cfg, timer)
         store, search_at, reused = enc.stores[0], enc.threshold, False
+        search_info = {"engine": "two-tier"}  # the candidate pairs come from the static tier's search
     else:
         enc = _encode(new, base, cfg, workdir, timer)
         timer.stage("encode")
@@ -202,7 +209,7 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
             match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
         timer.stage("against")
         search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
-        candidates, reused = _candidates(store, search_at, cfg)
+        candidates, reused, search_info = _candidates(store, search_at, cfg)
     pairs = _live_pairs(candidates, search_at, match)
     timer.stage("search")
     verification, pairs_checked = None, pairs
@@ -229,6 +236,8 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     summary.verification = verification[0] if verification is not None else None
     summary.search_floor = round(candidates.floor, 6)
     summary.pairs_reused = reused
+    summary.search_engine = search_info.pop("engine")
+    summary.ray_search = search_info or None
     summary.decisions = decisions.summary() if decisions is not None else None
     summary.rows_written, summary.rows_dropped = written.rows_written, written.rows_dropped
     summary.dropped_output = str(cfg.dropped_out) if cfg.dropped_out is not None else None
@@ -352,30 +361,53 @@ def _two_tier(new: Scan, cfg: DedupeConfig, timer: StageTimer) -> tuple[_Encoded
     return enc, tt.candidates, tt.info
 
 
-def _candidates(store: EmbeddingStore, search_at: float, cfg: DedupeConfig) -> tuple[CandidatePairs, bool]:
+def _candidates(
+    store: EmbeddingStore, search_at: float, cfg: DedupeConfig
+) -> tuple[CandidatePairs, bool, dict[str, Any]]:
     """Candidate pairs among all unique texts down to ``search_at - search_margin`` (k-NN only below
     ``search_at``): the saved ones when they give every pair at ``search_at`` (a re-threshold), else a
-    search of the stored vectors (then saved)."""
-    kind = index_kind(len(store.vectors), cfg.index)
-    cache = PairCache(store.dir, k=cfg.k, index=kind, ef_search=cfg.ef_search)
+    search of the stored vectors (then saved) — on the driver, or partitioned on Ray
+    (:mod:`dupq.dedupe.ray_search`) with ``engine="ray"``. The dict says which ran (``engine``: local,
+    driver or ray-partitioned) and, for Ray, its partitions, sizes and times."""
+    n = len(store.vectors)
+    kind = index_kind(n, cfg.index)
+    plan = None
+    if cfg.engine == "ray":
+        from dupq.dedupe.ray_search import search_plan
+
+        plan = search_plan(n, cfg.ray_search, cfg.ray_partitions, cfg.ray_assignments)
+    info: dict[str, Any] = {"engine": "local" if cfg.engine == "local" else "driver"}
+    if plan is not None:
+        info = {"engine": "ray-partitioned", "partitions": plan.partitions, "assignments": plan.assignments}
+    elif cfg.engine == "ray":
+        logger.info("search: on the driver (%d unique texts; --ray-search %s)", n, cfg.ray_search)
+    extra = plan.cache_key() if plan is not None else None
+    cache = PairCache(store.dir, k=cfg.k, index=kind, ef_search=cfg.ef_search, extra=extra)
     found = cache.load(search_at)
     if found is not None:
         logger.info("re-using %d candidate pairs saved down to %.3f", len(found.a), found.floor)
-        return found, True
+        return found, True, info
     floor = max(-1.0, search_at - cfg.search_margin)
-    a, b, s, complete_to = candidate_pairs(
-        store.vectors,
-        floor,
-        range_at=search_at,
-        k=cfg.k,
-        index=kind,
-        chunk_size=cfg.chunk_size,
-        show_progress=cfg.show_progress,
-        ef_search=cfg.ef_search,
-    )
-    found = CandidatePairs(a, b, s, floor, complete_to)
+    if plan is not None:
+        from dupq.dedupe.ray_search import search_store
+
+        found, ray_info = search_store(store.dir, plan, floor, search_at, cfg)
+        ray_info.pop("per_partition")  # the sizes and times are summarised; the files keep them
+        info.update(ray_info)
+    else:
+        a, b, s, complete_to = candidate_pairs(
+            store.vectors,
+            floor,
+            range_at=search_at,
+            k=cfg.k,
+            index=kind,
+            chunk_size=cfg.chunk_size,
+            show_progress=cfg.show_progress,
+            ef_search=cfg.ef_search,
+        )
+        found = CandidatePairs(a, b, s, floor, complete_to)
     cache.save(found)
-    return found, False
+    return found, False, info
 
 
 def _live_pairs(

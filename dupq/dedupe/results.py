@@ -60,6 +60,8 @@ class DedupeSummary:
     rows_dropped: int = 0
     dropped_output: str | None = None
     two_tier: dict[str, Any] | None = None
+    search_engine: str = "local"
+    ray_search: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -109,7 +111,7 @@ class DedupeSummary:
                 else []
             ),
             f"grouping           {self.cluster}, keep {self.keep}, k={self.k}, index {self.index}, "
-            f"engine {self.engine}, "
+            f"engine {self.engine} (search {self.search_engine}), "
             f"backend {self.backend}",
             f"encoded            {self.texts_encoded:>12,}"
             f"  ({self.embeddings_reused:,} reused from the workdir)",

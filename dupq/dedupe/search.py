@@ -104,6 +104,7 @@ def candidate_pairs(
     chunk_size: int = DEFAULT_CHUNK,
     show_progress: bool = False,
     ef_search: int | None = None,
+    vindex: VectorIndex | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs with cosine ``>= floor`` among each row's ``k`` nearest neighbours, completed by a range
     search at ``range_at`` (default ``floor``) for rows whose k-th neighbour reaches it.
@@ -116,16 +117,18 @@ def candidate_pairs(
     threshold keeps a run as cheap as a search at the threshold: on the 100k-row report check a range
     search at the floor (0.70) took the search stage from 75 s to 624 s, many real sentences there having
     hundreds of neighbours above 0.70 (``benchmarks/results/report_check_cold.json``; the 624 s are in
-    ``report_check.json`` as of commit 77dc914).
+    ``report_check.json`` as of commit 77dc914). ``vindex``: an index already built over ``vectors``
+    by :func:`build_index` (the Ray partition search times building and searching apart).
     """
     n = len(vectors)
     empty = np.zeros(0, np.int64)
     if n < 2:
         return empty, empty, np.zeros(0, np.float32), np.full(n, -2.0, np.float32)
     range_at = floor if range_at is None else max(float(range_at), floor)
-    vindex = build_index(
-        vectors, index=index, chunk_size=chunk_size, show_progress=show_progress, ef_search=ef_search
-    )
+    if vindex is None:
+        vindex = build_index(
+            vectors, index=index, chunk_size=chunk_size, show_progress=show_progress, ef_search=ef_search
+        )
     kk = min(k + 1, n)  # +1: a row finds itself
     complete = np.full(n, -2.0, dtype=np.float32)
     # Pairs are kept as one int64 key (lo * n + hi) and a float32 score per hit — 12 bytes instead of

@@ -1,0 +1,390 @@
+"""The Ray engine's search stage: candidate pairs searched partition by partition, one Ray task each.
+
+Why: the local engine builds one index over every unique text on one machine. At 100M texts that
+index (HNSW over 100M × 384) no longer fits a machine, and one search uses one machine's cores. So
+with ``--engine ray`` the stored vectors are split into k-means partitions and each partition is
+searched by a Ray task on its own:
+
+1. **plan** — centroids are trained (``faiss.Kmeans``, spherical) on a uniform sample of the stored
+   vectors; the number of partitions comes from :func:`partition_count` (about
+   :data:`~dupq.dedupe.config.RAY_PARTITION_TARGET` vectors per partition) unless given.
+2. **assign** — each vector goes to its ``assignments`` nearest centroids (default 2): a duplicate
+   pair whose texts fall on either side of a boundary still shares a partition, which one nearest
+   centroid would lose (``tests/test_dedupe_ray.py``). The driver does this in chunks (one
+   matrix product against the centroids) and writes each partition's member rows to the work dir.
+3. **search** — one Ray task per partition reads its members' vectors from the memory-mapped store
+   (on a cluster the work directory is on shared storage, as for the encoding stage) and runs the
+   search the local engine runs (:func:`dupq.dedupe.search.candidate_pairs`: flat up to
+   :data:`~dupq.dedupe.config.EXACT_SEARCH_MAX` vectors, HNSW above, a range search past ``k``); it
+   writes its pairs ``(i, j, score)`` as Parquet. A partition whose Parquet exists is not searched
+   again (resume after a kill).
+4. **merge** — the driver reads the pair files and keeps each pair once (two texts that share two
+   partitions are found by both); grouping then runs unchanged, so the output files are the local
+   engine's formats.
+
+The pairs equal an exact search's only as far as every duplicate pair shares a partition: pair
+recall against exact search is measured by ``benchmarks/ray_search.py`` (README, "Scaling out").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dupq.dedupe.cache import CandidatePairs
+from dupq.dedupe.config import RAY_ASSIGNMENTS, RAY_PARTITION_TARGET, RAY_SEARCH_MIN
+from dupq.dedupe.search import build_index, candidate_pairs, index_kind, unit_rows
+from dupq.dedupe.store import MappedRows
+from dupq.io import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:
+    from dupq.dedupe.config import DedupeConfig
+
+logger = logging.getLogger(__name__)
+
+#: Rows read at a time by the driver (k-means sample, assignment).
+ASSIGN_CHUNK = 65_536
+#: Training points per centroid for k-means (faiss's own default cap): more adds time, not balance.
+KMEANS_POINTS_PER_CENTROID = 256
+KMEANS_ITERATIONS = 20
+
+
+def partition_count(n: int, assignments: int = RAY_ASSIGNMENTS, target: int = RAY_PARTITION_TARGET) -> int:
+    """Partitions for ``n`` vectors: about ``target`` vectors each once every vector is copied into
+    ``assignments`` of them; at least ``assignments + 1`` when there is more than one (with as many
+    partitions as assignments every vector would be in every partition)."""
+    p = max(1, -(-n * assignments // target))
+    return min(max(p, assignments + 1), max(n, 1)) if p > 1 else 1
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How a partitioned search splits the vectors; part of the key of its files and saved pairs."""
+
+    partitions: int
+    assignments: int
+    seed: int = 1234
+
+    def cache_key(self) -> dict[str, Any]:
+        return {"search": "ray-partitioned", **asdict(self)}
+
+
+def search_plan(n: int, mode: str, partitions: int | None, assignments: int) -> SearchPlan | None:
+    """The partitioned search's plan for ``n`` unique texts, or ``None`` to search on the driver.
+
+    ``mode``: ``"partitioned"`` always; ``"driver"`` never; ``"auto"`` from
+    :data:`~dupq.dedupe.config.RAY_SEARCH_MIN` texts or when ``partitions`` is given.
+    """
+    if mode == "driver" or n < 2 or (mode == "auto" and partitions is None and n < RAY_SEARCH_MIN):
+        return None
+    p = min(partitions, n) if partitions is not None else partition_count(n, assignments)
+    return SearchPlan(partitions=p, assignments=min(assignments, p))
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """What each partition's search is told (the local engine's search settings)."""
+
+    floor: float
+    range_at: float
+    k: int
+    index: str
+    ef_search: int | None
+    chunk_size: int
+    threads: int = 1
+
+
+def train_centroids(vectors: Any, partitions: int, seed: int) -> np.ndarray:
+    """Spherical k-means centroids (unit rows) trained on a uniform sample of ``vectors``."""
+    import faiss
+
+    n, dim = vectors.shape
+    if partitions == 1:
+        return np.ones((1, dim), dtype=np.float32) / np.sqrt(dim)
+    size = min(n, partitions * KMEANS_POINTS_PER_CENTROID)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+    sample = np.concatenate(_read_rows(vectors, rows))
+    km = faiss.Kmeans(
+        dim, partitions, niter=KMEANS_ITERATIONS, seed=seed, spherical=True, verbose=False,
+        max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
+    )  # fmt: skip
+    km.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def _read_rows(vectors: Any, rows: np.ndarray) -> list[np.ndarray]:
+    """The unit float32 vectors of (sorted) ``rows``, read :data:`ASSIGN_CHUNK` rows at a time."""
+    from dupq.vectors import l2_normalize
+
+    return [
+        np.ascontiguousarray(l2_normalize(vectors[rows[s : s + ASSIGN_CHUNK]]), dtype=np.float32)
+        for s in range(0, len(rows), ASSIGN_CHUNK)
+    ]
+
+
+def assign(vectors: Any, centroids: np.ndarray, assignments: int) -> np.ndarray:
+    """``(n, assignments)`` int32: each vector's nearest centroids by cosine, nearest first."""
+    import faiss
+
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(centroids)
+    n = len(vectors)
+    labels = np.empty((n, assignments), dtype=np.int32)
+    for start in range(0, n, ASSIGN_CHUNK):
+        stop = min(start + ASSIGN_CHUNK, n)
+        _, ids = index.search(np.ascontiguousarray(unit_rows(vectors, start, stop), np.float32), assignments)
+        labels[start:stop] = ids
+    return labels
+
+
+def members(labels: np.ndarray, partitions: int) -> list[np.ndarray]:
+    """Per partition, its member rows in ascending order (a row at most once per partition)."""
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")  # row-major: rows ascend within each partition
+    rows = (order // labels.shape[1]).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=partitions))])
+    return [rows[bounds[p] : bounds[p + 1]] for p in range(partitions)]
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def read_partition(path: Path, rows: np.ndarray, chunk: int = ASSIGN_CHUNK // 4) -> np.ndarray:
+    """The vectors of (sorted) ``rows`` of the ``.npy`` at ``path``, read ``chunk`` rows per mapping
+    into one preallocated array. A partition's rows are scattered over the whole file: read through
+    one mapping, every page they touch stayed resident until the end (+1.1 GB peak for 254k rows of a
+    768 MB file, ``benchmarks/results/ray_search_read.json``); per chunk, only a chunk's pages are."""
+    mapped = MappedRows(path)
+    out = np.empty((len(rows), mapped.shape[1]), dtype=mapped.dtype)
+    for start in range(0, len(rows), chunk):
+        out[start : start + chunk] = mapped[rows[start : start + chunk]]
+    return out
+
+
+def search_partition(vectors_path: str, root: str, part: int, params: SearchParams) -> dict[str, Any]:
+    """Search one partition (a Ray task, in a fresh worker process: its peak RSS is this task's).
+
+    Reads the partition's members and their vectors, builds the index the local engine would build
+    for that many vectors, searches, and writes ``complete-P.npy``, ``stats-P.json`` and, last,
+    ``pairs-P.parquet`` (whose existence marks the partition done); returns the stats.
+    """
+    import faiss
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    rss_start = _rss_mb()
+    faiss.omp_set_num_threads(params.threads)
+    base = Path(root)
+    rows = np.load(base / f"members-{part:05d}.npy")
+    vecs = read_partition(Path(vectors_path), rows)
+    t_read = time.perf_counter()
+    kind = index_kind(len(rows), params.index)
+    built = []  # the index is handed over, not kept here: candidate_pairs may release it before its merge
+    if len(rows) >= 2:
+        built.append(
+            build_index(
+                vecs,
+                index=kind,
+                chunk_size=params.chunk_size,
+                show_progress=False,
+                ef_search=params.ef_search,
+            )
+        )
+    index_mb = round(built[0].memory_bytes() / 2**20, 2) if built else 0.0
+    t_build = time.perf_counter()
+    a, b, s, complete = candidate_pairs(
+        vecs,
+        params.floor,
+        range_at=params.range_at,
+        k=params.k,
+        index=kind,
+        chunk_size=params.chunk_size,
+        ef_search=params.ef_search,
+        vindex=built.pop() if built else None,
+    )
+    t_search = time.perf_counter()
+    with atomic_path(base / f"complete-{part:05d}.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, complete.astype(np.float32))
+    stats = {
+        "partition": part,
+        "vectors": int(len(rows)),
+        "index": kind,
+        "index_mb": index_mb,
+        "read_s": round(t_read - t0, 3),
+        "build_s": round(t_build - t_read, 3),
+        "search_s": round(t_search - t_build, 3),
+        "pairs": int(len(a)),
+        "rss_start_mb": round(rss_start, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    atomic_write_json(base / f"stats-{part:05d}.json", stats)
+    table = pa.table(
+        {
+            "i": pa.array(rows[a], type=pa.int64()),
+            "j": pa.array(rows[b], type=pa.int64()),
+            "score": pa.array(s.astype(np.float32), type=pa.float32()),
+        }
+    )
+    with atomic_path(base / f"pairs-{part:05d}.parquet") as tmp:
+        pq.write_table(table, tmp)
+    return stats
+
+
+def search_root(workdir: Path, n: int, dim: int, plan: SearchPlan, params: SearchParams) -> Path:
+    """This search's directory under ``workdir``: keyed by everything that decides its files."""
+    spec = {"n": n, "dim": dim, **asdict(plan), **asdict(params)}
+    spec.pop("threads")
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return workdir / f"ray-search-{key}"
+
+
+def prepare(vectors_path: Path, root: Path, plan: SearchPlan) -> dict[str, float]:
+    """Centroids and member files (skipped when ``plan.json`` says a previous run wrote them)."""
+    if (root / "plan.json").exists():
+        return {"kmeans_s": 0.0, "assign_s": 0.0}
+    root.mkdir(parents=True, exist_ok=True)
+    vectors = MappedRows(vectors_path)
+    t0 = time.perf_counter()
+    centroids = train_centroids(vectors, plan.partitions, plan.seed)
+    t1 = time.perf_counter()
+    labels = assign(vectors, centroids, plan.assignments)
+    for p, rows in enumerate(members(labels, plan.partitions)):
+        with atomic_path(root / f"members-{p:05d}.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, rows)
+    np.save(root / "centroids.npy", centroids)
+    t2 = time.perf_counter()
+    atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors)})  # last: marks it complete
+    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(t2 - t1, 3)}
+
+
+def run_tasks(
+    ray: Any, vectors_path: Path, root: Path, todo: list[int], params: SearchParams, show_progress: bool
+) -> None:
+    """One Ray task per partition in ``todo``; each in a fresh worker (``max_calls=1``), so a
+    worker's peak RSS is its partition's and its memory goes back to the node afterwards."""
+    from tqdm.auto import tqdm
+
+    task = ray.remote(num_cpus=params.threads, max_calls=1)(search_partition)
+    refs = [task.remote(str(vectors_path), str(root), p, params) for p in todo]
+    with tqdm(total=len(refs), desc="searching partitions", unit="part", disable=not show_progress) as bar:
+        while refs:
+            done, refs = ray.wait(refs, num_returns=1)
+            ray.get(done)  # raises the task's error here
+            bar.update(len(done))
+
+
+def merge(root: Path, partitions: int, n: int, floor: float) -> tuple[CandidatePairs, dict[str, Any]]:
+    """All partitions' pairs, each pair once (best score), and per row the lowest threshold down to
+    which every partition it is in lists its neighbours (the most conservative: the maximum)."""
+    import pyarrow.parquet as pq
+
+    complete = np.full(n, -2.0, dtype=np.float32)
+    parts_i, parts_j, parts_s, stats = [], [], [], []
+    for p in range(partitions):
+        table = pq.read_table(root / f"pairs-{p:05d}.parquet")
+        parts_i.append(table.column("i").to_numpy())
+        parts_j.append(table.column("j").to_numpy())
+        parts_s.append(table.column("score").to_numpy())
+        rows = np.load(root / f"members-{p:05d}.npy")
+        complete[rows] = np.maximum(complete[rows], np.load(root / f"complete-{p:05d}.npy"))
+        stats.append(json.loads((root / f"stats-{p:05d}.json").read_text(encoding="utf-8")))
+    i = np.concatenate(parts_i) if parts_i else np.zeros(0, np.int64)
+    j = np.concatenate(parts_j) if parts_j else np.zeros(0, np.int64)
+    s = np.concatenate(parts_s).astype(np.float32) if parts_s else np.zeros(0, np.float32)
+    key = i * n + j  # i < j within every partition (members ascend)
+    order = np.lexsort((-s, key))
+    key, i, j, s = key[order], i[order], j[order], s[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    info = {"pairs_found": int(len(key)), "pairs_unique": int(first.sum()), "per_partition": stats}
+    return CandidatePairs(i[first], j[first], s[first], floor, complete), info
+
+
+def partitioned_search(
+    vectors_path: Path,
+    workdir: Path,
+    plan: SearchPlan,
+    params: SearchParams,
+    *,
+    address: str | None = None,
+    show_progress: bool = True,
+) -> tuple[CandidatePairs, dict[str, Any]]:
+    """Candidate pairs of the ``.npy`` at ``vectors_path`` by the partitioned Ray search (module
+    docstring); returns them and what the summary and the benchmark report (sizes, times, RSS)."""
+    from dupq.dedupe.ray import _init_ray, require_ray
+
+    mapped = MappedRows(vectors_path)
+    n, dim = mapped.shape
+    root = search_root(workdir, n, dim, plan, params)
+    t0 = time.perf_counter()
+    seconds = prepare(vectors_path, root, plan)
+    todo = [p for p in range(plan.partitions) if not (root / f"pairs-{p:05d}.parquet").exists()]
+    logger.info(
+        "search: partitioned on Ray, %d partitions (%d to search, %d reused), %d assignments per vector",
+        plan.partitions,
+        len(todo),
+        plan.partitions - len(todo),
+        plan.assignments,
+    )
+    t1 = time.perf_counter()
+    if todo:
+        ray = require_ray()
+        started = _init_ray(ray, address)
+        try:
+            run_tasks(ray, vectors_path, root, todo, params, show_progress)
+        finally:
+            if started:
+                ray.shutdown()
+    t2 = time.perf_counter()
+    pairs, info = merge(root, plan.partitions, n, params.floor)
+    sizes = np.asarray([st["vectors"] for st in info["per_partition"]])
+    seconds.update(search_s=round(t2 - t1, 3), merge_s=round(time.perf_counter() - t2, 3))
+    seconds["total_s"] = round(time.perf_counter() - t0, 3)
+    info.update(
+        mode="partitioned",
+        partitions=plan.partitions,
+        assignments=plan.assignments,
+        partitions_searched=len(todo),
+        partitions_reused=plan.partitions - len(todo),
+        vectors_per_partition={
+            "min": int(sizes.min()),
+            "median": float(np.median(sizes)),
+            "max": int(sizes.max()),
+        },
+        pairs_found_more_than_once=info["pairs_found"] - info["pairs_unique"],
+        seconds=seconds,
+        dir=str(root),
+    )
+    return pairs, info
+
+
+def search_store(
+    store_dir: Path, plan: SearchPlan, floor: float, search_at: float, cfg: DedupeConfig
+) -> tuple[CandidatePairs, dict[str, Any]]:
+    """The partitioned search of a dedupe store's ``vectors.npy`` with the local search's settings
+    (floor, range search at ``search_at``, ``k``, index, ``ef_search``); its files go in the store."""
+    params = SearchParams(floor, search_at, cfg.k, cfg.index, cfg.ef_search, cfg.chunk_size)
+    return partitioned_search(
+        store_dir / "vectors.npy",
+        store_dir,
+        plan,
+        params,
+        address=cfg.ray_address,
+        show_progress=cfg.show_progress,
+    )
