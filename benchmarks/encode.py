@@ -187,10 +187,13 @@ def _encoder_for(
             return emb.encode(texts)
 
     elif name.startswith(STUDENT):
-        emb = Embedder(students[name], backend="torch", batch_size=batch_size)
+        student, backend = students[name]  # a student runs on the backend its spec names (default torch)
+        emb = Embedder(student, backend=backend, batch_size=batch_size, calibration=corpus)
 
         def fn(texts):
             return emb.encode(texts)
+
+        fn.runs_as = emb.backend
 
     else:
         emb = Embedder(model, backend=name, batch_size=batch_size, calibration=corpus)
@@ -243,7 +246,13 @@ def run_encode_benchmark(
     mean_tokens = float(tok_len.mean())
     fpt = flops_per_token(st, mean_tokens)
     cpu = cpu_info()
-    student_models = {f"{STUDENT}{k}": load_encoder(v, device="cpu") for k, v in (students or {}).items()}
+    # NAME=DIR, or NAME=DIR@BACKEND: that student on a backend (e.g. the layers student on openvino-int8)
+    student_specs = {k: (v.split("@", 1) + ["torch"])[:2] for k, v in (students or {}).items()}
+    students = {k: path for k, (path, _) in student_specs.items()}
+    student_models = {
+        f"{STUDENT}{k}": (load_encoder(path, device="cpu"), backend)
+        for k, (path, backend) in student_specs.items()
+    }
     names += list(student_models)
     split_pairs_ = _test_splits(data_dir) if test_splits else {}
 
@@ -283,7 +292,7 @@ def run_encode_benchmark(
         a = vecs[[lookup[t] for t in q1]]
         b = vecs[[lookup[t] for t in q2]]
         ap = float(average_precision_score(labels, np.einsum("ij,ij->i", a, b)))
-        student = student_models.get(name)
+        student = student_models[name][0] if name in student_models else None
         # A student's vectors are not fp32 copies of the teacher's: its cosine to the teacher is reported
         # apart, and only where both share one space (the layers student; a static one has its own).
         same_space = vectors[name].shape == ref.shape
