@@ -64,8 +64,15 @@ def _gap_threshold(sims: np.ndarray) -> float:
     return float((s[i] + s[i + 1]) / 2)
 
 
-def test_candidate_threshold_minus_one_gives_the_one_tier_groups(tiny_model_dir, static_dir, questions):
+@pytest.mark.parametrize("block", [None, 3])  # 3: the candidate pairs' cosines computed in many blocks
+def test_candidate_threshold_minus_one_gives_the_one_tier_groups(
+    tiny_model_dir, static_dir, questions, monkeypatch, block
+):
     from dupq import deduplicate
+    from dupq.dedupe import twotier
+
+    if block:
+        monkeypatch.setattr(twotier, "PAIR_BLOCK", block)
 
     texts = list(dict.fromkeys(t for t in questions["question"] if t))
     threshold = _gap_threshold(_cosines(tiny_model_dir, texts))

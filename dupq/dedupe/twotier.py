@@ -35,6 +35,13 @@ logger = logging.getLogger(__name__)
 
 #: Below the static student's own threshold, when its dupq.json has no two-tier candidate threshold.
 CANDIDATE_MARGIN = 0.10
+#: Static cosine from which a text's candidates are *all* its neighbours (a range search); between the
+#: cut and this, its ``k`` nearest. Ranging down to the low, recall-safe cut listed 20M candidate pairs
+#: for 100k real questions (texts with thousands of neighbours above 0.54), more than the one-tier run's
+#: whole search; the k-NN bound is also how the cut was calibrated (each text's nearest neighbours).
+CANDIDATE_RANGE_AT = 0.95
+#: Candidate pairs scored per block (transformer cosine), so memory stays flat whatever their number.
+PAIR_BLOCK = 1 << 20
 
 
 @dataclass
@@ -88,7 +95,7 @@ def run_two_tier(scan: Scan, cfg: DedupeConfig) -> TwoTier:
     a, b, _, _ = candidate_pairs(
         svecs,
         cut,
-        range_at=cut,
+        range_at=cut if cut <= -1.0 else max(cut, CANDIDATE_RANGE_AT),  # -1: every pair, as documented
         k=cfg.k,
         index=index_kind(n, cfg.index),
         chunk_size=cfg.chunk_size,
@@ -111,7 +118,12 @@ def run_two_tier(scan: Scan, cfg: DedupeConfig) -> TwoTier:
     if texts:
         vectors[need] = embedder.encode(texts, show_progress=cfg.show_progress, desc="encoding candidates")
         truncated[need] = embedder.token_lengths(texts) > embedder.max_seq_length
-    s = np.einsum("ij,ij->i", vectors[a].astype(np.float32), vectors[b].astype(np.float32))
+    s = np.empty(len(a), dtype=np.float32)
+    for lo in range(0, len(a), PAIR_BLOCK):
+        hi = min(lo + PAIR_BLOCK, len(a))
+        s[lo:hi] = np.einsum(
+            "ij,ij->i", vectors[a[lo:hi]].astype(np.float32), vectors[b[lo:hi]].astype(np.float32)
+        )
     floor = max(-1.0, threshold - cfg.search_margin)
     keep = s >= np.float32(floor)
     # complete_to -2: every candidate pair is listed (the candidate set, not a k-NN list, bounds them)
