@@ -321,10 +321,10 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     """Load the model, resolve the threshold, fill the stores; the model is released on return."""
     from dupq.embed import as_embedder
 
-    # openvino-int8 is post-training quantised on (and auto times the backends on) the run's own texts
-    calibration = new.texts if cfg.backend in ("openvino-int8", "auto") else None
+    # openvino-int8 is post-training quantised on (and auto times the backends on) the run's own texts;
+    # the Embedder samples them only for those backends
     embedder = as_embedder(
-        cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend, calibration=calibration
+        cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend, calibration=new.texts
     )
     threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source, point=DEDUPE_POINT)
     fp = embedder.fingerprint

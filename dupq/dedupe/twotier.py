@@ -110,7 +110,7 @@ def run_two_tier(scan: Scan, cfg: DedupeConfig) -> TwoTier:
         device=cfg.device,
         batch_size=cfg.batch_size,
         backend=cfg.backend,
-        calibration=texts if cfg.backend in ("openvino-int8", "auto") else None,
+        calibration=texts,  # sampled by the Embedder only for the backends that use it
     )
     threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source, point=DEDUPE_POINT)
     vectors = np.zeros((n, embedder.dim), dtype=cfg.dtype)
