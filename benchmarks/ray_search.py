@@ -12,7 +12,8 @@ per k-means partition (local Ray, ``--cpus`` CPUs).
 exactly (``faiss.IndexFlatIP``, base in blocks) against every stored vector (the same float16 values,
 in float32); recall = the fraction of their pairs the partitioned search found, with a 95 % interval
 from a bootstrap over the sampled rows (a row's pairs are not independent of each other).
-``--compare-driver`` also runs the local engine's one search on the driver and scores it the same way.
+``--compare-driver`` also runs the local engine's one search on the driver and scores it the same way;
+``--driver-index join hnsw`` runs it once per index kind (``--no-partitioned``: only those).
 
 **Per partition** (measured inside each Ray task, which runs in a fresh worker process): vectors,
 index kind and size, read / build / search seconds, peak RSS of the worker and its RSS before the
@@ -211,7 +212,13 @@ def driver_search(path: Path, args: argparse.Namespace) -> tuple[dict, tuple[np.
         index=args.index, ef_search=args.ef_search,
     )  # fmt: skip
     keep = s >= np.float32(args.threshold)
-    return {"wall_s": round(time.perf_counter() - t0, 2), "pairs_at_threshold": int(keep.sum())}, (
+    info = {
+        "index": args.index,
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "pairs_at_threshold": int(keep.sum()),
+        "candidate_pairs": int(len(a)),
+    }
+    return info, (
         a[keep],
         b[keep],
     )
@@ -235,11 +242,13 @@ def print_table(result: dict) -> None:
             f"{r['partitions']:>4} {r['assignments']:>3} {rec['recall']:>8.4f} {str(rec['ci95']):>17} "
             f"{r['wall_s']:>8.1f} {sizes:>24} {times:>22} {mem:>23} {r['driver_peak_rss_mb']:>9.0f}"
         )
+    drivers = dict(result.get("drivers", {}))
     if "driver" in result:
-        d = result["driver"]
+        drivers[result["driver"].get("index", "driver")] = result["driver"]
+    for kind, d in drivers.items():
         print(
-            f"driver search (local engine): recall {d['recall']['recall']:.4f} {d['recall']['ci95']}, "
-            f"{d['wall_s']} s"
+            f"driver search ({kind}): recall {d['recall']['recall']:.4f} {d['recall']['ci95']}, "
+            f"{d['wall_s']} s, {d['pairs_at_threshold']:,} pairs at the threshold"
         )
 
 
@@ -263,6 +272,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=5000, help="rows sampled for the exact check")
     ap.add_argument("--cpus", type=int, default=2, help="local Ray's CPUs (one partition task per CPU)")
     ap.add_argument("--compare-driver", action="store_true", help="also run the driver's one search")
+    ap.add_argument(
+        "--driver-index",
+        nargs="+",
+        default=None,
+        help="run the driver's one search with each of these index kinds (e.g. join hnsw), scored alike",
+    )
+    ap.add_argument("--no-partitioned", action="store_true", help="only the driver search(es)")
     ap.add_argument("--tile", type=int, default=1, help="SYNTHETIC: N rotated copies of the vectors")
     ap.add_argument("--tile-cos", type=float, default=0.5, help="mean cosine of a vector and its copy")
     ap.add_argument("--tile-noise", type=float, default=0.05, help="noise norm added to each copy")
@@ -289,7 +305,7 @@ def main() -> None:
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     runs, found = [], []
-    for p in args.partitions:
+    for p in [] if args.no_partitioned else args.partitions:
         for a in args.assignments:
             run, pairs = run_one(path, workdir, p, a, args)
             runs.append(run)
@@ -322,6 +338,10 @@ def main() -> None:
     if args.compare_driver:
         info, (fa, fb) = driver_search(path, args)
         result["driver"] = {**info, "recall": recall(fa, fb, true_q, true_j, queries)}
+    for kind in args.driver_index or []:
+        info, (fa, fb) = driver_search(path, argparse.Namespace(**{**vars(args), "index": kind}))
+        result.setdefault("drivers", {})[kind] = {**info, "recall": recall(fa, fb, true_q, true_j, queries)}
+        print(f"driver search, index {kind}: {info['wall_s']} s", flush=True)
     out = args.out or RESULTS / f"{name}.json"
     write_result(out, "ray_search.py", None, result, load_at_start=load_start)
     print_table(result)

@@ -56,7 +56,9 @@ def dedupe(
     ),
     device: str | None = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
-    index: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
+    index: str = typer.Option(
+        "auto", "--index", "--index-kind", help="auto (flat to 20k texts, join above), flat, join, hnsw, ivf."
+    ),
     ef_search: int | None = typer.Option(
         None,
         "--ef-search",

@@ -73,6 +73,8 @@ class Embedder:
         runner = make_runner(model, self.backend, calibration=self.calibration)
         self._run_batch: Callable[[list[str], int], np.ndarray] = runner
         self._run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = runner.run_ids
+        #: A runner that encodes many batches concurrently (OpenVINO's streams) takes them all at once.
+        self._encode_into = getattr(runner, "encode_into", None)
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -169,16 +171,11 @@ class Embedder:
 
     def _encode_tokens(self, tokens: _Tokens, bs: int, out: np.ndarray, bar) -> None:
         """Longest first, ``bs`` texts a batch, each padded only to its own longest text."""
-        order = np.argsort(-tokens.length, kind="stable")
-        pad_id = self.model.tokenizer.pad_token_id or 0
-        for start in range(0, len(order), bs):
-            idx = order[start : start + bs]
-            lens = tokens.length[idx]
-            width = int(lens.max())
-            ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-            mask = (np.arange(width)[None, :] < lens[:, None]).astype(np.int64)
-            for row, i in enumerate(idx):
-                ids[row, : lens[row]] = tokens.flat[tokens.offsets[i] : tokens.offsets[i + 1]]
+        batches = _padded_batches(tokens, bs, self.model.tokenizer.pad_token_id or 0)
+        if self._encode_into is not None:
+            self._encode_into(batches, out, bar.update)
+            return
+        for idx, ids, mask in batches:
             out[idx] = self._run_ids(ids, mask)
             bar.update(len(idx))
 
@@ -190,6 +187,23 @@ class Embedder:
             idx = order[start : start + step]
             out[idx] = self._run_batch([unique[i] for i in idx], bs)
             bar.update(len(idx))
+
+
+def _padded_batches(
+    tokens: _Tokens, bs: int, pad_id: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, input_ids, attention_mask)`` per batch of ``bs`` texts, longest first, each batch padded
+    only to its own longest text."""
+    order = np.argsort(-tokens.length, kind="stable")
+    for start in range(0, len(order), bs):
+        idx = order[start : start + bs]
+        lens = tokens.length[idx]
+        width = int(lens.max())
+        ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+        mask = (np.arange(width)[None, :] < lens[:, None]).astype(np.int64)
+        for row, i in enumerate(idx):
+            ids[row, : lens[row]] = tokens.flat[tokens.offsets[i] : tokens.offsets[i + 1]]
+        yield idx, ids, mask
 
 
 class _Tokens(NamedTuple):

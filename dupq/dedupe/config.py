@@ -11,7 +11,8 @@ import pandas as pd
 from dupq.dedupe.keep import KeepRule, parse_keep
 from dupq.errors import InputError
 
-#: Exact (flat) search up to this many unique texts; HNSW above (recall measured in benchmarks/dedupe.py).
+#: Exact (flat) search up to this many unique texts; the cell join above (dupq.dedupe.join; pair recall
+#: against exact search measured in benchmarks/join.py and benchmarks/dedupe.py).
 EXACT_SEARCH_MAX = 20_000
 #: Neighbours looked at per text (more are fetched by range search when all k are above the threshold).
 DEFAULT_K = 32
@@ -89,7 +90,7 @@ class DedupeConfig:
         _one_of("cluster", self.cluster, ("leader", "components"))
         _one_of("engine", self.engine, ("local", "ray"))
         _one_of("dtype", self.dtype, ("float16", "float32"))
-        _one_of("index", self.index, ("auto", "flat", "hnsw", "ivf"))
+        _one_of("index", self.index, ("auto", "flat", "hnsw", "ivf", "join"))
         _one_of("ray_search", self.ray_search, ("auto", "partitioned", "driver"))
         if self.ray_partitions is not None and self.ray_partitions < 1:
             raise InputError(f"ray_partitions must be >= 1, got {self.ray_partitions}")

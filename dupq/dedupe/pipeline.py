@@ -119,7 +119,9 @@ def deduplicate(
     :data:`~dupq.dedupe.config.RAY_SEARCH_MIN` unique texts or when ``ray_partitions`` is given,
     ``"partitioned"`` always, ``"driver"`` never; ``ray_assignments``: nearest partitions per vector,
     :mod:`dupq.dedupe.ray_search`). ``backend``: the Embedder backend (``"torch"``, ``"onnx-int8"`` …).
-    ``index``: ``"auto"`` | ``"flat"`` | ``"hnsw"`` | ``"ivf"``. ``ef_search``: the HNSW search beam
+    ``index``: ``"auto"`` (exact ``"flat"`` up to 20k texts, the cell ``"join"`` of
+    :mod:`dupq.dedupe.join` above) | ``"flat"`` | ``"join"`` | ``"hnsw"`` | ``"ivf"``; matching against a
+    base uses HNSW where the self-search joins. ``ef_search``: the HNSW search beam
     (default :data:`~dupq.dedupe.config.HNSW_EF_SEARCH`; lower is faster at some pair recall: see the
     README). ``dtype``: storage of the embeddings on disk (``"float16"`` halves memory; cosine error
     < 1e-3). The options are checked as a :class:`~dupq.dedupe.config.DedupeConfig`.

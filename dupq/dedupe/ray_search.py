@@ -15,7 +15,8 @@ searched by a Ray task on its own:
 3. **search** — one Ray task per partition reads its members' vectors from the memory-mapped store
    (on a cluster the work directory is on shared storage, as for the encoding stage) and runs the
    search the local engine runs (:func:`dupq.dedupe.search.candidate_pairs`: flat up to
-   :data:`~dupq.dedupe.config.EXACT_SEARCH_MAX` vectors, HNSW above, a range search past ``k``); it
+   :data:`~dupq.dedupe.config.EXACT_SEARCH_MAX` vectors, the cell join of :mod:`dupq.dedupe.join`
+   above); it
    writes its pairs ``(i, j, score)`` as Parquet. A partition whose Parquet exists is not searched
    again (resume after a kill).
 4. **merge** — the driver reads the pair files and keeps each pair once (two texts that share two
@@ -196,7 +197,7 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
     t_read = time.perf_counter()
     kind = index_kind(len(rows), params.index)
     built = []  # the index is handed over, not kept here: candidate_pairs may release it before its merge
-    if len(rows) >= 2:
+    if len(rows) >= 2 and kind != "join":  # the join builds nothing ahead: it is all search
         built.append(
             build_index(
                 vecs,

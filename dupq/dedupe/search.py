@@ -1,8 +1,10 @@
 """Stage 3, **search**: similar pairs among unique texts, and matches against an existing base.
 
-Each unique text's ``k`` nearest neighbours come from a :class:`dupq.index.VectorIndex` (exact flat
-search up to :data:`~dupq.dedupe.config.EXACT_SEARCH_MAX` texts, HNSW above); texts whose k-th
-neighbour is still above the threshold get a range search so that large groups are not cut at ``k``.
+Up to :data:`~dupq.dedupe.config.EXACT_SEARCH_MAX` texts, each unique text's ``k`` nearest neighbours
+come from an exact :class:`dupq.index.VectorIndex` (``flat``; also ``hnsw`` and ``ivf`` on request), and
+texts whose k-th neighbour is still above the threshold get a range search so that large groups are
+not cut at ``k``. Above it, the self-search is the cell join of :mod:`dupq.dedupe.join` (``join``):
+every pair above the floor, exact within each text's nearest k-means cells, as matrix products.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dupq.dedupe.config import (
     HNSW_EF_SEARCH,
     HNSW_M,
 )
+from dupq.dedupe.join import best_per_key as _best_per_key
+from dupq.dedupe.join import join_pairs
 from dupq.vectors import l2_normalize
 
 if TYPE_CHECKING:
@@ -34,10 +38,19 @@ def unit_rows(vectors: Any, start: int, stop: int) -> np.ndarray:
 
 
 def index_kind(n: int, index: str) -> str:
-    """The index ``index="auto"`` means for ``n`` vectors (else ``index`` itself)."""
+    """The self-search ``index="auto"`` means for ``n`` vectors (else ``index`` itself): exact ``flat``
+    up to :data:`EXACT_SEARCH_MAX`, the cell ``join`` above (higher pair recall than HNSW in less time:
+    :mod:`dupq.dedupe.join`)."""
     if index == "auto":
-        return "flat" if n <= EXACT_SEARCH_MAX else "hnsw"
+        return "flat" if n <= EXACT_SEARCH_MAX else "join"
     return index
+
+
+def lookup_kind(n: int, index: str) -> str:
+    """The :class:`~dupq.index.VectorIndex` kind for searching *other* vectors against these ``n``
+    (matching new texts to a base): the join only answers the self-search, so it means HNSW here."""
+    kind = index_kind(n, index)
+    return "hnsw" if kind == "join" else kind
 
 
 def build_index(
@@ -48,7 +61,7 @@ def build_index(
 
     n = len(vectors)
     dim = vectors.shape[1]
-    kind = index_kind(n, index)
+    kind = lookup_kind(n, index)
     params: dict[str, Any] = {}
     if kind == "hnsw":
         params.update(M=HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION, ef_search=ef_search or HNSW_EF_SEARCH)
@@ -109,6 +122,9 @@ def candidate_pairs(
     """Pairs with cosine ``>= floor`` among each row's ``k`` nearest neighbours, completed by a range
     search at ``range_at`` (default ``floor``) for rows whose k-th neighbour reaches it.
 
+    With ``index`` ``join`` (``auto`` above :data:`EXACT_SEARCH_MAX` rows) every pair ``>= floor`` comes
+    from :func:`dupq.dedupe.join.join_pairs` instead, and ``complete_to`` is ``floor`` for every row.
+
     Returns ``(a, b, scores, complete_to)``: ``complete_to[i]`` is the lowest threshold down to which
     row ``i``'s neighbours are all listed (``range_at`` after a range search, else just above its k-th
     neighbour's cosine; -2 when ``k`` covers every row). The pairs at a threshold ``x >= floor`` are
@@ -125,6 +141,9 @@ def candidate_pairs(
     if n < 2:
         return empty, empty, np.zeros(0, np.float32), np.full(n, -2.0, np.float32)
     range_at = floor if range_at is None else max(float(range_at), floor)
+    if vindex is None and index_kind(n, index) == "join":
+        key, s = join_pairs(vectors, floor, chunk_size=max(chunk_size, 4096), show_progress=show_progress)
+        return key // n, key % n, s, np.full(n, np.float32(floor), dtype=np.float32)
     if vindex is None:
         vindex = build_index(
             vectors, index=index, chunk_size=chunk_size, show_progress=show_progress, ef_search=ef_search
@@ -172,21 +191,6 @@ def candidate_pairs(
     key, s = _best_per_key(all_k, all_s)
     del all_k, all_s
     return key // n, key % n, s, complete
-
-
-def _best_per_key(key: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique keys, ascending, each with its highest score (a pair found from both ends, or by both the
-    k-NN and the range search, is listed once)."""
-    if len(key) == 0:
-        return key.astype(np.int64), scores.astype(np.float32)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    scores = scores[order]
-    del order
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    starts = np.flatnonzero(first)
-    return key[starts], np.maximum.reduceat(scores, starts)
 
 
 def match_against(
