@@ -36,6 +36,10 @@ JOIN_TRAIN_PER_CELL = 32
 JOIN_TRAIN_ITER = 10
 #: Query rows per matrix product (bounds the block of scores: rows × cell size float32).
 JOIN_BLOCK = 8192
+#: Up to this many bytes the rows are held in memory as float32 unit vectors (1.5 GB at 1M × 384):
+#: each row is read ~``probes`` times, and converting and normalising it every time took a third of the
+#: join's time; above it they are gathered from ``vectors`` (a memory map) per cell.
+JOIN_RAM_BYTES = 2 * 2**30
 
 
 def join_plan(n: int, cell_size: int = JOIN_CELL_SIZE, probes: int = JOIN_PROBES) -> tuple[int, int]:
@@ -73,6 +77,18 @@ def probe_cells(rows: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndar
 def _unit(vectors: Any, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` as contiguous float32 unit vectors."""
     return np.ascontiguousarray(l2_normalize(np.asarray(vectors[start:stop], dtype=np.float32)))
+
+
+def _row_reader(vectors: Any, chunk_size: int) -> Any:
+    """``rows(idx)``: float32 unit vectors of rows ``idx`` (sorted) — from an in-memory float32 copy when
+    it fits :data:`JOIN_RAM_BYTES`, else gathered and normalised from ``vectors`` on each call."""
+    n, dim = vectors.shape
+    if n * dim * 4 <= JOIN_RAM_BYTES:
+        held = np.empty((n, dim), dtype=np.float32)
+        for start in range(0, n, chunk_size):
+            held[start : start + chunk_size] = _unit(vectors, start, start + chunk_size)
+        return held.__getitem__
+    return lambda idx: l2_normalize(np.asarray(vectors[idx], dtype=np.float32))
 
 
 def _groups(labels: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +130,7 @@ def join_pairs(
                 for start in range(0, n, chunk_size)
             ]
         )
+    rows = _row_reader(vectors, chunk_size)
     data_order, data_start = _groups(probe[:, 0], cells)
     flat = probe.ravel()
     query_order, query_start = _groups(flat, cells)
@@ -126,10 +143,10 @@ def join_pairs(
             data = data_order[data_start[c] : data_start[c + 1]]
             queries = query_rows[query_start[c] : query_start[c + 1]]
             if len(data) and len(queries):
-                base = l2_normalize(np.asarray(vectors[data], dtype=np.float32))
+                base = rows(data)
                 for s in range(0, len(queries), JOIN_BLOCK):
                     q = queries[s : s + JOIN_BLOCK]
-                    sims = l2_normalize(np.asarray(vectors[q], dtype=np.float32)) @ base.T
+                    sims = rows(q) @ base.T
                     r, k = np.nonzero(sims >= limit)
                     a, b = q[r], data[k]
                     other = a != b
