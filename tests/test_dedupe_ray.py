@@ -242,3 +242,35 @@ def test_ray_search_options_from_the_cli(ray_session, tiny_model_dir, tmp_path):
     assert local["search_engine"] == "local" and local["ray_search"] is None
     assert _groups(runs["ray"], "id") == _groups(runs["local"], "id")
     assert summary["similar_pairs"] == local["similar_pairs"]
+
+
+# -- the partitioned cell join ------------------------------------------------------------------------
+def test_partitioned_cell_join_gives_exactly_the_local_joins_pairs(ray_session, tmp_path, monkeypatch):
+    """Above the exact size the Ray search splits the local join itself: partitions are groups of the
+    join's cells, every probe lands in exactly one of them, so the pairs equal the driver's join
+    (same cells, same probes) — not a partition-boundary approximation of it."""
+    import dupq.dedupe.join as join
+    from dupq.dedupe.ray_search import SearchParams, SearchPlan, partitioned_search
+    from tests.test_join import clustered
+
+    monkeypatch.setattr(join, "JOIN_CELL_SIZE", 100)  # 40 cells × 6 probes on 4,000 rows (driver-side plan)
+    monkeypatch.setattr(join, "JOIN_PROBES", 6)
+    vectors = clustered(4000, dim=32, seed=5)
+    path = tmp_path / "vectors.npy"
+    np.save(path, vectors.astype(np.float16))
+    mapped = np.load(path, mmap_mode="r")
+    key, score = join.join_pairs(mapped, 0.8)
+    params = SearchParams(0.8, 0.85, 32, "join", None, 16_384)
+    pairs, info = partitioned_search(path, tmp_path / "work", SearchPlan(4, 2), params, show_progress=False)
+    assert info["mode"] == "partitioned cells" and info["partitions_searched"] == 4
+    got = pairs.a * len(vectors) + pairs.b
+    np.testing.assert_array_equal(got, key)
+    np.testing.assert_allclose(pairs.s, score, atol=1e-6)
+    # a pair is found once per direction whose probe reaches the other's cell: twice across partitions
+    assert info["pairs_unique"] == len(key) == info["pairs_found"] - info["pairs_found_more_than_once"]
+    per = info["per_partition"]
+    assert sum(p["data_rows"] for p in per) == len(vectors)  # each row stored in one partition
+    assert sum(p["query_probes"] for p in per) == len(vectors) * 6  # each probe in one partition
+    assert all(p["index"] == "join" for p in per) and np.all(pairs.complete_to == np.float32(0.8))
+    truth = np.triu(vectors @ vectors.T >= 0.8, 1)
+    assert np.isin(np.flatnonzero(truth.ravel()), got).mean() > 0.99

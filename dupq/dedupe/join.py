@@ -42,9 +42,11 @@ JOIN_BLOCK = 8192
 JOIN_RAM_BYTES = 2 * 2**30
 
 
-def join_plan(n: int, cell_size: int = JOIN_CELL_SIZE, probes: int = JOIN_PROBES) -> tuple[int, int]:
-    """``(cells, probes)`` for ``n`` rows: one cell (an exact all-pairs join) when probes would cover
-    every cell anyway."""
+def join_plan(n: int, cell_size: int | None = None, probes: int | None = None) -> tuple[int, int]:
+    """``(cells, probes)`` for ``n`` rows (defaults :data:`JOIN_CELL_SIZE`, :data:`JOIN_PROBES`, read at
+    call time): one cell (an exact all-pairs join) when probes would cover every cell anyway."""
+    cell_size = JOIN_CELL_SIZE if cell_size is None else cell_size
+    probes = JOIN_PROBES if probes is None else probes
     cells = max(1, n // max(1, cell_size))
     return (1, 1) if cells <= probes else (cells, probes)
 
@@ -91,11 +93,20 @@ def _row_reader(vectors: Any, chunk_size: int) -> Any:
     return lambda idx: l2_normalize(np.asarray(vectors[idx], dtype=np.float32))
 
 
-def _groups(labels: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(order, starts)``: the positions with label ``c`` are ``order[starts[c]:starts[c + 1]]``."""
-    order = np.argsort(labels, kind="stable")
-    starts = np.searchsorted(labels[order], np.arange(cells + 1))
-    return order, starts
+def assign_cells(
+    vectors: Any, cells: int, probes: int, *, chunk_size: int = 65_536, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(centroids, probe)``: the cells' unit centroids and, per row, its ``probes`` nearest cells
+    (int32, its own cell first). One cell: every row's only probe is cell 0."""
+    n, dim = vectors.shape
+    if cells == 1:
+        return np.full((1, dim), 1 / np.sqrt(dim), np.float32), np.zeros((n, 1), dtype=np.int32)
+    centroids = train_cells(vectors, cells, seed)
+    probe = np.empty((n, probes), dtype=np.int32)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        probe[start:stop] = probe_cells(_unit(vectors, start, stop), centroids, probes)
+    return centroids, probe
 
 
 def join_pairs(
@@ -112,7 +123,7 @@ def join_pairs(
 
     Returns ``(key, score)``: ``key = i * n + j`` ascending, one float32 score each. ``vectors`` may be a
     memory map (float16 or float32, unit rows or not); it is read in ``chunk_size`` rows for the cell
-    assignment and row by row (gathered) per cell.
+    assignment, then held in memory or gathered per cell (:data:`JOIN_RAM_BYTES`).
     """
     n = len(vectors)
     if n < 2:
@@ -120,35 +131,60 @@ def join_pairs(
     if cells is None or probes is None:
         cells, probes = join_plan(n)
     probes = min(probes, cells)
-    if cells == 1:
-        probe = np.zeros((n, 1), dtype=np.int64)
-    else:
-        centroids = train_cells(vectors, cells, seed)
-        probe = np.concatenate(
-            [
-                probe_cells(_unit(vectors, start, start + chunk_size), centroids, probes)
-                for start in range(0, n, chunk_size)
-            ]
-        )
-    rows = _row_reader(vectors, chunk_size)
-    data_order, data_start = _groups(probe[:, 0], cells)
-    flat = probe.ravel()
-    query_order, query_start = _groups(flat, cells)
-    query_rows = query_order // probe.shape[1]
-    del probe, flat, query_order
+    _, probe = assign_cells(vectors, cells, probes, chunk_size=chunk_size, seed=seed)
+    every = np.arange(n, dtype=np.int64)
+    return join_cells(
+        _row_reader(vectors, chunk_size),
+        (probe[:, 0], every),
+        (probe.ravel(), np.repeat(every, probe.shape[1])),
+        floor,
+        show_progress=show_progress,
+    )
+
+
+def join_cells(
+    rows: Any,
+    data: tuple[np.ndarray, np.ndarray],
+    queries: tuple[np.ndarray, np.ndarray],
+    floor: float,
+    *,
+    ids: np.ndarray | None = None,
+    n_keys: int | None = None,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The join's work, cell by cell: ``data = (cell, position)`` per row stored in a cell (its home),
+    ``queries = (cell, position)`` per row probing a cell; ``rows(positions)`` gives their unit float32
+    vectors (positions ascending). Pairs are keyed in ``ids`` (global row ids of the positions;
+    default the positions themselves) as ``lo * n_keys + hi`` (default: the largest id + 1) — so a Ray
+    task holding some rows returns keys in the whole store's numbering. Returns ``(key, score)`` ascending.
+    """
     limit = np.float32(floor)
+    d_cell, d_pos = _by_cell(*data)
+    q_cell, q_pos = _by_cell(*queries)
+    if n_keys is None:
+        n_keys = (
+            int(max(d_pos.max(initial=0), q_pos.max(initial=0))) + 1 if ids is None else int(ids.max()) + 1
+        )
+    n = n_keys
+    present = np.unique(d_cell)
+    d_start = np.searchsorted(d_cell, present)
+    d_stop = np.searchsorted(d_cell, present, side="right")
+    q_start = np.searchsorted(q_cell, present)
+    q_stop = np.searchsorted(q_cell, present, side="right")
     keys, scores = [], []
-    with tqdm(total=cells, desc="joining cells", unit="cell", disable=not show_progress) as bar:
-        for c in range(cells):
-            data = data_order[data_start[c] : data_start[c + 1]]
-            queries = query_rows[query_start[c] : query_start[c + 1]]
-            if len(data) and len(queries):
-                base = rows(data)
-                for s in range(0, len(queries), JOIN_BLOCK):
-                    q = queries[s : s + JOIN_BLOCK]
+    with tqdm(total=len(present), desc="joining cells", unit="cell", disable=not show_progress) as bar:
+        for c in range(len(present)):
+            base_pos = d_pos[d_start[c] : d_stop[c]]
+            probing = q_pos[q_start[c] : q_stop[c]]
+            if len(probing):
+                base = rows(base_pos)
+                gbase = base_pos if ids is None else ids[base_pos]
+                for s in range(0, len(probing), JOIN_BLOCK):
+                    q = probing[s : s + JOIN_BLOCK]
                     sims = rows(q) @ base.T
                     r, k = np.nonzero(sims >= limit)
-                    a, b = q[r], data[k]
+                    a = (q if ids is None else ids[q])[r]
+                    b = gbase[k]
                     other = a != b
                     key = np.minimum(a[other], b[other]) * n + np.maximum(a[other], b[other])
                     key, sc = best_per_key(key, sims[r[other], k[other]])
@@ -161,6 +197,12 @@ def join_pairs(
     keys.clear()
     scores.clear()
     return best_per_key(all_k, all_s)
+
+
+def _by_cell(cell: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(cell, position)`` sorted by cell, positions ascending within a cell."""
+    order = np.lexsort((pos, cell))
+    return cell[order], pos[order].astype(np.int64, copy=False)
 
 
 def best_per_key(key: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

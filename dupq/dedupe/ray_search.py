@@ -185,13 +185,13 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
     ``pairs-P.parquet`` (whose existence marks the partition done); returns the stats.
     """
     import faiss
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
     rss_start = _rss_mb()
     faiss.omp_set_num_threads(params.threads)
     base = Path(root)
+    if (base / f"cells-{part:05d}.npz").exists():
+        return _join_partition(vectors_path, base, part, params, t0, rss_start)
     rows = np.load(base / f"members-{part:05d}.npy")
     vecs = read_partition(Path(vectors_path), rows)
     t_read = time.perf_counter()
@@ -234,16 +234,69 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
         "rss_start_mb": round(rss_start, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
+    _write_partition(base, part, stats, rows[a], rows[b], s)
+    return stats
+
+
+def _write_partition(
+    base: Path, part: int, stats: dict[str, Any], i: np.ndarray, j: np.ndarray, s: np.ndarray
+) -> None:
+    """``stats-P.json``, then ``pairs-P.parquet`` (global row ids ``i < j``): its existence marks P done."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     atomic_write_json(base / f"stats-{part:05d}.json", stats)
     table = pa.table(
         {
-            "i": pa.array(rows[a], type=pa.int64()),
-            "j": pa.array(rows[b], type=pa.int64()),
+            "i": pa.array(i, type=pa.int64()),
+            "j": pa.array(j, type=pa.int64()),
             "score": pa.array(s.astype(np.float32), type=pa.float32()),
         }
     )
     with atomic_path(base / f"pairs-{part:05d}.parquet") as tmp:
         pq.write_table(table, tmp)
+
+
+def _join_partition(
+    vectors_path: str, base: Path, part: int, params: SearchParams, t0: float, rss_start: float
+) -> dict[str, Any]:
+    """A cell-mode partition: read the rows its cells store and the rows probing them, then run the
+    join's per-cell matrix products over them (:func:`dupq.dedupe.join.join_cells`)."""
+    from dupq.dedupe.join import join_cells
+    from dupq.vectors import l2_normalize
+
+    z = np.load(base / f"cells-{part:05d}.npz")
+    rows = np.load(base / f"members-{part:05d}.npy")
+    n = MappedRows(Path(vectors_path)).shape[0]
+    vecs = l2_normalize(np.asarray(read_partition(Path(vectors_path), rows), dtype=np.float32))
+    t_read = time.perf_counter()
+    key, s = join_cells(
+        vecs.__getitem__,
+        (z["d_cells"], np.searchsorted(rows, z["d_rows"])),
+        (z["q_cells"], np.searchsorted(rows, z["q_rows"])),
+        params.floor,
+        ids=rows,
+        n_keys=n,
+    )
+    t_search = time.perf_counter()
+    with atomic_path(base / f"complete-{part:05d}.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.full(len(rows), params.floor, dtype=np.float32))  # the join lists every pair
+    stats = {
+        "partition": part,
+        "vectors": int(len(rows)),
+        "index": "join",
+        "index_mb": 0.0,
+        "data_rows": int(len(z["d_rows"])),
+        "query_probes": int(len(z["q_rows"])),
+        "cells": int(len(np.unique(z["d_cells"]))),
+        "read_s": round(t_read - t0, 3),
+        "build_s": 0.0,
+        "search_s": round(t_search - t_read, 3),
+        "pairs": int(len(key)),
+        "rss_start_mb": round(rss_start, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    _write_partition(base, part, stats, key // n, key % n, s)
     return stats
 
 
@@ -255,12 +308,22 @@ def search_root(workdir: Path, n: int, dim: int, plan: SearchPlan, params: Searc
     return workdir / f"ray-search-{key}"
 
 
-def prepare(vectors_path: Path, root: Path, plan: SearchPlan) -> dict[str, float]:
+def cell_mode(n: int, params: SearchParams) -> bool:
+    """Whether the search is the cell join (``index`` auto above the exact size, or ``join``): then
+    partitions are groups of the join's cells and give exactly the local join's pairs."""
+    return index_kind(n, params.index) == "join"
+
+
+def prepare(vectors_path: Path, root: Path, plan: SearchPlan, cells: bool = False) -> dict[str, float]:
     """Centroids and member files (skipped when ``plan.json`` says a previous run wrote them)."""
     if (root / "plan.json").exists():
         return {"kmeans_s": 0.0, "assign_s": 0.0}
     root.mkdir(parents=True, exist_ok=True)
     vectors = MappedRows(vectors_path)
+    if cells:
+        seconds = prepare_cells(vectors, root, plan)
+        atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors), "mode": "cells"})
+        return seconds
     t0 = time.perf_counter()
     centroids = train_centroids(vectors, plan.partitions, plan.seed)
     t1 = time.perf_counter()
@@ -272,6 +335,49 @@ def prepare(vectors_path: Path, root: Path, plan: SearchPlan) -> dict[str, float
     t2 = time.perf_counter()
     atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors)})  # last: marks it complete
     return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(t2 - t1, 3)}
+
+
+def prepare_cells(vectors: Any, root: Path, plan: SearchPlan) -> dict[str, float]:
+    """The cell join split over partitions: the join's cells and each row's probes are computed here
+    once (:func:`dupq.dedupe.join.assign_cells`, as the local join does), the cells are grouped into
+    ``plan.partitions`` partitions of neighbouring cells (k-means over the cell centroids, so a row's
+    probes mostly fall in one or two partitions), and each partition gets ``cells-P.npz``: the rows
+    stored in its cells (``d_rows``, ``d_cells``) and every (row, cell) probe into its cells
+    (``q_rows``, ``q_cells``); ``members-P.npy`` lists the rows it reads. Every probe of every row
+    lands in exactly one partition, so the partitions together do exactly the local join's work."""
+    from dupq.dedupe.join import assign_cells, join_plan
+
+    n = len(vectors)
+    t0 = time.perf_counter()
+    cells, probes = join_plan(n)
+    centroids, probe = assign_cells(vectors, cells, min(probes, cells), chunk_size=ASSIGN_CHUNK)
+    group = _cell_groups(centroids, plan.partitions, plan.seed)
+    t1 = time.perf_counter()
+    home = probe[:, 0]
+    for p in range(plan.partitions):
+        mine = group == p
+        d_rows = np.flatnonzero(mine[home])
+        q_rows, q_col = np.nonzero(mine[probe])
+        q_cells = probe[q_rows, q_col]
+        with atomic_path(root / f"cells-{p:05d}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, d_rows=d_rows, d_cells=home[d_rows], q_rows=q_rows, q_cells=q_cells)
+        with atomic_path(root / f"members-{p:05d}.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.union1d(d_rows, q_rows).astype(np.int64))
+    np.save(root / "centroids.npy", centroids)
+    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(time.perf_counter() - t1, 3)}
+
+
+def _cell_groups(centroids: np.ndarray, partitions: int, seed: int) -> np.ndarray:
+    """Per cell, its partition: spherical k-means over the cell centroids (neighbouring cells together)."""
+    import faiss
+
+    cells = len(centroids)
+    if partitions <= 1 or cells <= partitions:
+        return np.arange(cells) % max(partitions, 1)
+    km = faiss.Kmeans(centroids.shape[1], partitions, niter=KMEANS_ITERATIONS, seed=seed, spherical=True)
+    km.cp.min_points_per_centroid = 1
+    km.train(centroids)
+    return km.index.search(centroids, 1)[1][:, 0]
 
 
 def run_tasks(
@@ -334,14 +440,15 @@ def partitioned_search(
     n, dim = mapped.shape
     root = search_root(workdir, n, dim, plan, params)
     t0 = time.perf_counter()
-    seconds = prepare(vectors_path, root, plan)
+    cells = cell_mode(n, params)
+    seconds = prepare(vectors_path, root, plan, cells)
     todo = [p for p in range(plan.partitions) if not (root / f"pairs-{p:05d}.parquet").exists()]
     logger.info(
-        "search: partitioned on Ray, %d partitions (%d to search, %d reused), %d assignments per vector",
+        "search: partitioned on Ray, %d partitions (%d to search, %d reused), %s",
         plan.partitions,
         len(todo),
         plan.partitions - len(todo),
-        plan.assignments,
+        "groups of the join's cells" if cells else f"{plan.assignments} assignments per vector",
     )
     t1 = time.perf_counter()
     if todo:
@@ -358,9 +465,9 @@ def partitioned_search(
     seconds.update(search_s=round(t2 - t1, 3), merge_s=round(time.perf_counter() - t2, 3))
     seconds["total_s"] = round(time.perf_counter() - t0, 3)
     info.update(
-        mode="partitioned",
+        mode="partitioned cells" if cells else "partitioned",
         partitions=plan.partitions,
-        assignments=plan.assignments,
+        assignments=None if cells else plan.assignments,
         partitions_searched=len(todo),
         partitions_reused=plan.partitions - len(todo),
         vectors_per_partition={
