@@ -36,6 +36,8 @@ JOIN_TRAIN_PER_CELL = 32
 JOIN_TRAIN_ITER = 10
 #: Query rows per matrix product (bounds the block of scores: rows × cell size float32).
 JOIN_BLOCK = 8192
+#: Pair hits held before they are compacted (each pair once): bounds the merge's peak memory.
+JOIN_COMPACT = 8_000_000
 #: Up to this many bytes the rows are held in memory as float32 unit vectors (1.5 GB at 1M × 384):
 #: each row is read ~``probes`` times, and converting and normalising it every time took a third of the
 #: join's time; above it they are gathered from ``vectors`` (a memory map) per cell.
@@ -132,18 +134,19 @@ def join_pairs(
         cells, probes = join_plan(n)
     probes = min(probes, cells)
     _, probe = assign_cells(vectors, cells, probes, chunk_size=chunk_size, seed=seed)
-    every = np.arange(n, dtype=np.int64)
+    every = np.arange(n, dtype=np.int32)
+    data = (probe[:, 0].copy(), every)
+    queries = (probe.ravel(), np.repeat(every, probe.shape[1]))
+    del probe
+    # the float32 copy of the rows is made only once the cell lists are built (and dropped before the
+    # final merge of the pairs): at 1M rows the lists, the copy and the pairs do not all peak together
     return join_cells(
-        _row_reader(vectors, chunk_size),
-        (probe[:, 0], every),
-        (probe.ravel(), np.repeat(every, probe.shape[1])),
-        floor,
-        show_progress=show_progress,
+        lambda: _row_reader(vectors, chunk_size), data, queries, floor, n_keys=n, show_progress=show_progress
     )
 
 
 def join_cells(
-    rows: Any,
+    make_rows: Any,
     data: tuple[np.ndarray, np.ndarray],
     queries: tuple[np.ndarray, np.ndarray],
     floor: float,
@@ -153,56 +156,94 @@ def join_cells(
     show_progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The join's work, cell by cell: ``data = (cell, position)`` per row stored in a cell (its home),
-    ``queries = (cell, position)`` per row probing a cell; ``rows(positions)`` gives their unit float32
-    vectors (positions ascending). Pairs are keyed in ``ids`` (global row ids of the positions;
-    default the positions themselves) as ``lo * n_keys + hi`` (default: the largest id + 1) — so a Ray
-    task holding some rows returns keys in the whole store's numbering. Returns ``(key, score)`` ascending.
+    ``queries = (cell, position)`` per row probing a cell (both are consumed); ``make_rows()`` returns
+    ``rows(positions)``, which gives their unit float32 vectors (positions ascending). Pairs are keyed
+    in ``ids`` (global row ids of the positions; default the positions themselves) as
+    ``lo * n_keys + hi`` (default: the largest id + 1) — so a Ray task holding some rows returns keys in
+    the whole store's numbering. Returns ``(key, score)`` ascending.
     """
     limit = np.float32(floor)
-    d_cell, d_pos = _by_cell(*data)
-    q_cell, q_pos = _by_cell(*queries)
+    d_pos, d_spans, present = _by_cell(*data)
+    q_pos, q_spans, _ = _by_cell(*queries, cells=present)
+    del data, queries
     if n_keys is None:
         n_keys = (
-            int(max(d_pos.max(initial=0), q_pos.max(initial=0))) + 1 if ids is None else int(ids.max()) + 1
+            int(ids.max()) + 1
+            if ids is not None
+            else int(max(d_pos.max(initial=0), q_pos.max(initial=0))) + 1
         )
     n = n_keys
-    present = np.unique(d_cell)
-    d_start = np.searchsorted(d_cell, present)
-    d_stop = np.searchsorted(d_cell, present, side="right")
-    q_start = np.searchsorted(q_cell, present)
-    q_stop = np.searchsorted(q_cell, present, side="right")
-    keys, scores = [], []
+    rows = make_rows()
+    pairs = _Pairs()
     with tqdm(total=len(present), desc="joining cells", unit="cell", disable=not show_progress) as bar:
         for c in range(len(present)):
-            base_pos = d_pos[d_start[c] : d_stop[c]]
-            probing = q_pos[q_start[c] : q_stop[c]]
+            base_pos = d_pos[d_spans[c, 0] : d_spans[c, 1]]
+            probing = q_pos[q_spans[c, 0] : q_spans[c, 1]]
             if len(probing):
                 base = rows(base_pos)
-                gbase = base_pos if ids is None else ids[base_pos]
+                gbase = (base_pos if ids is None else ids[base_pos]).astype(np.int64)
                 for s in range(0, len(probing), JOIN_BLOCK):
                     q = probing[s : s + JOIN_BLOCK]
                     sims = rows(q) @ base.T
                     r, k = np.nonzero(sims >= limit)
-                    a = (q if ids is None else ids[q])[r]
+                    a = (q if ids is None else ids[q])[r].astype(np.int64)
                     b = gbase[k]
                     other = a != b
                     key = np.minimum(a[other], b[other]) * n + np.maximum(a[other], b[other])
-                    key, sc = best_per_key(key, sims[r[other], k[other]])
-                    keys.append(key)
-                    scores.append(sc)
+                    pairs.add(*best_per_key(key, sims[r[other], k[other]]))
             bar.update(1)
-    if not keys:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    all_k, all_s = np.concatenate(keys), np.concatenate(scores)
-    keys.clear()
-    scores.clear()
-    return best_per_key(all_k, all_s)
+    del rows  # the float32 copy goes before the final merge
+    return pairs.result()
 
 
-def _by_cell(cell: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(cell, position)`` sorted by cell, positions ascending within a cell."""
-    order = np.lexsort((pos, cell))
-    return cell[order], pos[order].astype(np.int64, copy=False)
+class _Pairs:
+    """Pair hits collected block by block, compacted (each key once, best score) whenever
+    :data:`JOIN_COMPACT` hits are pending: a pair is hit from both of its rows, and the floor band holds
+    many more pairs than the threshold, so uncompacted hits would peak at twice the pairs and more."""
+
+    def __init__(self) -> None:
+        self.key = np.zeros(0, np.int64)
+        self.score = np.zeros(0, np.float32)
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.count = 0
+
+    def add(self, key: np.ndarray, score: np.ndarray) -> None:
+        self.pending.append((key, score))
+        self.count += len(key)
+        if self.count >= JOIN_COMPACT:
+            self._compact()
+
+    def _compact(self) -> None:
+        keys = [self.key, *(k for k, _ in self.pending)]
+        scores = [self.score, *(s for _, s in self.pending)]
+        self.pending.clear()
+        self.count = 0
+        self.key = self.score = None  # type: ignore[assignment]
+        self.key, self.score = best_per_key(np.concatenate(keys), np.concatenate(scores))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.pending:
+            self._compact()
+        return self.key, self.score
+
+
+def _by_cell(
+    cell: np.ndarray, pos: np.ndarray, cells: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(positions, spans, cells)``: positions sorted by cell (ascending within a cell), and for each
+    of ``cells`` (default: the cells present) its span ``[start, stop)`` in them."""
+    order = np.argsort(cell, kind="stable")  # positions come ascending: a stable sort keeps them so
+    if len(pos) > 1 and np.any(pos[1:] < pos[:-1]):
+        order = np.lexsort((pos, cell))
+    sorted_cells = cell[order]
+    positions = pos[order]
+    del order
+    if cells is None:
+        cells = np.unique(sorted_cells)
+    spans = np.stack(
+        [np.searchsorted(sorted_cells, cells), np.searchsorted(sorted_cells, cells, side="right")], axis=1
+    )
+    return positions, spans, cells
 
 
 def best_per_key(key: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -271,7 +271,7 @@ def _join_partition(
     vecs = l2_normalize(np.asarray(read_partition(Path(vectors_path), rows), dtype=np.float32))
     t_read = time.perf_counter()
     key, s = join_cells(
-        vecs.__getitem__,
+        lambda: vecs.__getitem__,
         (z["d_cells"], np.searchsorted(rows, z["d_rows"])),
         (z["q_cells"], np.searchsorted(rows, z["q_rows"])),
         params.floor,
