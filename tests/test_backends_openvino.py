@@ -255,6 +255,11 @@ def test_bulk_encoding_runs_concurrent_requests_and_keeps_every_row_in_place(cac
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert str(bulk._encode_into.__self__._bulk.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
     np.testing.assert_allclose(got, Embedder(model, backend="torch").encode(texts), atol=1e-4)
+    runner = make_runner(model, "openvino")  # the generic call (the auto probe's) also runs in bulk
+    raw = runner(texts, 4)
+    np.testing.assert_allclose(
+        raw, np.concatenate([runner(texts[i : i + 4], 4) for i in range(0, len(texts), 4)]), atol=1e-5
+    )
 
 
 def test_bulk_encoding_raises_a_failed_batch(cached_copy, monkeypatch):
