@@ -239,7 +239,7 @@ def print_table(result: dict) -> None:
         mem = f"{rss['median']:.0f}/{rss['max']:.0f}"
         rec = r["recall"]
         print(
-            f"{r['partitions']:>4} {r['assignments']:>3} {rec['recall']:>8.4f} {str(rec['ci95']):>17} "
+            f"{r['partitions']:>4} {r['assignments'] or '-':>3} {rec['recall']:>8.4f} {str(rec['ci95']):>17} "
             f"{r['wall_s']:>8.1f} {sizes:>24} {times:>22} {mem:>23} {r['driver_peak_rss_mb']:>9.0f}"
         )
     drivers = dict(result.get("drivers", {}))

@@ -46,7 +46,9 @@ def dedupe(
         None, "--ray-partitions", help="k-means search partitions (default: ~200,000 vectors each)."
     ),
     ray_assignments: int = typer.Option(
-        2, "--ray-assignments", help="Nearest partitions each vector goes to (pairs across a boundary)."
+        2,
+        "--ray-assignments",
+        help="--index flat/hnsw on Ray: nearest partitions per vector (the join's partitions need none).",
     ),
     backend: str = typer.Option(
         "torch",

@@ -61,6 +61,7 @@ def test_one_cell_is_the_exact_all_pairs_join(data):
     np.testing.assert_array_equal(key, truth)
     np.testing.assert_allclose(score, truth_s, atol=1e-5)
     assert join_plan(1000) == (1, 1) and join_plan(1_000_000) == (4000, 32)
+    assert join_plan(100_000_000) == (65_536, 32)  # capped: cells grow instead
 
 
 def test_float16_memory_map_and_unnormalised_rows_read_the_same(data, tmp_path):

@@ -31,6 +31,9 @@ from dupq.vectors import l2_normalize
 JOIN_CELL_SIZE = 250
 #: Cells each row is compared against (its nearest centroids, its own first).
 JOIN_PROBES = 32
+#: At most this many cells (cells then grow past :data:`JOIN_CELL_SIZE`): training and probing cost
+#: rows × cells, so uncapped they would grow with the square of the rows (README: the 100M model).
+JOIN_MAX_CELLS = 65_536
 #: k-means training points per cell, and iterations (training cost grows with cells²).
 JOIN_TRAIN_PER_CELL = 32
 JOIN_TRAIN_ITER = 10
@@ -49,7 +52,7 @@ def join_plan(n: int, cell_size: int | None = None, probes: int | None = None) -
     call time): one cell (an exact all-pairs join) when probes would cover every cell anyway."""
     cell_size = JOIN_CELL_SIZE if cell_size is None else cell_size
     probes = JOIN_PROBES if probes is None else probes
-    cells = max(1, n // max(1, cell_size))
+    cells = min(max(1, n // max(1, cell_size)), JOIN_MAX_CELLS)
     return (1, 1) if cells <= probes else (cells, probes)
 
 
