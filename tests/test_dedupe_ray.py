@@ -259,7 +259,7 @@ def test_partitioned_cell_join_gives_exactly_the_local_joins_pairs(ray_session, 
     path = tmp_path / "vectors.npy"
     np.save(path, vectors.astype(np.float16))
     mapped = np.load(path, mmap_mode="r")
-    key, score = join.join_pairs(mapped, 0.8)
+    key, score, _ = join.join_pairs(mapped, 0.8, keep_above=0.85)
     params = SearchParams(0.8, 0.85, 32, "join", None, 16_384)
     pairs, info = partitioned_search(path, tmp_path / "work", SearchPlan(4, 2), params, show_progress=False)
     assert info["mode"] == "partitioned cells" and info["partitions_searched"] == 4

@@ -42,7 +42,8 @@ def data() -> np.ndarray:
 def test_join_finds_nearly_every_exact_pair_and_only_real_ones(data):
     truth, truth_s = exact_keys(data, 0.8)
     assert len(truth) > 20_000
-    key, score = join_pairs(data, 0.8, cells=40, probes=6)
+    key, score, reached = join_pairs(data, 0.8, cells=40, probes=6)
+    assert reached == 0.8
     assert np.all(np.diff(key) > 0)  # sorted, each pair once
     a, b = key // len(data), key % len(data)
     assert np.all(a < b) and np.all(score >= np.float32(0.8))
@@ -51,13 +52,13 @@ def test_join_finds_nearly_every_exact_pair_and_only_real_ones(data):
     recall = np.isin(truth, key).mean()
     assert recall > 0.99
     # fewer probes miss more: the recall lever is real, not a full scan in disguise
-    fewer, _ = join_pairs(data, 0.8, cells=40, probes=1)
+    fewer, _, _ = join_pairs(data, 0.8, cells=40, probes=1)
     assert np.isin(truth, fewer).mean() < recall
 
 
 def test_one_cell_is_the_exact_all_pairs_join(data):
     truth, truth_s = exact_keys(data[:1500], 0.7)
-    key, score = join_pairs(data[:1500], 0.7, cells=1, probes=1)
+    key, score, _ = join_pairs(data[:1500], 0.7, cells=1, probes=1)
     np.testing.assert_array_equal(key, truth)
     np.testing.assert_allclose(score, truth_s, atol=1e-5)
     assert join_plan(1000) == (1, 1) and join_plan(1_000_000) == (4000, 32)
@@ -68,8 +69,8 @@ def test_float16_memory_map_and_unnormalised_rows_read_the_same(data, tmp_path):
     path = tmp_path / "v.npy"
     np.save(path, (data * 3.0).astype(np.float16))  # not unit length: the join normalises
     mapped = np.load(path, mmap_mode="r")
-    key16, s16 = join_pairs(mapped, 0.8, cells=40, probes=6, chunk_size=1000)
-    key32, s32 = join_pairs(data, 0.8, cells=40, probes=6)
+    key16, s16, _ = join_pairs(mapped, 0.8, cells=40, probes=6, chunk_size=1000)
+    key32, s32, _ = join_pairs(data, 0.8, cells=40, probes=6)
     clear16, clear32 = key16[s16 >= 0.805], key32[s32 >= 0.805]  # float16 rounding moves the edge only
     assert np.isin(clear16, key32).mean() > 0.995 and np.isin(clear32, key16).mean() > 0.995
     assert s16.dtype == np.float32 and s16.max() <= 1.0 + 1e-3
@@ -77,7 +78,7 @@ def test_float16_memory_map_and_unnormalised_rows_read_the_same(data, tmp_path):
 
 def test_tiny_inputs():
     assert len(join_pairs(np.ones((1, 4), np.float32), 0.5)[0]) == 0
-    key, score = join_pairs(np.ones((2, 4), np.float32), 0.5)
+    key, score, _ = join_pairs(np.ones((2, 4), np.float32), 0.5)
     assert key.tolist() == [1] and score[0] == pytest.approx(1.0)
     k, s = best_per_key(np.array([5, 3, 5, 3], np.int64), np.array([0.8, 0.9, 0.95, 0.7], np.float32))
     assert k.tolist() == [3, 5] and s.tolist() == pytest.approx([0.9, 0.95])
@@ -103,3 +104,20 @@ def test_dedupe_search_uses_the_join_above_the_exact_size(monkeypatch):
     assert np.isin(truth, a * len(x) + b).mean() > 0.99  # not cut at k=4: the join lists every pair
     fa, fb, _, _ = candidate_pairs(x, 0.8, range_at=0.85, k=4, index="flat")
     assert len(a) > len(fa)  # flat lists k per row below range_at; the join lists them all
+
+
+def test_a_band_too_dense_to_keep_is_dropped_and_the_floor_says_so(data, monkeypatch):
+    """Below the threshold the join keeps at most JOIN_BAND_PER_ROW pairs per row on average (the k-NN
+    search kept k there); past that the band goes, the threshold's pairs stay, and the pairs are
+    reported complete only down to the threshold — so a re-threshold below it searches again."""
+    import dupq.dedupe.join as join
+
+    full, full_s, reached = join_pairs(data, 0.5, cells=40, probes=6, keep_above=0.9)
+    assert reached == 0.5 and (full_s < 0.9).sum() > 20 * len(data)  # a dense band: > 20 pairs per row
+    monkeypatch.setattr(join, "JOIN_BAND_PER_ROW", 2)
+    monkeypatch.setattr(join, "JOIN_COMPACT", 50_000)  # compact (and check the band) often
+    key, score, reached = join_pairs(data, 0.5, cells=40, probes=6, keep_above=0.9)
+    assert reached == 0.9 and score.min() >= np.float32(0.9)
+    np.testing.assert_array_equal(key, full[full_s >= np.float32(0.9)])  # the threshold's pairs, all kept
+    a, b, s, complete = candidate_pairs(data[:3000], 0.5, range_at=0.9, index="join")
+    assert np.all(complete == np.float32(0.9)) and s.min() >= np.float32(0.9)

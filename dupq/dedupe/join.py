@@ -39,6 +39,9 @@ JOIN_TRAIN_PER_CELL = 32
 JOIN_TRAIN_ITER = 10
 #: Query rows per matrix product (bounds the block of scores: rows × cell size float32).
 JOIN_BLOCK = 8192
+#: Pairs per row allowed below the threshold (the search margin's band) before the band is dropped:
+#: the k-NN search kept k = 32 per row there, so the join keeps no more than that on average.
+JOIN_BAND_PER_ROW = 32
 #: Pair hits held before they are compacted (each pair once): bounds the merge's peak memory.
 JOIN_COMPACT = 8_000_000
 #: Up to this many bytes the rows are held in memory as float32 unit vectors (1.5 GB at 1M × 384):
@@ -123,16 +126,19 @@ def join_pairs(
     chunk_size: int = 65_536,
     show_progress: bool = False,
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+    keep_above: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Every pair ``i < j`` of rows with cosine ``>= floor`` found cell by cell (see the module).
 
-    Returns ``(key, score)``: ``key = i * n + j`` ascending, one float32 score each. ``vectors`` may be a
+    Returns ``(key, score, floor)``: ``key = i * n + j`` ascending, one float32 score each, and the floor
+    the pairs are complete to (``floor``, or ``keep_above`` when the band below it was too dense to keep:
+    :func:`join_cells`). ``vectors`` may be a
     memory map (float16 or float32, unit rows or not); it is read in ``chunk_size`` rows for the cell
     assignment, then held in memory or gathered per cell (:data:`JOIN_RAM_BYTES`).
     """
     n = len(vectors)
     if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return np.zeros(0, np.int64), np.zeros(0, np.float32), floor
     if cells is None or probes is None:
         cells, probes = join_plan(n)
     probes = min(probes, cells)
@@ -144,7 +150,13 @@ def join_pairs(
     # the float32 copy of the rows is made only once the cell lists are built (and dropped before the
     # final merge of the pairs): at 1M rows the lists, the copy and the pairs do not all peak together
     return join_cells(
-        lambda: _row_reader(vectors, chunk_size), data, queries, floor, n_keys=n, show_progress=show_progress
+        lambda: _row_reader(vectors, chunk_size),
+        data,
+        queries,
+        floor,
+        n_keys=n,
+        keep_above=keep_above,
+        show_progress=show_progress,
     )
 
 
@@ -156,14 +168,18 @@ def join_cells(
     *,
     ids: np.ndarray | None = None,
     n_keys: int | None = None,
+    keep_above: float | None = None,
+    band_limit: int | None = None,
     show_progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The join's work, cell by cell: ``data = (cell, position)`` per row stored in a cell (its home),
     ``queries = (cell, position)`` per row probing a cell (both are consumed); ``make_rows()`` returns
     ``rows(positions)``, which gives their unit float32 vectors (positions ascending). Pairs are keyed
     in ``ids`` (global row ids of the positions; default the positions themselves) as
     ``lo * n_keys + hi`` (default: the largest id + 1) — so a Ray task holding some rows returns keys in
-    the whole store's numbering. Returns ``(key, score)`` ascending.
+    the whole store's numbering. Pairs below ``keep_above`` are dropped once there are more than
+    ``band_limit`` of them (default: :data:`JOIN_BAND_PER_ROW` per row; see ``_Pairs``). Returns
+    ``(key, score, floor)``: keys ascending, and the floor down to which the pairs are complete.
     """
     limit = np.float32(floor)
     d_pos, d_spans, present = _by_cell(*data)
@@ -177,7 +193,9 @@ def join_cells(
         )
     n = n_keys
     rows = make_rows()
-    pairs = _Pairs()
+    if band_limit is None:
+        band_limit = JOIN_BAND_PER_ROW * max(len(d_pos), 1)
+    pairs = _Pairs(floor, floor if keep_above is None else keep_above, band_limit)
     with tqdm(total=len(present), desc="joining cells", unit="cell", disable=not show_progress) as bar:
         for c in range(len(present)):
             base_pos = d_pos[d_spans[c, 0] : d_spans[c, 1]]
@@ -202,15 +220,24 @@ def join_cells(
 class _Pairs:
     """Pair hits collected block by block, compacted (each key once, best score) whenever
     :data:`JOIN_COMPACT` hits are pending: a pair is hit from both of its rows, and the floor band holds
-    many more pairs than the threshold, so uncompacted hits would peak at twice the pairs and more."""
+    many more pairs than the threshold, so uncompacted hits would peak at twice the pairs and more.
 
-    def __init__(self) -> None:
+    The band below ``keep_above`` (the threshold; the floor is the search margin below it) is dropped
+    once it passes ``band_limit`` pairs: then ``floor`` rises to ``keep_above`` and the caller records the
+    pairs as complete only down to there. A dense embedding space (a static model at a low threshold)
+    can have tens of pairs per row in the margin; the threshold's own pairs are always kept."""
+
+    def __init__(self, floor: float, keep_above: float, band_limit: int) -> None:
         self.key = np.zeros(0, np.int64)
         self.score = np.zeros(0, np.float32)
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.count = 0
+        self.floor, self.keep_above, self.band_limit = floor, max(keep_above, floor), band_limit
 
     def add(self, key: np.ndarray, score: np.ndarray) -> None:
+        if self.floor > score.min(initial=np.inf) and len(key):
+            keep = score >= np.float32(self.floor)
+            key, score = key[keep], score[keep]
         self.pending.append((key, score))
         self.count += len(key)
         if self.count >= JOIN_COMPACT:
@@ -223,11 +250,15 @@ class _Pairs:
         self.count = 0
         self.key = self.score = None  # type: ignore[assignment]
         self.key, self.score = best_per_key(np.concatenate(keys), np.concatenate(scores))
+        if self.floor < self.keep_above:
+            above = self.score >= np.float32(self.keep_above)
+            if len(above) - int(above.sum()) > self.band_limit:
+                self.key, self.score, self.floor = self.key[above], self.score[above], self.keep_above
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
+    def result(self) -> tuple[np.ndarray, np.ndarray, float]:
         if self.pending:
             self._compact()
-        return self.key, self.score
+        return self.key, self.score, self.floor
 
 
 def _by_cell(

@@ -262,7 +262,7 @@ def _join_partition(
 ) -> dict[str, Any]:
     """A cell-mode partition: read the rows its cells store and the rows probing them, then run the
     join's per-cell matrix products over them (:func:`dupq.dedupe.join.join_cells`)."""
-    from dupq.dedupe.join import join_cells
+    from dupq.dedupe.join import JOIN_BAND_PER_ROW, join_cells
     from dupq.vectors import l2_normalize
 
     z = np.load(base / f"cells-{part:05d}.npz")
@@ -270,17 +270,21 @@ def _join_partition(
     n = MappedRows(Path(vectors_path)).shape[0]
     vecs = l2_normalize(np.asarray(read_partition(Path(vectors_path), rows), dtype=np.float32))
     t_read = time.perf_counter()
-    key, s = join_cells(
+    key, s, reached = join_cells(
         lambda: vecs.__getitem__,
         (z["d_cells"], np.searchsorted(rows, z["d_rows"])),
         (z["q_cells"], np.searchsorted(rows, z["q_rows"])),
         params.floor,
         ids=rows,
         n_keys=n,
+        keep_above=params.range_at,
+        band_limit=JOIN_BAND_PER_ROW * len(z["d_rows"]),
     )
     t_search = time.perf_counter()
     with atomic_path(base / f"complete-{part:05d}.npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.full(len(rows), params.floor, dtype=np.float32))  # the join lists every pair
+        # the join lists every pair down to `reached`; a vector also probed here is only as complete as
+        # the least complete partition it is in (merge takes the maximum)
+        np.save(fh, np.full(len(rows), reached, dtype=np.float32))
     stats = {
         "partition": part,
         "vectors": int(len(rows)),

@@ -142,8 +142,10 @@ def candidate_pairs(
         return empty, empty, np.zeros(0, np.float32), np.full(n, -2.0, np.float32)
     range_at = floor if range_at is None else max(float(range_at), floor)
     if vindex is None and index_kind(n, index) == "join":
-        key, s = join_pairs(vectors, floor, chunk_size=max(chunk_size, 4096), show_progress=show_progress)
-        return key // n, key % n, s, np.full(n, np.float32(floor), dtype=np.float32)
+        key, s, reached = join_pairs(
+            vectors, floor, chunk_size=max(chunk_size, 4096), show_progress=show_progress, keep_above=range_at
+        )
+        return key // n, key % n, s, np.full(n, np.float32(reached), dtype=np.float32)
     if vindex is None:
         vindex = build_index(
             vectors, index=index, chunk_size=chunk_size, show_progress=show_progress, ef_search=ef_search
