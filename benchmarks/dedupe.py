@@ -30,8 +30,6 @@ the recall of its HNSW pairs against exact search on the same vectors is measure
     python benchmarks/dedupe.py --sizes 100000 --systems dupq paraphrase_mining --backend onnx-int8 \
         --share-encoding-above 10000000 --pm-on-dupq-vectors            # + PM on dupq's own vectors
     python benchmarks/dedupe.py --sizes 1000000 --systems dupq --backend onnx-int8   # dupq alone at scale
-    python benchmarks/dedupe.py --sizes 100000 --systems dupq --backend onnx-int8 \
-        --candidates models/student-static --out benchmarks/results/dedupe_100k_twotier.json  # two tiers
     python benchmarks/dedupe.py --mining-only 300000 --systems dupq paraphrase_mining
     python benchmarks/dedupe.py --calibrate [--backend onnx-int8]       # the default threshold
 
@@ -169,7 +167,6 @@ def worker(args: argparse.Namespace) -> dict:
             backend=args.backend,
             ef_search=args.ef_search,
             show_progress=False,
-            candidates=args.candidates,
             model=args.model,
         )
         total = time.perf_counter() - t0
@@ -190,12 +187,9 @@ def worker(args: argparse.Namespace) -> dict:
             "similar_pairs": s.similar_pairs,
             "texts_encoded": s.texts_encoded,
             "embeddings_reused": s.embeddings_reused,  # > 0: a --keep-embeddings rerun; encode_s is not
-            "two_tier": s.two_tier,  # --candidates: the static tier's cut, pairs, texts not encoded
         }
         np.save(work / "groups-dupq.npy", groups)
         out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the checks below
-        if args.candidates:  # two tiers keep no stored vectors to check the index against
-            return out
         if s.rows <= args.exact_check_max:
             # dupq's pairs above the threshold (what --pairs writes), for pair-level recall; and the
             # recall of the approximate index's pairs against exact search (exact is O(n^2): skipped
@@ -488,11 +482,6 @@ def main() -> None:
         default=None,
         help="semhash-static: the static model dir (a dupq distill --kind static)",
     )
-    ap.add_argument(
-        "--candidates",
-        default=None,
-        help="two-tier dupq: a static student dir (dupq distill --kind static) picks what the model encodes",
-    )
     ap.add_argument("--dupq-workdir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--emb-file", default="emb.npy", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
@@ -514,7 +503,6 @@ def main() -> None:
     results = {
         "benchmark": "dedupe",
         "model": args.model or "all-MiniLM-L6-v2 (embedded default)",
-        "candidates": args.candidates,
         "threshold": threshold,
         "runs": [],
     }
@@ -559,7 +547,6 @@ def main() -> None:
                         "--dupq-workdir",
                         str(dupq_workdir),
                         *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
-                        *(["--candidates", str(args.candidates)] if args.candidates else []),
                         *(["--model", str(args.model)] if args.model else []),
                     ],
                 )

@@ -101,14 +101,6 @@ def dedupe(
         "--keep-only",
         help="representatives: write one row per group; the others go to <out>.dropped<suffix>.",
     ),
-    candidates: str | None = typer.Option(
-        None,
-        "--candidates",
-        help="Static student dir (dupq distill --kind static): two tiers, the model encodes candidates only.",
-    ),
-    candidate_threshold: float | None = typer.Option(
-        None, "--candidate-threshold", help="Static cosine for candidates (default: the student's dupq.json)."
-    ),
     keep: str = typer.Option(
         "most-neighbours",
         "--keep",
@@ -154,8 +146,6 @@ def dedupe(
             decisions=decisions,
             keep_only=keep_only,
             report=report,
-            candidates=candidates,
-            candidate_threshold=candidate_threshold,
             ray_search=ray_search,
             ray_partitions=ray_partitions,
             ray_assignments=ray_assignments,

@@ -79,8 +79,6 @@ class DedupeConfig:
     keep_only: str | None = None
     dropped_out: Path | None = None
     report: Path | None = None
-    candidates: Any = None
-    candidate_threshold: float | None = None
     ray_search: str = "auto"
     ray_partitions: int | None = None
     ray_assignments: int = RAY_ASSIGNMENTS
@@ -108,12 +106,6 @@ class DedupeConfig:
                 f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {self.verify_above}"
             )
         self.keep_rule = parse_keep(self.keep)
-        if self.candidates is not None:
-            for name, value in (("against", self.against), ("verifier", self.verifier)):
-                if value is not None:
-                    raise InputError(f"two-tier dedupe (candidates) does not combine with {name}")
-            if self.engine != "local":
-                raise InputError("two-tier dedupe (candidates) runs on the local engine only")
         if self.ef_search is not None and self.ef_search < 1:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
         if self.keep_only not in (None, "representatives"):

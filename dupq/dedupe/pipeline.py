@@ -87,8 +87,6 @@ def deduplicate(
     keep_only: str | None = None,
     dropped_out: str | Path | None = None,
     report: str | Path | None = None,
-    candidates: Any = None,
-    candidate_threshold: float | None = None,
     ray_search: str = "auto",
     ray_partitions: int | None = None,
     ray_assignments: int = 2,
@@ -145,10 +143,7 @@ def deduplicate(
     ``<out stem>.dropped<suffix>``; ``result.dropped`` without ``out``) with their ``duplicate_of``, and
     the summary counts both, so no row is silently lost. ``report``: write the review report (one
     self-contained HTML file, :mod:`dupq.dedupe.report`); a run with a ``workdir`` also keeps the
-    report's data there for ``dupq report WORKDIR``. ``candidates``: a static student's directory
-    (``dupq distill --kind static``) for a two-tier run — it finds candidate pairs at
-    ``candidate_threshold`` (default: its ``dupq.json``'s recall-safe cut) and the model encodes only
-    the texts in one (:mod:`dupq.dedupe.twotier`).
+    report's data there for ``dupq report WORKDIR``.
     """
     options = dict(locals())
     del options["data"]
@@ -198,20 +193,15 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     new = scan(source, cfg.show_progress, keep_column=rule if rule.kind == "column" else None)
     base = scan(base_source, cfg.show_progress) if base_source is not None else None
     timer.stage("scan")
-    match, tier = None, None
-    if cfg.candidates is not None:  # two tiers: the static student picks what the transformer encodes
-        enc, candidates, tier = _two_tier(new, cfg, timer)
-        store, search_at, reused = enc.stores[0], enc.threshold, False
-        search_info = {"engine": "two-tier"}  # the candidate pairs come from the static tier's search
-    else:
-        enc = _encode(new, base, cfg, workdir, timer)
-        timer.stage("encode")
-        store = enc.stores[0]
-        if base is not None:
-            match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
-        timer.stage("against")
-        search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
-        candidates, reused, search_info = _candidates(store, search_at, cfg)
+    match = None
+    enc = _encode(new, base, cfg, workdir, timer)
+    timer.stage("encode")
+    store = enc.stores[0]
+    if base is not None:
+        match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
+    timer.stage("against")
+    search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
+    candidates, reused, search_info = _candidates(store, search_at, cfg)
     pairs = _live_pairs(candidates, search_at, match)
     timer.stage("search")
     verification, pairs_checked = None, pairs
@@ -243,7 +233,6 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     summary.decisions = decisions.summary() if decisions is not None else None
     summary.rows_written, summary.rows_dropped = written.rows_written, written.rows_dropped
     summary.dropped_output = str(cfg.dropped_out) if cfg.dropped_out is not None else None
-    summary.two_tier = tier
     if cfg.report is not None or cfg.workdir is not None:
         inputs = ReportInputs(
             new,
@@ -346,21 +335,6 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
         st.reopen_readonly()  # unmaps the pages encoding dirtied; later reads map only what they touch
     release_memory()
     return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused, backend)
-
-
-def _two_tier(new: Scan, cfg: DedupeConfig, timer: StageTimer) -> tuple[_Encoded, CandidatePairs, dict]:
-    """Both tiers of :mod:`dupq.dedupe.twotier`, as the encode stage's and the search's results."""
-    from types import SimpleNamespace
-
-    from dupq.dedupe.twotier import run_two_tier
-
-    tt = run_two_tier(new, cfg)
-    timer.stage("encode")
-    store = SimpleNamespace(vectors=tt.vectors, truncated=tt.truncated)
-    enc = _Encoded(
-        [store], tt.threshold, tt.threshold_source, tt.model, tt.fingerprint, tt.encoded, 0, tt.backend
-    )
-    return enc, tt.candidates, tt.info
 
 
 def _candidates(

@@ -59,7 +59,6 @@ class DedupeSummary:
     rows_written: int = 0
     rows_dropped: int = 0
     dropped_output: str | None = None
-    two_tier: dict[str, Any] | None = None
     search_engine: str = "local"
     ray_search: dict[str, Any] | None = None
 
@@ -132,25 +131,14 @@ class DedupeSummary:
         return "\n".join(lines)
 
     def _verification_lines(self) -> list[str]:
-        t = self.two_tier
-        tier = (
-            [
-                f"two tiers          {t['candidate_pairs']:>12,}  candidate pairs at static cosine >= "
-                f"{t['candidate_threshold']:.3f} ({t['candidates_model']}); the model encoded "
-                f"{t['texts_with_candidates']:,} texts, {t['texts_not_encoded']:,} had no candidate"
-            ]
-            if t
-            else []
-        )
         v = self.verification
         if not v:
-            return tier
+            return []
         return [
             f"verified           {v['verified']:>12,}  candidate pairs with cosine in "
             f"[{v['searched_from']:.3f}, {v['verify_above']:.3f}) by the verifier (P >= "
             f"{v['verifier_threshold']:.3f}): {v['accepted_by_verifier']:,} accepted, "
             f"{v['rejected_by_verifier']:,} rejected; {v['accepted_by_cosine']:,} accepted on the cosine",
-            *tier,
         ]
 
 

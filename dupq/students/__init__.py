@@ -98,7 +98,7 @@ class DistillResult:
         if "two_tier" in m:
             t = m["two_tier"]
             lines.append(
-                f"two-tier cut       {t['candidate_threshold']:.4f} keeps {t['recall']:.3f} of the teacher's "
+                f"99%-recall cut     {t['candidate_threshold']:.4f} keeps {t['recall']:.3f} of the teacher's "
                 f"{t['teacher_duplicates']} duplicate pairs"
             )
         lines.append(f"seconds            {self.seconds:.1f}")
@@ -273,7 +273,7 @@ def _calibrate(
 ) -> dict[str, Any]:
     """The student's thresholds: on labelled pairs when given, else by agreement with the teacher.
 
-    The two-tier candidate threshold of a static student needs texts, so it is computed from them even
+    The 99 %-recall candidate cut of a static student needs texts, so it is computed from them even
     when the threshold itself comes from labelled pairs.
     """
     from dupq.embed import Embedder
@@ -295,7 +295,7 @@ def _calibrate(
             dedupe_threshold=dedupe_t,
         )
         if cfg.kind != "static":
-            free.pop("two_tier", None)  # the candidate tier of a two-tier dedupe is the static student
+            free.pop("two_tier", None)  # only a static student is cheap enough to be a candidate finder
     if pairs is None:
         return free  # type: ignore[return-value]
     out = labelled(student, teacher, pairs)

@@ -10,8 +10,9 @@ Two ways, recorded in the student's ``dupq.json`` as ``calibration_method``:
   student gets the threshold whose decisions agree best with those (best F1 against the teacher's
   decisions). Each operating point of the teacher gets its own student threshold the same way.
 
-For a static student it also records the **candidate threshold** of a two-tier dedupe: the highest
-student cosine that still keeps :data:`RECALL_TARGET` of the teacher's duplicate pairs.
+For a static student it also records (``two_tier``) how good a *candidate finder* it would be: the highest
+student cosine that still keeps :data:`RECALL_TARGET` of the teacher's duplicate pairs. (A two-tier dedupe
+built on it was measured not better than the transformer alone and removed: README, "Two tiers at 100k".)
 """
 
 from __future__ import annotations
