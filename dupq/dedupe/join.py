@@ -8,13 +8,16 @@ comparisons run as dense matrix products (BLAS), cell by cell. A pair is found w
 probes reach the other's cell, so only a pair whose two cells are both far from the other row is
 missed.
 
-Measured on the 1M real-derived vectors of ``benchmarks/results/dedupe_1m_openvino_int8.json``
-(all-MiniLM-L6-v2 int8, threshold 0.75, pair recall against exact search on 3,000 sampled rows;
-``benchmarks/results/join_1m.json``): 4,000 cells × 32 probes found 99.6 % of the pairs in ~170 s
-where the HNSW search (M=16, efC=40, ef=128) found 95.3 % in 298 s.
+Measured on the 1M real-derived vectors of the 1M dedupe benchmark (all-MiniLM-L6-v2 int8, threshold
+0.75, pair recall against exact search on 5,000 sampled rows, ``benchmarks/results/join_1m.json``):
+4,000 cells × 32 probes found 99.5 % of the pairs where the HNSW search (M=16, efC=40, ef=128, k=32)
+found 95.2 %; inside the 1M dedupe the join's search stage took 147 s against HNSW's 298 s
+(``dedupe_1m_join_idle.json``, ``dedupe_1m_openvino_int8.json``).
 
 Every pair at or above ``floor`` is listed (not only each row's ``k`` nearest), so ``complete_to`` is
-``floor`` for every row: a re-run at any threshold down to the floor needs no search.
+``floor`` for every row and a re-run at any threshold down to the floor needs no search — unless the
+band below the threshold is too dense to keep (more than :data:`JOIN_BAND_PER_ROW` pairs a row on
+average), when only the threshold's pairs are kept and they are complete down to the threshold.
 """
 
 from __future__ import annotations
