@@ -64,7 +64,7 @@ def dedupe(
     ef_search: int | None = typer.Option(
         None,
         "--ef-search",
-        help="HNSW search beam (default 128; 64: ~1.3x faster search, pair recall ~0.99).",
+        help="With --index hnsw: the search beam (default 128; 64: ~1.3x faster, pair recall ~0.99).",
     ),
     workdir: str | None = typer.Option(
         None, "--workdir", help="Keep embeddings here (resume; re-group without re-encoding)."
