@@ -73,8 +73,6 @@ class Embedder:
         runner = make_runner(model, self.backend, calibration=self.calibration)
         self._run_batch: Callable[[list[str], int], np.ndarray] = runner
         self._run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = runner.run_ids
-        #: A runner that encodes many batches concurrently (OpenVINO's streams) takes them all at once.
-        self._encode_into = getattr(runner, "encode_into", None)
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -171,11 +169,7 @@ class Embedder:
 
     def _encode_tokens(self, tokens: _Tokens, bs: int, out: np.ndarray, bar) -> None:
         """Longest first, ``bs`` texts a batch, each padded only to its own longest text."""
-        batches = _padded_batches(tokens, bs, self.model.tokenizer.pad_token_id or 0)
-        if self._encode_into is not None:
-            self._encode_into(batches, out, bar.update)
-            return
-        for idx, ids, mask in batches:
+        for idx, ids, mask in _padded_batches(tokens, bs, self.model.tokenizer.pad_token_id or 0):
             out[idx] = self._run_ids(ids, mask)
             bar.update(len(idx))
 

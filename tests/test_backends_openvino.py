@@ -240,31 +240,3 @@ def test_runner_is_safe_to_share_between_threads(cached_copy):
         got = list(pool.map(lambda b: runner(b, 8), batches * 3))
     for i, g in enumerate(got):
         np.testing.assert_array_equal(g, want[i % len(batches)])
-
-
-def test_bulk_encoding_runs_concurrent_requests_and_keeps_every_row_in_place(cached_copy):
-    """The Embedder hands OpenVINO all batches at once (THROUGHPUT streams, requests in flight
-    together): each row's vector must land in its own place, equal to the one-batch-at-a-time path."""
-    model = load_encoder(cached_copy, device="cpu")
-    texts = sample_questions(90, seed=11) + ["a" * n for n in range(1, 30)]  # many batch widths
-    bulk = Embedder(model, backend="openvino", batch_size=4)
-    assert bulk._encode_into is not None
-    one = Embedder(model, backend="openvino", batch_size=4)
-    one._encode_into = None
-    got, want = bulk.encode(texts), one.encode(texts)
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    assert str(bulk._encode_into.__self__._bulk.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
-    np.testing.assert_allclose(got, Embedder(model, backend="torch").encode(texts), atol=1e-4)
-    runner = make_runner(model, "openvino")  # the generic call (the auto probe's) also runs in bulk
-    raw = runner(texts, 4)
-    np.testing.assert_allclose(
-        raw, np.concatenate([runner(texts[i : i + 4], 4) for i in range(0, len(texts), 4)]), atol=1e-5
-    )
-
-
-def test_bulk_encoding_raises_a_failed_batch(cached_copy, monkeypatch):
-    model = load_encoder(cached_copy, device="cpu")
-    runner = make_runner(model, "openvino")
-    bad = (np.arange(2), np.zeros((2, 3), np.int64), np.ones((3, 3), np.int64))  # mask shape != ids
-    with pytest.raises(Exception):  # noqa: B017 - whatever OpenVINO raises, it must reach the caller
-        runner.encode_into(iter([bad]), np.zeros((2, 32), np.float32), lambda n: None)

@@ -38,7 +38,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -392,21 +392,6 @@ def compile_config(threads: int | None = None) -> dict[str, Any]:
     }
 
 
-def bulk_config(threads: int | None = None) -> dict[str, Any]:
-    """Settings for bulk encoding (:meth:`OpenVinoRunner.encode_into`): the THROUGHPUT hint, i.e. one
-    stream per core, each running whole batches on one thread, fed by concurrent requests.
-
-    On 2 cores (Zen 5) int8 batches of 32 ran at 1,624 questions/s this way against 1,440/s for one
-    two-thread stream (``benchmarks/results/encode_bulk.json``): per-operator threading has fixed costs
-    that a small model's batches do not hide. One query at a time keeps :func:`compile_config`.
-    """
-    return {
-        "PERFORMANCE_HINT": "THROUGHPUT",
-        "INFERENCE_NUM_THREADS": int(threads or physical_cores()),
-        "INFERENCE_PRECISION_HINT": "f32",
-    }
-
-
 class OpenVinoRunner:
     """Runs an OpenVINO IR encoder: ``runner(texts, batch_size)`` or ``runner.run_ids(ids, mask)``.
 
@@ -425,8 +410,6 @@ class OpenVinoRunner:
         # not safe to share between threads, so calls are serialised (the server encodes from threads).
         self.request = self.compiled.create_infer_request()
         self._lock = threading.Lock()
-        self._core, self._threads = core, threads
-        self._bulk: Any = None  # the THROUGHPUT compilation, made on the first bulk encode
         outputs = [o.get_any_name() for o in self.compiled.outputs]
         self._pooled = self.compiled.outputs[outputs.index("sentence_embedding")]
         self._tokens = self.compiled.outputs[outputs.index("token_embeddings")]
@@ -453,52 +436,4 @@ class OpenVinoRunner:
             )
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Pooled vectors of ``texts``: one batch runs on the LATENCY request, more go through
-        :meth:`encode_into` (what the ``auto`` probe then times is what bulk encoding runs)."""
-        if len(texts) <= batch_size:
-            return onnx_backend.encode_batches(self, texts, batch_size)
-        out = np.zeros((len(texts), self.model.get_sentence_embedding_dimension()), dtype=np.float32)
-
-        def batches() -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-            for start in range(0, len(texts), batch_size):
-                enc = onnx_backend.tokenize_np(self.model, texts[start : start + batch_size])
-                yield np.arange(start, start + len(enc["input_ids"])), enc["input_ids"], enc["attention_mask"]
-
-        self.encode_into(batches(), out, lambda n: None)
-        return out
-
-    def encode_into(
-        self,
-        batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
-        out: np.ndarray,
-        done: Callable[[int], None],
-    ) -> None:
-        """Bulk encoding: each ``(rows, input_ids, attention_mask)`` batch's pooled vectors go to
-        ``out[rows]``, with as many batches in flight as the CPU has streams (:func:`bulk_config`);
-        ``done(len(rows))`` is called as each batch is handed over (for a progress bar)."""
-        ov = _require_openvino()
-        with self._lock:
-            if self._bulk is None:
-                model = self._core.read_model(str(self.path))
-                self._bulk = self._core.compile_model(model, "CPU", bulk_config(self._threads))
-            names = [o.get_any_name() for o in self._bulk.outputs]
-            pooled = self._bulk.outputs[names.index("sentence_embedding")]
-            streams = int(self._bulk.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-            queue = ov.AsyncInferQueue(self._bulk, max(1, streams))
-            failures: list[BaseException] = []
-
-            def finished(request: Any, rows: np.ndarray) -> None:
-                try:
-                    out[rows] = request.get_tensor(pooled).data
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
-                    failures.append(exc)
-
-            queue.set_callback(finished)
-            for rows, input_ids, attention_mask in batches:
-                queue.start_async(self._feeds(input_ids, attention_mask), rows)
-                done(len(rows))
-                if failures:
-                    break
-            queue.wait_all()
-            if failures:
-                raise failures[0]
+        return onnx_backend.encode_batches(self, texts, batch_size)
