@@ -1,6 +1,7 @@
 """Pure array helpers shared by the embedder, dedupe, evaluation and the benchmarks.
 
-One L2 normalisation (:func:`l2_normalize`) and one connected-components helper
+One L2 normalisation (:func:`l2_normalize`, and :func:`unit_rows` for a chunk of a store) and one
+connected-components helper
 (:func:`connected_components`), so every module rounds and groups the same way.
 """
 
@@ -21,6 +22,12 @@ def l2_normalize(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     if out is not None:
         return np.divide(x, np.maximum(norms, 1e-12), out=out)
     return x / np.maximum(norms, 1e-12)
+
+
+def unit_rows(vectors, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of ``vectors`` (an array or a memory map, any float dtype) as contiguous
+    float32 unit vectors — how every search reads a chunk of stored vectors."""
+    return np.ascontiguousarray(l2_normalize(vectors[start:stop]))
 
 
 def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from dupq.vectors import l2_normalize
+from dupq.vectors import l2_normalize, unit_rows
 
 #: Rows per k-means cell (the cell count is rows / this); smaller cells with the same rows compared
 #: per query (probes × cell size) gave higher recall: 2,000 cells × 16 probes 0.990, 4,000 × 32 0.996.
@@ -62,34 +62,44 @@ def join_plan(n: int, cell_size: int | None = None, probes: int | None = None) -
     return (1, 1) if cells <= probes else (cells, probes)
 
 
-def train_cells(vectors: Any, cells: int, seed: int = 0) -> np.ndarray:
-    """Unit centroids of ``cells`` spherical k-means cells, trained on an evenly spread sample."""
+def train_cells(
+    vectors: Any,
+    cells: int,
+    seed: int = 0,
+    *,
+    per_cell: int = JOIN_TRAIN_PER_CELL,
+    niter: int = JOIN_TRAIN_ITER,
+) -> np.ndarray:
+    """Unit centroids of ``cells`` spherical k-means cells, trained on a uniform sample of ``per_cell``
+    rows a cell (one centroid: the uniform direction). Also the Ray search's partition centroids."""
     import faiss
 
     n, dim = vectors.shape
+    if cells == 1:
+        return np.full((1, dim), 1 / np.sqrt(dim), np.float32)
     rng = np.random.default_rng(seed)
-    take = min(n, cells * JOIN_TRAIN_PER_CELL)
-    sample = np.sort(rng.choice(n, take, replace=False))
-    train = np.ascontiguousarray(l2_normalize(np.asarray(vectors[sample], dtype=np.float32)))
-    km = faiss.Kmeans(dim, cells, niter=JOIN_TRAIN_ITER, spherical=True, seed=seed)
-    km.cp.max_points_per_centroid = JOIN_TRAIN_PER_CELL
+    sample = np.sort(rng.choice(n, min(n, cells * per_cell), replace=False))
+    train = np.ascontiguousarray(l2_normalize(vectors[sample]))
+    km = faiss.Kmeans(dim, cells, niter=niter, spherical=True, seed=seed)
+    km.cp.max_points_per_centroid = per_cell
     km.cp.min_points_per_centroid = 1  # a small sample is deliberate: centroids only need to be good cells
     km.train(train)
     return np.ascontiguousarray(km.centroids, dtype=np.float32)
 
 
-def probe_cells(rows: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndarray:
-    """For each row, its ``probes`` nearest cells, nearest first (column 0 is the row's own cell)."""
+def nearest_cells(vectors: Any, centroids: np.ndarray, k: int, chunk_size: int = 65_536) -> np.ndarray:
+    """``(n, k)`` int32: each row's ``k`` nearest centroids by cosine, nearest first, read ``chunk_size``
+    rows at a time (``vectors`` may be a memory map)."""
     import faiss
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(centroids)
-    return index.search(rows, probes)[1]
-
-
-def _unit(vectors: Any, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` as contiguous float32 unit vectors."""
-    return np.ascontiguousarray(l2_normalize(np.asarray(vectors[start:stop], dtype=np.float32)))
+    n = len(vectors)
+    out = np.empty((n, k), dtype=np.int32)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        out[start:stop] = index.search(unit_rows(vectors, start, stop), k)[1]
+    return out
 
 
 def _row_reader(vectors: Any, chunk_size: int) -> Any:
@@ -99,9 +109,9 @@ def _row_reader(vectors: Any, chunk_size: int) -> Any:
     if n * dim * 4 <= JOIN_RAM_BYTES:
         held = np.empty((n, dim), dtype=np.float32)
         for start in range(0, n, chunk_size):
-            held[start : start + chunk_size] = _unit(vectors, start, start + chunk_size)
+            held[start : start + chunk_size] = unit_rows(vectors, start, start + chunk_size)
         return held.__getitem__
-    return lambda idx: l2_normalize(np.asarray(vectors[idx], dtype=np.float32))
+    return lambda idx: l2_normalize(vectors[idx])
 
 
 def assign_cells(
@@ -109,15 +119,10 @@ def assign_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(centroids, probe)``: the cells' unit centroids and, per row, its ``probes`` nearest cells
     (int32, its own cell first). One cell: every row's only probe is cell 0."""
-    n, dim = vectors.shape
     if cells == 1:
-        return np.full((1, dim), 1 / np.sqrt(dim), np.float32), np.zeros((n, 1), dtype=np.int32)
+        return train_cells(vectors, 1), np.zeros((len(vectors), 1), dtype=np.int32)
     centroids = train_cells(vectors, cells, seed)
-    probe = np.empty((n, probes), dtype=np.int32)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        probe[start:stop] = probe_cells(_unit(vectors, start, stop), centroids, probes)
-    return centroids, probe
+    return centroids, nearest_cells(vectors, centroids, probes, chunk_size)
 
 
 def join_pairs(

@@ -42,7 +42,8 @@ import numpy as np
 
 from dupq.dedupe.cache import CandidatePairs
 from dupq.dedupe.config import RAY_ASSIGNMENTS, RAY_PARTITION_TARGET, RAY_SEARCH_MIN
-from dupq.dedupe.search import build_index, candidate_pairs, index_kind, unit_rows
+from dupq.dedupe.join import nearest_cells
+from dupq.dedupe.search import build_index, candidate_pairs, index_kind
 from dupq.dedupe.store import MappedRows
 from dupq.io import atomic_path, atomic_write_json
 
@@ -104,46 +105,12 @@ class SearchParams:
 
 
 def train_centroids(vectors: Any, partitions: int, seed: int) -> np.ndarray:
-    """Spherical k-means centroids (unit rows) trained on a uniform sample of ``vectors``."""
-    import faiss
+    """Spherical k-means partition centroids (unit rows) trained on a uniform sample of ``vectors``."""
+    from dupq.dedupe.join import train_cells
 
-    n, dim = vectors.shape
-    if partitions == 1:
-        return np.ones((1, dim), dtype=np.float32) / np.sqrt(dim)
-    size = min(n, partitions * KMEANS_POINTS_PER_CENTROID)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-    sample = np.concatenate(_read_rows(vectors, rows))
-    km = faiss.Kmeans(
-        dim, partitions, niter=KMEANS_ITERATIONS, seed=seed, spherical=True, verbose=False,
-        max_points_per_centroid=KMEANS_POINTS_PER_CENTROID,
-    )  # fmt: skip
-    km.train(np.ascontiguousarray(sample, dtype=np.float32))
-    return np.ascontiguousarray(km.centroids, dtype=np.float32)
-
-
-def _read_rows(vectors: Any, rows: np.ndarray) -> list[np.ndarray]:
-    """The unit float32 vectors of (sorted) ``rows``, read :data:`ASSIGN_CHUNK` rows at a time."""
-    from dupq.vectors import l2_normalize
-
-    return [
-        np.ascontiguousarray(l2_normalize(vectors[rows[s : s + ASSIGN_CHUNK]]), dtype=np.float32)
-        for s in range(0, len(rows), ASSIGN_CHUNK)
-    ]
-
-
-def assign(vectors: Any, centroids: np.ndarray, assignments: int) -> np.ndarray:
-    """``(n, assignments)`` int32: each vector's nearest centroids by cosine, nearest first."""
-    import faiss
-
-    index = faiss.IndexFlatIP(centroids.shape[1])
-    index.add(centroids)
-    n = len(vectors)
-    labels = np.empty((n, assignments), dtype=np.int32)
-    for start in range(0, n, ASSIGN_CHUNK):
-        stop = min(start + ASSIGN_CHUNK, n)
-        _, ids = index.search(np.ascontiguousarray(unit_rows(vectors, start, stop), np.float32), assignments)
-        labels[start:stop] = ids
-    return labels
+    return train_cells(
+        vectors, partitions, seed, per_cell=KMEANS_POINTS_PER_CENTROID, niter=KMEANS_ITERATIONS
+    )
 
 
 def members(labels: np.ndarray, partitions: int) -> list[np.ndarray]:
@@ -268,7 +235,7 @@ def _join_partition(
     z = np.load(base / f"cells-{part:05d}.npz")
     rows = np.load(base / f"members-{part:05d}.npy")
     n = MappedRows(Path(vectors_path)).shape[0]
-    vecs = l2_normalize(np.asarray(read_partition(Path(vectors_path), rows), dtype=np.float32))
+    vecs = l2_normalize(read_partition(Path(vectors_path), rows))
     t_read = time.perf_counter()
     key, s, reached = join_cells(
         lambda: vecs.__getitem__,
@@ -331,7 +298,7 @@ def prepare(vectors_path: Path, root: Path, plan: SearchPlan, cells: bool = Fals
     t0 = time.perf_counter()
     centroids = train_centroids(vectors, plan.partitions, plan.seed)
     t1 = time.perf_counter()
-    labels = assign(vectors, centroids, plan.assignments)
+    labels = nearest_cells(vectors, centroids, plan.assignments, ASSIGN_CHUNK)
     for p, rows in enumerate(members(labels, plan.partitions)):
         with atomic_path(root / f"members-{p:05d}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, rows)
@@ -373,14 +340,14 @@ def prepare_cells(vectors: Any, root: Path, plan: SearchPlan) -> dict[str, float
 
 def _cell_groups(centroids: np.ndarray, partitions: int, seed: int) -> np.ndarray:
     """Per cell, its partition: spherical k-means over the cell centroids (neighbouring cells together)."""
-    import faiss
-
     cells = len(centroids)
     if partitions <= 1 or cells <= partitions:
         return np.arange(cells) % max(partitions, 1)
+    import faiss
+
     km = faiss.Kmeans(centroids.shape[1], partitions, niter=KMEANS_ITERATIONS, seed=seed, spherical=True)
     km.cp.min_points_per_centroid = 1
-    km.train(centroids)
+    km.train(centroids)  # all the centroids (faiss samples 256 a partition): what the 1M run measured
     return km.index.search(centroids, 1)[1][:, 0]
 
 

@@ -22,19 +22,13 @@ from dupq.dedupe.config import (
     HNSW_EF_SEARCH,
     HNSW_M,
 )
-from dupq.dedupe.join import best_per_key as _best_per_key
-from dupq.dedupe.join import join_pairs
-from dupq.vectors import l2_normalize
+from dupq.dedupe.join import best_per_key, join_pairs
+from dupq.vectors import l2_normalize, unit_rows
 
 if TYPE_CHECKING:
     from dupq.dedupe.config import DedupeConfig
     from dupq.dedupe.scan import Scan
     from dupq.index import VectorIndex
-
-
-def unit_rows(vectors: Any, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of ``vectors`` as contiguous float32 unit vectors."""
-    return np.ascontiguousarray(l2_normalize(vectors[start:stop]))
 
 
 def index_kind(n: int, index: str) -> str:
@@ -160,7 +154,7 @@ def candidate_pairs(
 
     def keep_pairs(a: np.ndarray, b: np.ndarray, sc: np.ndarray) -> None:
         key = np.minimum(a, b) * n + np.maximum(a, b)
-        key, sc = _best_per_key(key, sc.astype(np.float32, copy=False))
+        key, sc = best_per_key(key, sc.astype(np.float32, copy=False))
         parts_k.append(key)
         parts_s.append(sc)
 
@@ -190,7 +184,7 @@ def candidate_pairs(
     all_k, all_s = np.concatenate(parts_k), np.concatenate(parts_s)
     parts_k.clear()
     parts_s.clear()
-    key, s = _best_per_key(all_k, all_s)
+    key, s = best_per_key(all_k, all_s)
     del all_k, all_s
     return key // n, key % n, s, complete
 
