@@ -15,6 +15,7 @@ from dupq.backends import onnx as backends
 from dupq.embed import Embedder
 from dupq.encoder import load_encoder, model_fingerprint
 from dupq.errors import DupqError
+from tests.optional import import_extra
 from tests.tiny_model import sample_questions
 
 
@@ -252,3 +253,17 @@ def test_bench_encode_end_to_end(model_copy, shared_data, tmp_path):
     assert result["cpu"]["peak_fp32_gflops"] > 0 and result["flops_per_token"] > 0
     table = format_table(result)
     assert "onnx-int8" in table and "MFLOP/token" in table
+
+
+def test_export_traces_eager_attention_and_gives_the_model_back(shared_copy):
+    """The export is traced with eager attention (no sdpa ``IsNaN`` guards, which block OpenVINO's
+    attention fusion), and the loaded model keeps its own attention implementation afterwards."""
+    onnx = import_extra("onnx", "onnx")
+    model = load_encoder(shared_copy, device="cpu")
+    config = model[0].auto_model.config
+    before = config._attn_implementation
+    assert before == "sdpa"  # transformers' default: what the export must not trace
+    path = backends.export_onnx(model, "onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "IsNaN" not in ops and "Softmax" in ops, sorted(ops)
+    assert config._attn_implementation == before

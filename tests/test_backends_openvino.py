@@ -240,3 +240,14 @@ def test_runner_is_safe_to_share_between_threads(cached_copy):
         got = list(pool.map(lambda b: runner(b, 8), batches * 3))
     for i, g in enumerate(got):
         np.testing.assert_array_equal(g, want[i % len(batches)])
+
+
+def test_ir_fuses_attention(shared_copy):
+    """The IR has OpenVINO's fused attention op (the eager-attention export), not the sdpa guards."""
+    import openvino as ov
+
+    model = load_encoder(shared_copy, device="cpu")
+    for backend in ovb.OPENVINO_BACKENDS:
+        ir = ov.Core().read_model(str(ovb.export_openvino(model, backend)))
+        ops = {op.get_type_name() for op in ir.get_ops()}
+        assert "ScaledDotProductAttention" in ops and "IsNaN" not in ops, (backend, sorted(ops))

@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 ONNX_BACKENDS = ("onnx", "onnx-int8")
 #: Bump when the export recipe changes, so caches written by an older dupq are rebuilt.
 #: 2: the graph also returns the token vectors (``token_embeddings``) for the verifier.
-EXPORT_VERSION = 2
+#: 3: traced with eager attention (see :func:`eager_attention`).
+EXPORT_VERSION = 3
 #: Export is refused below these cosines (exported vs torch embeddings on :data:`PROBE_QUESTIONS`).
 MIN_MEAN_COSINE = 0.99
 MIN_MIN_COSINE = 0.95
@@ -260,7 +261,7 @@ def _torch_export(model: SentenceTransformer, path: Path) -> None:
     dynamic["sentence_embedding"] = {0: "batch"}
     dynamic["token_embeddings"] = {0: "batch", 1: "tokens"}
     was_training = module.training
-    with torch.no_grad(), warnings_silenced():
+    with torch.no_grad(), warnings_silenced(), eager_attention(module.model):
         torch.onnx.export(
             module,
             args,
@@ -275,6 +276,33 @@ def _torch_export(model: SentenceTransformer, path: Path) -> None:
     module.train(was_training)
     # The auto_model was moved to CPU for export: put it back where the Embedder runs it.
     model.to(device)
+
+
+@contextlib.contextmanager
+def eager_attention(auto_model):
+    """Trace with the model's eager (matmul + softmax) attention, then put its own back.
+
+    Why: transformers' default ``sdpa`` attention traces into a graph with ``IsNaN``/``Select`` guards
+    around the softmax, which OpenVINO cannot fuse; the eager graph becomes one fused
+    ``ScaledDotProductAttention`` op there, and is faster under onnxruntime too (measured on
+    all-MiniLM-L6-v2, real questions, Zen 5: openvino-int8 +12 % median, onnx-int8 +7 %). The maths is
+    the same (cosine 1.0 to torch on the probes). Models that cannot switch are traced as they are.
+    """
+    config = getattr(auto_model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    setter = getattr(auto_model, "set_attn_implementation", None)
+    switched = False
+    if current not in (None, "eager") and setter is not None:
+        try:
+            setter("eager")
+            switched = getattr(config, "_attn_implementation", None) == "eager"
+        except (ValueError, TypeError, ImportError, NotImplementedError) as exc:
+            logger.debug("tracing with %s attention: %s", current, exc)
+    try:
+        yield
+    finally:
+        if switched:
+            setter(current)
 
 
 @contextlib.contextmanager
