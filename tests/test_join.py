@@ -121,3 +121,31 @@ def test_a_band_too_dense_to_keep_is_dropped_and_the_floor_says_so(data, monkeyp
     np.testing.assert_array_equal(key, full[full_s >= np.float32(0.9)])  # the threshold's pairs, all kept
     a, b, s, complete = candidate_pairs(data[:3000], 0.5, range_at=0.9, index="join")
     assert np.all(complete == np.float32(0.9)) and s.min() >= np.float32(0.9)
+
+
+def test_best_per_key_matches_a_groupby_max_for_any_multiplicity():
+    """Keys seen once, twice (the usual: once from each row of a pair) or more, in sorted runs or not."""
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    for most in (2, 5):
+        key = np.concatenate([rng.integers(0, 3000, 2000) for _ in range(most)])
+        if most == 2:
+            key = np.concatenate([np.unique(key[:2000]), np.unique(key[2000:])])  # two sorted unique runs
+        score = rng.random(len(key)).astype(np.float32)
+        k, s = best_per_key(key, score)
+        ref = pd.Series(score).groupby(key).max()
+        np.testing.assert_array_equal(k, ref.index.to_numpy())
+        np.testing.assert_array_equal(s, ref.to_numpy())
+
+
+def test_compaction_in_tiered_runs_keeps_every_pair_once(data, monkeypatch):
+    """Many small runs merged size-tiered give exactly the pairs of one final merge."""
+    import dupq.dedupe.join as join
+
+    key, score, _ = join_pairs(data, 0.6, cells=40, probes=6)
+    monkeypatch.setattr(join, "JOIN_COMPACT", 5_000)  # dozens of runs, merged as they come
+    k2, s2, _ = join_pairs(data, 0.6, cells=40, probes=6)
+    assert len(key) > 20 * 5_000
+    np.testing.assert_array_equal(k2, key)
+    np.testing.assert_array_equal(s2, score)

@@ -67,12 +67,7 @@ def group_pairs(
         return label_rep[labels]
     if method != "leader":
         raise ValueError(f"method must be 'leader' or 'components', got {method!r}")
-    src = np.concatenate([a, b])
-    dst = np.concatenate([b, a])
-    order = np.argsort(src, kind="stable")
-    dst = dst[order]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    indptr, dst = neighbour_lists(n, a, b)
     assigned = deg == 0  # items without neighbours are their own singleton groups
     candidates = np.flatnonzero(deg > 0)
     if priority is None:
@@ -88,6 +83,23 @@ def group_pairs(
         assigned[nb] = True
         assigned[c] = True
     return rep
+
+
+def neighbour_lists(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, neighbours)``: item ``i``'s neighbours are ``neighbours[indptr[i]:indptr[i + 1]]`` (each
+    pair listed from both ends; their order within an item is not defined).
+
+    Why scipy's COO → CSR: it is a counting sort (linear in the pairs), where a stable ``argsort`` of
+    the 2 × pairs endpoints took 18 of the 30 s the leader pass took at 123M pairs (the static student
+    at 1M); int32 ids (fewer than 2³¹ items) halve the memory of both lists.
+    """
+    from scipy.sparse import coo_matrix
+
+    kind = np.int32 if n < 2**31 - 1 else np.int64
+    src = np.concatenate([a.astype(kind, copy=False), b.astype(kind, copy=False)])
+    dst = np.concatenate([b.astype(kind, copy=False), a.astype(kind, copy=False)])
+    csr = coo_matrix((np.ones(len(src), dtype=np.bool_), (src, dst)), shape=(n, n)).tocsr()
+    return csr.indptr.astype(np.int64, copy=False), csr.indices
 
 
 def group_vectors(
