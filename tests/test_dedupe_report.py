@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -175,3 +176,13 @@ def test_large_runs_list_the_top_groups_and_count_the_rest(tiny_model, tmp_path,
     # k = 3 under the tiny model's high cosines: below the threshold the rungs are lower bounds, and say so
     cut = {r["threshold"]: r["texts_cut_at_k"] for r in data["whatif"]}
     assert cut[0.95] == 0 and cut[0.96] == 0 and cut[min(cut)] > 0
+
+
+def test_nearest_is_a_stable_argsort_prefix():
+    """The borderline pairs' selection equals a stable full sort's first ``count`` (ties included)."""
+    from dupq.dedupe.report import nearest
+
+    rng = np.random.default_rng(0)
+    for n, count in [(1000, 300), (50, 300), (1000, 1), (0, 300)]:
+        d = rng.integers(0, 40, n).astype(np.float64) / 40  # many ties
+        np.testing.assert_array_equal(nearest(d, count), np.argsort(d, kind="stable")[:count])

@@ -180,7 +180,7 @@ def _plain(value: Any) -> Any:
 def _borderline(inp: ReportInputs, a, b, s) -> list[dict[str, Any]]:
     """The pairs nearest the threshold on either side, and whether the run put them in one group."""
     t = inp.threshold
-    near = np.argsort(np.abs(s.astype(np.float64) - t), kind="stable")[:BORDERLINE]  # nearest first
+    near = nearest(np.abs(s.astype(np.float64) - t), BORDERLINE)
     group = inp.columns.uid_group
     ids_a, ids_b = inp.scan.uid_id(a[near]), inp.scan.uid_id(b[near])
     return [
@@ -195,6 +195,16 @@ def _borderline(inp: ReportInputs, a, b, s) -> list[dict[str, Any]]:
         }
         for i, ia, ib in zip(near.tolist(), ids_a, ids_b, strict=True)
     ]
+
+
+def nearest(distance: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the ``count`` smallest ``distance``, smallest first, ties by position — what a stable
+    ``argsort(distance)[:count]`` gives, in linear time (a full sort of 123M pair scores took ~30 s)."""
+    if len(distance) > count > 0:
+        kth = np.partition(distance, count - 1)[count - 1]
+        pick = np.flatnonzero(distance <= kth)  # every tie of the last place, positions ascending
+        return pick[np.argsort(distance[pick], kind="stable")][:count]
+    return np.argsort(distance, kind="stable")[:count]
 
 
 def _histogram(s: np.ndarray, floor: float) -> dict[str, Any]:
