@@ -285,3 +285,19 @@ def test_cli_round_trip_distill_then_dedupe(teacher_dir, tmp_path):
     assert len(pd.read_csv(tmp_path / "o.csv")) == 13
     res = RUN.invoke(app, ["distill", str(teacher), "--out", str(tmp_path / "x"), "--kind", "tiny"])
     assert res.exit_code == 2 and "kind" in res.output
+
+
+def test_evaluate_names_a_student_and_its_teacher(layers_student):
+    """`dupq evaluate` on a student says so (it was distilled, not fine-tuned on pairs), and its
+    zero-shot baseline is the teacher recorded in its dupq.json."""
+    from dupq.evaluation import evaluate
+
+    qs = sample_questions(40, seed=9)
+    pairs = pd.DataFrame(
+        {"question1": qs[:20], "question2": [*qs[:10], *qs[20:30]], "label": [1] * 10 + [0] * 10}
+    )
+    report = evaluate(layers_student, pairs, baselines=("zero-shot",), plots=False)
+    assert any("layers student distilled from" in n for n in report.notes), report.notes
+    assert any("(the teacher)" in s.description for s in report.systems), [
+        s.description for s in report.systems
+    ]

@@ -87,6 +87,14 @@ def evaluate(
             "the evaluated model."
         )
 
+    student = meta.get("kind") == "student"
+    if student:
+        kind = (meta.get("student") or {}).get("kind", "?")
+        notes.append(
+            f"the evaluated model is a {kind} student distilled from {meta.get('base_model')} (dupq "
+            "distill), not fine-tuned on pairs: 'fine-tuned' names the evaluated model, and the zero-shot "
+            "baseline is its teacher."
+        )
     fixed = _fixed_threshold(threshold, calibration, meta)
     vectors: dict[str, np.ndarray] = {}
     scores: dict[str, np.ndarray] = {}
@@ -105,7 +113,8 @@ def evaluate(
         base = _load_base(base_model, meta, source, embedder, device, notes)
         if base is not None:
             base_scorer = EmbeddingScorer(base, name=ZERO_SHOT, show_progress=show_progress)
-            systems.append(run(base_scorer, f"{base.source or base_model} (not fine-tuned)"))
+            what = "the teacher" if student else "not fine-tuned"
+            systems.append(run(base_scorer, f"{base.source or base_model} ({what})"))
 
     report = _assemble(qs, dev_qs, train_pairs, systems, notes, source, name, data_info)
     if out_dir is not None:
