@@ -9,6 +9,8 @@ no search).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,26 @@ def test_compaction_in_tiered_runs_keeps_every_pair_once(data, monkeypatch):
     assert len(key) > 20 * 5_000
     np.testing.assert_array_equal(k2, key)
     np.testing.assert_array_equal(s2, score)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_release_pages_drops_a_read_maps_resident_pages_and_keeps_its_data(tmp_path):
+    """The join reads a store's map once into its float32 copy; the map's pages then leave the process's
+    resident memory (they are re-read on access), and only a read-only map is touched."""
+    from dupq.vectors import release_pages
+
+    path = tmp_path / "vectors.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((40_000, 512)).astype(np.float16))  # 41 MB
+    mapped = np.load(path, mmap_mode="r")
+    total = float(mapped.astype(np.float32).sum())  # every page read
+    before = _rss_mb()
+    assert release_pages(mapped[100:])  # a view releases its map too
+    assert before - _rss_mb() > 30
+    assert float(mapped.astype(np.float32).sum()) == total  # still readable, same data
+    assert not release_pages(np.load(path, mmap_mode="c"))  # copy-on-write: its pages may be changes
+    assert not release_pages(np.zeros(4))
