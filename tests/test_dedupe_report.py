@@ -186,3 +186,26 @@ def test_nearest_is_a_stable_argsort_prefix():
     for n, count in [(1000, 300), (50, 300), (1000, 1), (0, 300)]:
         d = rng.integers(0, 40, n).astype(np.float64) / 40  # many ties
         np.testing.assert_array_equal(nearest(d, count), np.argsort(d, kind="stable")[:count])
+
+
+def test_leader_ladder_gives_group_pairs_groups_on_every_subset():
+    """The what-if ladder's shared neighbour lists, masked per threshold, group exactly as a fresh
+    leader pass on that threshold's pairs (with text weights, as the report passes them)."""
+    from dupq.dedupe.group import LeaderLadder, group_pairs, neighbour_lists
+
+    rng = np.random.default_rng(1)
+    n = 400
+    key = np.unique(rng.integers(0, n * n, 6000))
+    a, b = key // n, key % n
+    a, b = np.minimum(a, b)[a != b], np.maximum(a, b)[a != b]
+    key = np.unique(a * n + b)
+    a, b = key // n, key % n
+    score = rng.random(len(a)).astype(np.float32)
+    weights = rng.integers(1, 4, n)
+    ladder = LeaderLadder(n, a, b)
+    for x in (0.0, 0.3, 0.6, 0.9, 1.1):
+        use = score >= np.float32(x)
+        expected = group_pairs(n, a[use], b[use], weights=weights)
+        np.testing.assert_array_equal(ladder.reps(use, weights), expected)
+    with pytest.raises(ValueError, match="distinct"):
+        neighbour_lists(n, np.array([1, 1]), np.array([2, 2]), with_pairs=True)

@@ -67,7 +67,21 @@ def group_pairs(
         return label_rep[labels]
     if method != "leader":
         raise ValueError(f"method must be 'leader' or 'components', got {method!r}")
-    indptr, dst = neighbour_lists(n, a, b)
+    indptr, dst, _ = neighbour_lists(n, a, b)
+    return _leader(indptr, dst, deg, w, priority)
+
+
+def _leader(
+    indptr: np.ndarray,
+    dst: np.ndarray,
+    deg: np.ndarray,
+    w: np.ndarray,
+    priority: np.ndarray | None,
+    ok: np.ndarray | None = None,
+) -> np.ndarray:
+    """The leader pass of :func:`group_pairs` over neighbour lists (``ok``: which list entries count)."""
+    n = len(deg)
+    rep = np.arange(n, dtype=np.int64)
     assigned = deg == 0  # items without neighbours are their own singleton groups
     candidates = np.flatnonzero(deg > 0)
     if priority is None:
@@ -77,7 +91,8 @@ def group_pairs(
     for c in candidates.tolist():
         if assigned[c]:
             continue
-        nb = dst[indptr[c] : indptr[c + 1]]
+        lo, hi = indptr[c], indptr[c + 1]
+        nb = dst[lo:hi] if ok is None else dst[lo:hi][ok[lo:hi]]
         nb = nb[~assigned[nb]]
         rep[nb] = c
         assigned[nb] = True
@@ -85,9 +100,32 @@ def group_pairs(
     return rep
 
 
-def neighbour_lists(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(indptr, neighbours)``: item ``i``'s neighbours are ``neighbours[indptr[i]:indptr[i + 1]]`` (each
-    pair listed from both ends; their order within an item is not defined).
+class LeaderLadder:
+    """Leader groupings of many subsets of one pair set — the report's what-if ladder re-groups the
+    run's pairs at a dozen thresholds. The neighbour lists are built once (with each entry's pair), and
+    each grouping masks them: the same groups as :func:`group_pairs` on the subset, without rebuilding
+    lists of up to 2 × 123M entries per threshold."""
+
+    def __init__(self, n: int, a: np.ndarray, b: np.ndarray) -> None:
+        self.n, self.a, self.b = n, a, b
+        self.indptr, self.dst, self.pair = neighbour_lists(n, a, b, with_pairs=True)
+
+    def reps(self, use: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """``group_pairs(n, a[use], b[use], weights=weights)`` (leader, degree order)."""
+        a, b = self.a[use], self.b[use]
+        rep = np.arange(self.n, dtype=np.int64)
+        if self.n == 0 or len(a) == 0:
+            return rep
+        w = np.ones(self.n, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+        return _leader(self.indptr, self.dst, _degree(self.n, a, b), w, None, ok=use[self.pair])
+
+
+def neighbour_lists(
+    n: int, a: np.ndarray, b: np.ndarray, *, with_pairs: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(indptr, neighbours, pair)``: item ``i``'s neighbours are ``neighbours[indptr[i]:indptr[i + 1]]``
+    (each pair listed from both ends; their order within an item is not defined); ``with_pairs``: ``pair``
+    gives each entry's index in ``a``/``b`` (the pairs must then be distinct), else it is None.
 
     Why scipy's COO → CSR: it is a counting sort (linear in the pairs), where a stable ``argsort`` of
     the 2 × pairs endpoints took 18 of the 30 s the leader pass took at 123M pairs (the static student
@@ -98,8 +136,14 @@ def neighbour_lists(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, n
     kind = np.int32 if n < 2**31 - 1 else np.int64
     src = np.concatenate([a.astype(kind, copy=False), b.astype(kind, copy=False)])
     dst = np.concatenate([b.astype(kind, copy=False), a.astype(kind, copy=False)])
-    csr = coo_matrix((np.ones(len(src), dtype=np.bool_), (src, dst)), shape=(n, n)).tocsr()
-    return csr.indptr.astype(np.int64, copy=False), csr.indices
+    if not with_pairs:
+        csr = coo_matrix((np.ones(len(src), dtype=np.bool_), (src, dst)), shape=(n, n)).tocsr()
+        return csr.indptr.astype(np.int64, copy=False), csr.indices, None
+    index = np.arange(1, len(a) + 1, dtype=np.int64 if len(a) >= 2**31 - 1 else np.int32)
+    csr = coo_matrix((np.concatenate([index, index]), (src, dst)), shape=(n, n)).tocsr()
+    if csr.nnz != len(src):  # a repeated pair was summed into one entry: its index is meaningless
+        raise ValueError("neighbour_lists(with_pairs=True) needs distinct pairs")
+    return csr.indptr.astype(np.int64, copy=False), csr.indices, csr.data - 1
 
 
 def group_vectors(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dupq.dedupe.group import group_reps
+from dupq.dedupe.group import LeaderLadder, group_reps
 from dupq.dedupe.report_page import PAGE
 from dupq.errors import InputError
 from dupq.io import atomic_write_text
@@ -104,10 +104,17 @@ def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
     lo = math.ceil(max(inp.candidates.floor, t - 0.05) * 100 - 1e-6) / 100
     ladder = sorted({round(x, 2) for x in np.arange(lo, min(1.0, t + 0.05) + 1e-9, 0.01)} | {round(t, 6)})
     counts = inp.scan.counts
+    # the default grouping (leader, most-neighbours survivor, no review decisions): one set of lists
+    keep_default = inp.keep is None or inp.keep.kind == "most-neighbours"
+    default = inp.cluster == "leader" and inp.decisions is None and keep_default
+    lists = LeaderLadder(len(counts), a, b) if default and len(ladder) > 1 else None
     out = []
     for x in ladder:
         use = ((s >= np.float32(x)) & (verdict != 2)) | (verdict == 1)
-        rep = group_reps(inp.scan, (a[use], b[use]), inp.cluster, inp.keep, inp.decisions)
+        if lists is not None:
+            rep = lists.reps(use, counts)
+        else:
+            rep = group_reps(inp.scan, (a[use], b[use]), inp.cluster, inp.keep, inp.decisions)
         size = np.bincount(rep, weights=counts, minlength=len(counts)) if len(counts) else np.zeros(1)
         row = {
             "threshold": x,
