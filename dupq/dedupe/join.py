@@ -261,18 +261,19 @@ class _Pairs:
         below = int((score < np.float32(self.keep_above)).sum()) if self.floor < self.keep_above else 0
         return key, score, below
 
-    def _merge(self, runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, int]:
-        key = np.concatenate([r[0] for r in runs])
-        score = np.concatenate([r[1] for r in runs])
-        runs.clear()
+    def _merge(self, parts: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray, int]:
+        """One run of ``parts`` (each ``(key, score, ...)``); the list is emptied."""
+        key = np.concatenate([p[0] for p in parts])
+        score = np.concatenate([p[1] for p in parts])
+        parts.clear()
         return self._run(*best_per_key(key, score))
 
     def _compact(self) -> None:
         if self.pending:
-            self.runs.append(self._merge(self.pending))  # type: ignore[arg-type]
+            self.runs.append(self._merge(self.pending))
             self.count = 0
         while len(self.runs) > 1 and 2 * len(self.runs[-1][0]) >= len(self.runs[-2][0]):
-            self.runs.append(self._merge([self.runs.pop(-2), self.runs.pop()]))  # type: ignore[list-item]
+            self.runs.append(self._merge([self.runs.pop(-2), self.runs.pop()]))
         if self.floor < self.keep_above and sum(r[2] for r in self.runs) > self.band_limit:
             limit = np.float32(self.keep_above)
             self.runs = [(k[s >= limit], s[s >= limit], 0) for k, s, _ in self.runs]
@@ -282,7 +283,7 @@ class _Pairs:
         self._compact()
         if not self.runs:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), self.floor
-        key, score, _ = self.runs[0] if len(self.runs) == 1 else self._merge(self.runs)  # type: ignore[arg-type]
+        key, score, _ = self.runs[0] if len(self.runs) == 1 else self._merge(self.runs)
         self.runs = []
         return key, score, self.floor
 
