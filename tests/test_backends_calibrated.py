@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -33,6 +35,12 @@ from dupq.encoder import load_encoder  # noqa: E402
 from dupq.errors import DupqError  # noqa: E402
 from tests.test_backends import _per_text  # noqa: E402
 from tests.tiny_model import sample_questions  # noqa: E402
+
+
+def calibrated(xml: Path) -> bool:
+    """Whether an IR's name carries a calibration digest (``...-<fp16>-c<digest12>``), read by pattern:
+    a fingerprint may itself start with ``c`` (``...-int8-c284…``), so ``"-c" in stem`` is not a test."""
+    return re.fullmatch(r"dupq-openvino-int8-[0-9a-f]{16}-c[0-9a-f]{12}", xml.stem) is not None
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +88,7 @@ def test_int8_is_quantised_on_the_users_texts(model_copy):
     assert meta["probe_questions"] == len(onnx_backend.PROBE_QUESTIONS) + ovb.HOLDOUT_TEXTS
     # activations quantised: the graph has FakeQuantize nodes, weight-only has none
     weight_only = ovb.export_openvino(model, "openvino-int8")
-    assert weight_only != xml and "-c" not in weight_only.stem
+    assert weight_only != xml and not calibrated(weight_only)
     assert "FakeQuantize" in xml.read_text() and "FakeQuantize" not in weight_only.read_text()
     others = sample_questions(80, seed=99)
     cos = np.einsum("ij,ij->i", emb.encode(others), _per_text(model, others))
@@ -99,7 +107,7 @@ def test_old_calibrations_are_pruned_and_other_backends_kept(model_copy, monkeyp
         ovb.export_openvino(model, "openvino-int8", calibration=sample_questions(60, seed=s)) for s in (1, 2)
     ]
     newest = ovb.export_openvino(model, "openvino-int8", calibration=sample_questions(60, seed=3))
-    assert len({*made, newest}) == 3 and all("-c" in p.stem for p in [*made, newest])
+    assert len({*made, newest}) == 3 and all(calibrated(p) for p in [*made, newest])
     left = sorted(p.name for p in (model_copy / "onnx").glob("dupq-openvino-int8-*-c*.xml"))
     assert left == sorted([made[1].name, newest.name])  # the oldest calibration went
     assert all(p.exists() and p.with_suffix(".bin").exists() for p in keep)  # fp32 and weight-only kept
@@ -136,7 +144,7 @@ def test_a_refused_calibration_falls_back_to_weight_only_once(model_copy, tmp_pa
     monkeypatch.setattr(ovb, "_convert", broken_ptq)
     with caplog.at_level(logging.WARNING, logger="dupq.backends.openvino"):
         xml = ovb.export_openvino(model, "openvino-int8", calibration=texts)
-    assert "-c" not in xml.stem  # dupq-openvino-int8-<fp>: the weight-only IR
+    assert not calibrated(xml)  # dupq-openvino-int8-<fp>: the weight-only IR
     assert json.loads(ovb._meta_path(xml).read_text())["quantization"] == "weight-only"
     assert calls == [True, False] and "weight-only int8 instead" in caplog.text
     assert not list((model_copy / "onnx").glob("*-c*.xml"))
@@ -218,3 +226,19 @@ def test_dedupe_calibrates_on_its_input_and_records_the_backend_that_ran(model_c
     assert len(calibrated) == 1
     meta = json.loads(calibrated[0].read_text())
     assert meta["quantization"] == "ptq" and 0 < meta["calibration_texts"] <= frame["question"].nunique()
+
+
+def test_pruning_reads_names_by_pattern_for_a_fingerprint_starting_with_c(tmp_path, monkeypatch):
+    """A fingerprint may start with ``c`` (``...-int8-c284…``): the weight-only IR is not taken for a
+    calibrated one, so it does not use up a calibration's place (the CI run that found the test bug)."""
+    monkeypatch.setattr(ovb, "KEEP_CALIBRATED", 2)
+    fp = "c284c46ea53f3947" + "0" * 48
+    weight_only = tmp_path / f"dupq-openvino-int8-{fp[:16]}.xml"
+    made = [tmp_path / f"dupq-openvino-int8-{fp[:16]}-c{d * 12}.xml" for d in "abc"]
+    for i, p in enumerate([weight_only, *made]):
+        for suffix in (".xml", ".bin", ".json"):
+            p.with_suffix(suffix).write_text("x")
+        os.utime(p, (1_000_000 + i, 1_000_000 + i))
+    ovb._remove_stale(tmp_path, "openvino-int8", keep=weight_only, fingerprint=fp)
+    assert weight_only.exists() and not calibrated(weight_only)
+    assert [p.exists() for p in made] == [False, True, True]  # the 2 newest calibrations stay

@@ -178,7 +178,8 @@ def _remove_stale(directory: Path, backend: str, keep: Path, fingerprint: str) -
         elif m.group(2):
             calibrated.append(old)
     calibrated.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    room = KEEP_CALIBRATED - (1 if pattern.fullmatch(keep.stem) and "-c" in keep.stem[-14:] else 0)
+    kept = pattern.fullmatch(keep.stem)
+    room = KEEP_CALIBRATED - (1 if kept and kept.group(2) else 0)
     for old in calibrated[max(room, 0) :]:
         _remove_ir(old)
 
