@@ -55,7 +55,7 @@ def group_pairs(
     if n == 0 or len(a) == 0:
         return rep
     w = np.ones(n, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
-    deg = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
+    deg = _degree(n, a, b)
     if method == "components":
         labels = connected_components(n, a, b)
         best = (np.arange(n), -w, -deg) if priority is None else (priority,)
@@ -200,12 +200,18 @@ def group_reps(
     )
 
 
+def degree_order(keep: KeepRule | None) -> bool:
+    """Whether ``keep`` is the leader pass's own visiting order (most neighbours first): then no priority
+    is computed, and the report's what-if ladder can re-group with :class:`LeaderLadder`."""
+    return keep is None or keep.kind == "most-neighbours"
+
+
 def scan_priority(
     scan: Scan, pairs: tuple[np.ndarray, np.ndarray], keep: KeepRule | None, always: bool = False
 ) -> np.ndarray | None:
     """The leader pass's visiting order for ``keep`` over the texts of ``scan`` (None: the default
     degree order, which :func:`group_pairs` computes itself unless ``always``)."""
-    if not always and (keep is None or keep.kind == "most-neighbours"):
+    if not always and degree_order(keep):
         return None
     n = len(scan.texts)
     return keep_priority(

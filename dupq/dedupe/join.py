@@ -234,7 +234,7 @@ class _Pairs:
     Whenever :data:`JOIN_COMPACT` hits are pending they become one run, and runs are merged size-tiered
     (the newest with the one before while it is at least half its size), so each pair is merged about
     log2(pairs / JOIN_COMPACT) times. Re-sorting every pair found so far at each compaction (the first
-    version) took 114 of the join's 268 s at 123M pairs (the static student at 1M).
+    version) took 113 of the join's 268 s at 123M pairs (the static student at 1M).
 
     The band below ``keep_above`` (the threshold; the floor is the search margin below it) is dropped
     once it passes ``band_limit`` hits (a pair held in two runs counts twice until they merge): then

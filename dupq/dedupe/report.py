@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dupq.dedupe.group import LeaderLadder, group_reps
+from dupq.dedupe.group import LeaderLadder, degree_order, group_reps
 from dupq.dedupe.report_page import PAGE
 from dupq.errors import InputError
 from dupq.io import atomic_write_text
@@ -104,9 +104,8 @@ def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
     lo = math.ceil(max(inp.candidates.floor, t - 0.05) * 100 - 1e-6) / 100
     ladder = sorted({round(x, 2) for x in np.arange(lo, min(1.0, t + 0.05) + 1e-9, 0.01)} | {round(t, 6)})
     counts = inp.scan.counts
-    # the default grouping (leader, most-neighbours survivor, no review decisions): one set of lists
-    keep_default = inp.keep is None or inp.keep.kind == "most-neighbours"
-    default = inp.cluster == "leader" and inp.decisions is None and keep_default
+    # the default grouping (leader, degree order, no review decisions): one set of lists for all rungs
+    default = inp.cluster == "leader" and inp.decisions is None and degree_order(inp.keep)
     lists = LeaderLadder(len(counts), a, b) if default and len(ladder) > 1 else None
     out = []
     for x in ladder:
