@@ -73,6 +73,9 @@ class Embedder:
         runner = make_runner(model, self.backend, calibration=self.calibration)
         self._run_batch: Callable[[list[str], int], np.ndarray] = runner
         self._run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = runner.run_ids
+        #: False for a runner without padding (a static model's): sorting by length would only cost a
+        #: second tokenisation of every text.
+        self._length_sorted: bool = getattr(runner, "length_sorted", True)
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -133,6 +136,8 @@ class Embedder:
         ):
             if tokens is not None:
                 self._encode_tokens(tokens, bs, unique_vecs, bar)
+            elif not self._length_sorted:
+                self._encode_in_order(unique, bs, unique_vecs, bar)
             else:
                 self._encode_texts(unique, bs, unique_vecs, bar)
         l2_normalize(unique_vecs, out=unique_vecs)
@@ -172,6 +177,14 @@ class Embedder:
         for idx, ids, mask in _padded_batches(tokens, bs, self.model.tokenizer.pad_token_id or 0):
             out[idx] = self._run_ids(ids, mask)
             bar.update(len(idx))
+
+    def _encode_in_order(self, unique: list[str], bs: int, out: np.ndarray, bar) -> None:
+        """For a runner that needs no sort (no padding): big chunks in input order, the runner free to
+        spread each over threads."""
+        for start in range(0, len(unique), _TOKENIZE_CHUNK):
+            chunk = unique[start : start + _TOKENIZE_CHUNK]
+            out[start : start + len(chunk)] = self._run_batch(chunk, bs)
+            bar.update(len(chunk))
 
     def _encode_texts(self, unique: list[str], bs: int, out: np.ndarray, bar) -> None:
         """Fallback for models without a plain tokenizer: sort, then hand texts to the runner."""

@@ -1,6 +1,8 @@
 """Encoding backends: one :class:`Runner` protocol, one registry (:func:`make_runner`).
 
-* ``torch`` (:mod:`dupq.backends.torch`): the SentenceTransformer itself;
+* ``torch`` (:mod:`dupq.backends.torch`): the SentenceTransformer itself — for a static (token
+  table) model, its table bagged directly with the tokenising on every core
+  (:mod:`dupq.backends.static`);
 * ``onnx`` / ``onnx-int8`` (:mod:`dupq.backends.onnx`): the same model exported to ONNX (fp32, or
   with dynamically quantised int8 weights), verified against torch and cached; ``pip install
   dupq[onnx]``;
@@ -99,9 +101,10 @@ def make_runner(model: SentenceTransformer, name: str, *, calibration: Sequence[
             "encodes fastest as it is: use --backend torch"
         )
     if name == "torch":
+        from dupq.backends.static import StaticRunner, table_only
         from dupq.backends.torch import TorchRunner
 
-        return TorchRunner(model)
+        return StaticRunner(model) if table_only(model) else TorchRunner(model)
     if name in OPENVINO_BACKENDS:
         from dupq.backends.openvino import OpenVinoRunner, export_openvino
 
