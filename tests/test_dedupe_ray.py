@@ -270,7 +270,9 @@ def test_partitioned_cell_join_gives_exactly_the_local_joins_pairs(ray_session, 
     assert info["pairs_unique"] == len(key) == info["pairs_found"] - info["pairs_found_more_than_once"]
     per = info["per_partition"]
     assert sum(p["data_rows"] for p in per) == len(vectors)  # each row stored in one partition
-    assert sum(p["query_probes"] for p in per) == len(vectors) * 6  # each probe in one partition
+    # each probe in one partition; the probes a row gets are chosen for JOIN_RECALL, as the local join's
+    width = sum(p["query_probes"] for p in per) / len(vectors)
+    assert width == int(width) and join.JOIN_MIN_PROBES <= width <= 6
     assert all(p["index"] == "join" for p in per) and np.all(pairs.complete_to == np.float32(0.8))
     truth = np.triu(vectors @ vectors.T >= 0.8, 1)
     assert np.isin(np.flatnonzero(truth.ravel()), got).mean() > 0.99

@@ -174,3 +174,47 @@ def test_release_pages_drops_a_read_maps_resident_pages_and_keeps_its_data(tmp_p
     assert float(mapped.astype(np.float32).sum()) == total  # still readable, same data
     assert not release_pages(np.load(path, mmap_mode="c"))  # copy-on-write: its pages may be changes
     assert not release_pages(np.zeros(4))
+
+
+def test_probes_are_chosen_for_the_recall_target_and_reach_it(monkeypatch):
+    """``assign_cells(recall_at=...)`` predicts, from a sample searched exactly, the probes the whole join
+    needs for ``JOIN_RECALL``; ``probes_needed`` is exactly when the join finds a pair."""
+    from dupq.dedupe import join
+
+    # no clusters: a row's neighbours at 0.8 spread over many cells, so recall grows with the probes
+    x = np.random.default_rng(0).standard_normal((8000, 12)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    truth, _ = exact_keys(x, 0.8)
+    monkeypatch.setattr(join, "JOIN_RECALL_SAMPLE", 1500)
+    chosen = {}
+    for target in (0.9, 0.99):
+        monkeypatch.setattr(join, "JOIN_RECALL", target)
+        _, probe = join.assign_cells(x, 80, 40, recall_at=0.8)
+        chosen[target] = probe.shape[1]
+        key, _, _ = join_pairs(x, 0.8, cells=80, probes=chosen[target])
+        assert np.isin(truth, key).mean() >= target - 0.01  # the sample's estimate holds for all pairs
+    assert join.JOIN_MIN_PROBES < chosen[0.9] < chosen[0.99] < 40  # a real lever, below the cap here
+    # the join's own default path chooses too (the rows' nearest cells, cut to the chosen width)
+    _, full = join.assign_cells(x, 80, 40)
+    np.testing.assert_array_equal(probe, full[:, : probe.shape[1]])
+    # probes_needed: found with p probes  <=>  needed <= p, checked pair by pair against the lists
+    a, b = truth // len(x), truth % len(x)
+    need = join.probes_needed(full, a, b)
+    for p in (1, 3, 10):
+        found = (full[a, :p] == full[b, :1]).any(1) | (full[b, :p] == full[a, :1]).any(1)
+        np.testing.assert_array_equal(found, need <= p)
+    # nothing at that cosine: the fewest probes
+    assert join.assign_cells(x, 80, 40, recall_at=0.9999)[1].shape[1] == join.JOIN_MIN_PROBES
+
+
+def test_a_dense_sample_is_thinned_uniformly(monkeypatch):
+    from dupq.dedupe import join
+
+    x = clustered(4000, centres=16, noise=0.05, seed=1)  # nearly every pair above 0.9
+    monkeypatch.setattr(join, "JOIN_RECALL_PAIRS", 5000)
+    sample = np.arange(0, 4000, 8)
+    probe, q, partner = join._cells_pass(x, join.train_cells(x, 20), 5, 1000, sample, 0.9)
+    assert 2500 <= len(q) <= 10_000  # ~1M pairs in the sample, thinned to within 2x of the cap
+    assert np.all(sample[q] != partner)
+    assert np.all(np.sum(x[sample[q]] * x[partner], axis=1) >= 0.9 - 1e-5)  # still real pairs
+    assert probe.shape == (4000, 5)

@@ -22,6 +22,7 @@ average), when only the threshold's pairs are kept and they are complete down to
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,23 @@ from tqdm.auto import tqdm
 
 from dupq.vectors import l2_normalize, release_pages, unit_rows
 
+logger = logging.getLogger(__name__)
+
 #: Rows per k-means cell (the cell count is rows / this); smaller cells with the same rows compared
 #: per query (probes × cell size) gave higher recall: 2,000 cells × 16 probes 0.990, 4,000 × 32 0.996.
 JOIN_CELL_SIZE = 250
-#: Cells each row is compared against (its nearest centroids, its own first).
+#: Cells each row is compared against (its nearest centroids, its own first) — at most: fewer when a
+#: sample shows that fewer reach :data:`JOIN_RECALL` (:func:`assign_cells`).
 JOIN_PROBES = 32
+#: Pair recall the probe count is chosen for, estimated on :data:`JOIN_RECALL_SAMPLE` rows searched
+#: exactly; 1.0 keeps :data:`JOIN_PROBES` always. How many cells a pair's rows lie apart depends on the
+#: vectors: the static student's 256-dim table vectors at 0.80 need half the probes MiniLM's need.
+JOIN_RECALL = 0.99
+JOIN_RECALL_SAMPLE = 1000
+#: The sample's pairs are thinned (uniformly) to about this many when its rows have dense neighbourhoods.
+JOIN_RECALL_PAIRS = 200_000
+#: Fewest probes :func:`assign_cells` picks (a sample's tail is the least certain part of it).
+JOIN_MIN_PROBES = 4
 #: At most this many cells (cells then grow past :data:`JOIN_CELL_SIZE`): training and probing cost
 #: rows × cells, so uncapped they would grow with the square of the rows (README: the 100M model).
 JOIN_MAX_CELLS = 65_536
@@ -90,16 +103,60 @@ def train_cells(
 def nearest_cells(vectors: Any, centroids: np.ndarray, k: int, chunk_size: int = 65_536) -> np.ndarray:
     """``(n, k)`` int32: each row's ``k`` nearest centroids by cosine, nearest first, read ``chunk_size``
     rows at a time (``vectors`` may be a memory map)."""
+    return _cells_pass(vectors, centroids, k, chunk_size)[0]
+
+
+def _cells_pass(
+    vectors: Any,
+    centroids: np.ndarray,
+    k: int,
+    chunk_size: int,
+    sample: np.ndarray | None = None,
+    at: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(probe, q, partner)``: :func:`nearest_cells`, and in the same read of the rows the pairs
+    ``(sample[q], partner)`` with cosine ``>= at`` found exactly for the ``sample`` rows (sorted ids)."""
     import faiss
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(centroids)
     n = len(vectors)
     out = np.empty((n, k), dtype=np.int32)
+    queries = None if sample is None else np.ascontiguousarray(l2_normalize(vectors[sample]))
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    rate, rng = 1.0, np.random.default_rng(0)  # the kept share of the sample's pairs (a dense sample)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        out[start:stop] = index.search(unit_rows(vectors, start, stop), k)[1]
-    return out
+        chunk = unit_rows(vectors, start, stop)
+        out[start:stop] = index.search(chunk, k)[1]
+        if queries is not None:
+            hit = np.flatnonzero((queries @ chunk.T).ravel() >= np.float32(at))
+            if rate < 1.0:
+                hit = hit[rng.random(len(hit)) < rate]
+            r, c = np.divmod(hit, stop - start)
+            c += start
+            other = sample[r] != c
+            found.append((r[other], c[other]))
+            while sum(len(f[0]) for f in found) > 2 * JOIN_RECALL_PAIRS:
+                rate /= 2
+                found = [(f[0][keep], f[1][keep]) for f in found for keep in [rng.random(len(f[0])) < 0.5]]
+    empty = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+    q = np.concatenate([f[0] for f in found or empty])
+    partner = np.concatenate([f[1] for f in found or empty])
+    return out, q, partner
+
+
+def probes_needed(probe: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair ``(a, b)``, the probes the join needs to find it: it is found when ``b``'s cell is among
+    ``a``'s nearest ``p`` or the other way round, so ``1 + min(rank of b's home in a's list, rank of a's
+    home in b's list)`` — ``probe.shape[1] + 1`` when neither list reaches the other's home."""
+    width = probe.shape[1]
+
+    def rank(row: np.ndarray, other: np.ndarray) -> np.ndarray:
+        match = probe[row] == probe[other, 0][:, None]
+        return np.where(match.any(1), match.argmax(1), width)
+
+    return np.minimum(rank(a, b), rank(b, a)) + 1
 
 
 def _row_reader(vectors: Any, chunk_size: int) -> Any:
@@ -116,14 +173,40 @@ def _row_reader(vectors: Any, chunk_size: int) -> Any:
 
 
 def assign_cells(
-    vectors: Any, cells: int, probes: int, *, chunk_size: int = 65_536, seed: int = 0
+    vectors: Any,
+    cells: int,
+    probes: int,
+    *,
+    chunk_size: int = 65_536,
+    seed: int = 0,
+    recall_at: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(centroids, probe)``: the cells' unit centroids and, per row, its ``probes`` nearest cells
-    (int32, its own cell first). One cell: every row's only probe is cell 0."""
+    """``(centroids, probe)``: the cells' unit centroids and, per row, its nearest cells (int32, its own
+    cell first): ``probes`` of them, or with ``recall_at`` (a cosine) the fewest (down to
+    :data:`JOIN_MIN_PROBES`) that find :data:`JOIN_RECALL` of the pairs at that cosine.
+
+    The probes are chosen on :data:`JOIN_RECALL_SAMPLE` rows searched exactly against all rows, in the
+    same read of the rows as the cell assignment (sample × rows × dim more work: ~4 s at 1M × 256 on
+    2 cores): each sample pair's :func:`probes_needed` is read off the rows' ``probes`` nearest cells.
+    How far apart in cells a pair's rows lie depends on the vectors: the static student's at 0.80
+    needed 12–14 probes for 0.99, where 32 had been fixed for MiniLM's. One cell: every row's only
+    probe is cell 0."""
     if cells == 1:
         return train_cells(vectors, 1), np.zeros((len(vectors), 1), dtype=np.int32)
     centroids = train_cells(vectors, cells, seed)
-    return centroids, nearest_cells(vectors, centroids, probes, chunk_size)
+    if recall_at is None or JOIN_RECALL >= 1.0 or probes <= JOIN_MIN_PROBES:
+        return centroids, nearest_cells(vectors, centroids, probes, chunk_size)
+    rng = np.random.default_rng(seed + 1)
+    sample = np.sort(rng.choice(len(vectors), min(len(vectors), JOIN_RECALL_SAMPLE), replace=False))
+    probe, q, partner = _cells_pass(vectors, centroids, probes, chunk_size, sample, recall_at)
+    need = np.sort(probes_needed(probe, sample[q], partner))
+    chosen = int(need[int(np.ceil(JOIN_RECALL * len(need))) - 1]) if len(need) else JOIN_MIN_PROBES
+    chosen = min(probes, max(JOIN_MIN_PROBES, chosen))
+    logger.info(
+        "join: %d probes of %d for pair recall %.3f at %.4f (estimated %.4f on %d sample pairs)",
+        chosen, probes, JOIN_RECALL, recall_at, np.mean(need <= chosen) if len(need) else 1.0, len(need),
+    )  # fmt: skip
+    return centroids, np.ascontiguousarray(probe[:, :chosen])
 
 
 def join_pairs(
@@ -148,10 +231,12 @@ def join_pairs(
     n = len(vectors)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.float32), floor
+    chosen = probes is None  # the caller's probes are kept; the default is chosen for JOIN_RECALL
     if cells is None or probes is None:
-        cells, probes = join_plan(n)
+        cells, probes = join_plan(n, probes=probes)
     probes = min(probes, cells)
-    _, probe = assign_cells(vectors, cells, probes, chunk_size=chunk_size, seed=seed)
+    recall_at = (floor if keep_above is None else max(floor, keep_above)) if chosen else None
+    _, probe = assign_cells(vectors, cells, probes, chunk_size=chunk_size, seed=seed, recall_at=recall_at)
     every = np.arange(n, dtype=np.int32)
     data = (probe[:, 0].copy(), every)
     queries = (probe.ravel(), np.repeat(every, probe.shape[1]))
@@ -190,7 +275,6 @@ def join_cells(
     ``band_limit`` of them (default: :data:`JOIN_BAND_PER_ROW` per row; see ``_Pairs``). Returns
     ``(key, score, floor)``: keys ascending, and the floor down to which the pairs are complete.
     """
-    limit = np.float32(floor)
     d_pos, d_spans, present = _by_cell(*data)
     q_pos, q_spans, _ = _by_cell(*queries, cells=present)
     del data, queries
@@ -215,7 +299,10 @@ def join_cells(
                 for s in range(0, len(probing), JOIN_BLOCK):
                     q = probing[s : s + JOIN_BLOCK]
                     sims = rows(q) @ base.T
-                    r, k = np.nonzero(sims >= limit)
+                    # the live floor: once the band is dropped, its hits are not even listed; and a flat
+                    # nonzero + divmod is ~4x faster than a 2-D nonzero (13 s of 60 at 1M, static)
+                    hit = np.flatnonzero(sims.ravel() >= np.float32(pairs.floor))
+                    r, k = np.divmod(hit, sims.shape[1])
                     a = (q if ids is None else ids[q])[r].astype(np.int64)
                     b = gbase[k]
                     other = a != b

@@ -285,14 +285,16 @@ def cell_mode(n: int, params: SearchParams) -> bool:
     return index_kind(n, params.index) == "join"
 
 
-def prepare(vectors_path: Path, root: Path, plan: SearchPlan, cells: bool = False) -> dict[str, float]:
+def prepare(
+    vectors_path: Path, root: Path, plan: SearchPlan, cells: bool = False, recall_at: float | None = None
+) -> dict[str, float]:
     """Centroids and member files (skipped when ``plan.json`` says a previous run wrote them)."""
     if (root / "plan.json").exists():
         return {"kmeans_s": 0.0, "assign_s": 0.0}
     root.mkdir(parents=True, exist_ok=True)
     vectors = MappedRows(vectors_path)
     if cells:
-        seconds = prepare_cells(vectors, root, plan)
+        seconds = prepare_cells(vectors, root, plan, recall_at)
         atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors), "mode": "cells"})
         return seconds
     t0 = time.perf_counter()
@@ -308,7 +310,9 @@ def prepare(vectors_path: Path, root: Path, plan: SearchPlan, cells: bool = Fals
     return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(t2 - t1, 3)}
 
 
-def prepare_cells(vectors: Any, root: Path, plan: SearchPlan) -> dict[str, float]:
+def prepare_cells(
+    vectors: Any, root: Path, plan: SearchPlan, recall_at: float | None = None
+) -> dict[str, float]:
     """The cell join split over partitions: the join's cells and each row's probes are computed here
     once (:func:`dupq.dedupe.join.assign_cells`, as the local join does), the cells are grouped into
     ``plan.partitions`` partitions of neighbouring cells (k-means over the cell centroids, so a row's
@@ -321,7 +325,9 @@ def prepare_cells(vectors: Any, root: Path, plan: SearchPlan) -> dict[str, float
     n = len(vectors)
     t0 = time.perf_counter()
     cells, probes = join_plan(n)
-    centroids, probe = assign_cells(vectors, cells, min(probes, cells), chunk_size=ASSIGN_CHUNK)
+    centroids, probe = assign_cells(
+        vectors, cells, min(probes, cells), chunk_size=ASSIGN_CHUNK, recall_at=recall_at
+    )
     group = _cell_groups(centroids, plan.partitions, plan.seed)
     t1 = time.perf_counter()
     home = probe[:, 0]
@@ -412,7 +418,7 @@ def partitioned_search(
     root = search_root(workdir, n, dim, plan, params)
     t0 = time.perf_counter()
     cells = cell_mode(n, params)
-    seconds = prepare(vectors_path, root, plan, cells)
+    seconds = prepare(vectors_path, root, plan, cells, recall_at=max(params.floor, params.range_at))
     todo = [p for p in range(plan.partitions) if not (root / f"pairs-{p:05d}.parquet").exists()]
     logger.info(
         "search: partitioned on Ray, %d partitions (%d to search, %d reused), %s",
