@@ -430,15 +430,15 @@ class Matcher:
     def _encode(self, texts: list[str], show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         threads = self.query_threads if len(texts) < SMALL_BATCH else None
         with self._encode_lock, torch_threads(threads):
-            lengths = self.embedder.token_lengths(texts)
-            vecs = self.embedder.encode(texts, show_progress=show_progress, desc="encoding questions")
-        truncated = lengths > self.embedder.max_seq_length
+            vecs, truncated = self.embedder.encode_flagged(
+                texts, show_progress=show_progress, desc="encoding questions"
+            )
         if truncated.any():
             first = int(np.flatnonzero(truncated)[0])
             warnings.warn(
                 f"{int(truncated.sum())} of {len(texts)} text(s) exceed the model's "
                 f"{self.embedder.max_seq_length} tokens and were truncated (first: position {first + 1}, "
-                f"{int(lengths[first])} tokens)",
+                f"{int(self.embedder.token_lengths([texts[first]])[0])} tokens)",
                 TruncationWarning,
                 stacklevel=3,
             )

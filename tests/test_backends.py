@@ -47,6 +47,26 @@ def shared_copy(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 # -- the encode path ------------------------------------------------------------------------------
+def test_truncation_flags_equal_token_lengths_and_retokenise_only_the_full_ones(tiny_model, monkeypatch):
+    texts = _texts()
+    emb = Embedder(tiny_model)
+    limit = emb.max_seq_length
+    lengths = emb.token_lengths(texts)
+    exact = next(
+        t for t in (" ".join(["why"] * k) for k in range(limit)) if emb.token_lengths([t])[0] == limit
+    )
+    texts.append(exact)  # exactly at the limit: re-checked, not flagged
+    want = np.append(lengths > limit, False)
+    assert want.sum() == 2  # the long question, twice
+    asked: list[str] = []
+    real = Embedder.token_lengths
+    monkeypatch.setattr(Embedder, "token_lengths", lambda self, t: asked.extend(t) or real(self, t))
+    vecs, flagged = emb.encode_flagged(texts)
+    np.testing.assert_array_equal(flagged, want)
+    assert sorted(set(asked)) == sorted({texts[1], exact})  # once per unique text at the limit
+    np.testing.assert_allclose(vecs, emb.encode(texts), atol=1e-6)
+
+
 def test_torch_encode_keeps_order_and_encodes_duplicates_once(tiny_model):
     texts = _texts()
     emb = Embedder(tiny_model)

@@ -85,6 +85,9 @@ class CraftedEmbedder(Embedder):
     def encode(self, texts, **kwargs):
         return np.stack([self.VECTORS[text_key(t)] for t in texts]) if len(texts) else np.zeros((0, 32))
 
+    def encode_flagged(self, texts, **kwargs):
+        return self.encode(texts), self.token_lengths(texts) > self.max_seq_length
+
     @property
     def fingerprint(self) -> str:
         return "crafted-vectors-v1"
@@ -109,12 +112,12 @@ class CountingEmbedder(Embedder):
         self.fail_after = fail_after
         self.exc = exc
 
-    def encode(self, texts, **kwargs):
+    def encode_flagged(self, texts, **kwargs):  # what the dedupe pipeline calls
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise self.exc()
         self.calls += 1
         self.texts += len(texts)
-        return super().encode(texts, **kwargs)
+        return super().encode_flagged(texts, **kwargs)
 
 
 def _groups(df: pd.DataFrame, key: str) -> set[frozenset]:
@@ -250,6 +253,19 @@ def test_every_row_once_in_order_with_statuses(tiny_model, tmp_path):
     assert s.rows == 12 and s.empty_rows == 5 and s.unreadable_rows == 3 and s.truncated_rows == 1
     assert s.ok_rows + s.truncated_rows + s.empty_rows + s.unreadable_rows == s.rows
     assert s.unique_texts == 3 and s.exact_duplicate_rows == 1 and s.rows_marked_duplicate == 1
+
+
+def test_classifier_control_characters_and_keys():
+    """The printable fast path gives what the per-character count gives; keys are ``text_key``."""
+    from dupq.dedupe.scan import EMPTY, UNREADABLE, classify_key
+
+    assert classify_key("a\tb\nc") == (0, "a\tb\nc", text_key("a\tb\nc"))  # tabs/newlines are text
+    assert classify_key("caf\u00e9\u00a0menu")[0] == 0  # non-printable to Python (NBSP), not control
+    assert classify_key("\x07\x08 hi")[0] == UNREADABLE  # 2 of 5 characters are control characters
+    assert classify_key("one \x07 bell in a long enough question")[0] == 0  # under 10 %
+    assert classify_key("\U000f0000\U000f0001 x")[0] == UNREADABLE  # private use
+    assert classify_key("?!") == (EMPTY, "", "")
+    assert classify_key(7) == (0, "7", text_key("7"))
 
 
 def test_exact_duplicates_cost_no_model_call(tiny_model):

@@ -34,11 +34,11 @@ import dupq.dedupe.store as store
 store.PIECE = 16
 store.SAVE_EVERY_SECONDS = 0.0
 from dupq.embed import Embedder
-encode = Embedder.encode
+encode = Embedder.encode_flagged
 def slow(self, texts, **kw):
     time.sleep(0.15)
     return encode(self, texts, **kw)
-Embedder.encode = slow
+Embedder.encode_flagged = slow
 from dupq.cli import app
 app(sys.argv[1:], prog_name="dupq")
 """

@@ -93,7 +93,7 @@ def test_exact_duplicates_found_by_hash_without_the_model(matcher, questions, mo
     def boom(*a, **k):
         raise AssertionError("the model must not run for an exact duplicate")
 
-    monkeypatch.setattr(matcher.embedder, "encode", boom)
+    monkeypatch.setattr(matcher.embedder, "encode_flagged", boom)
     variant = "  " + questions[11].upper().replace("?", " !!") + "  "
     res = matcher.match(variant, k=5)
     assert [m.id for m in res] == [11] and res[0].exact and res[0].score == 1.0
@@ -107,9 +107,9 @@ def test_exact_duplicates_found_by_hash_without_the_model(matcher, questions, mo
 
 def test_batch_queries_are_encoded_together(matcher, questions, monkeypatch):
     calls = []
-    real = matcher.embedder.encode
+    real = matcher.embedder.encode_flagged
     monkeypatch.setattr(
-        matcher.embedder, "encode", lambda texts, **kw: calls.append(len(texts)) or real(texts)
+        matcher.embedder, "encode_flagged", lambda texts, **kw: calls.append(len(texts)) or real(texts)
     )
     res = matcher.match(["brand new one?", questions[3], "another new question here?"], k=2)
     assert calls == [2]  # one model call for the two non-exact queries

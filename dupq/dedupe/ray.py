@@ -86,12 +86,10 @@ class EmbedActor:
         self.embedder = Embedder(
             model, device=device, batch_size=batch_size, backend=backend, calibration=calibration
         )
-        self.max_len = self.embedder.max_seq_length
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        vecs = self.embedder.encode(texts)
-        too_long = self.embedder.token_lengths(texts) > self.max_len
+        vecs, too_long = self.embedder.encode_flagged(texts)
         blobs = np.empty(len(texts), dtype=object)
         for i, v in enumerate(vecs):
             blobs[i] = v.astype(np.float32).tobytes()

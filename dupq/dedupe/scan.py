@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from dupq.dedupe.keep import KeepRule, best_rows
 from dupq.errors import InputError
 from dupq.tables import TableFile, check_columns, dataset_chunks
-from dupq.text import is_blank, normalize, text_key
+from dupq.text import is_blank, normalize, normalized_key
 
 logger = logging.getLogger(__name__)
 
@@ -105,33 +105,47 @@ def is_dataset(data: Any) -> bool:
 
 def classify(value: Any) -> tuple[int, str]:
     """``(code, text)``: 0 with the text to encode, or :data:`EMPTY` / :data:`UNREADABLE`."""
+    code, text, _ = classify_key(value)
+    return code, text
+
+
+def classify_key(value: Any) -> tuple[int, str, str]:
+    """:func:`classify`, and the text's exact-duplicate key (``""`` when it has none) — the scan's one
+    pass per row: normalising (for the empty check and for the key) is done once."""
     if isinstance(value, str):
         text = value
     elif is_blank(value) or value is pd.NA or value is pd.NaT:
-        return EMPTY, ""
+        return EMPTY, "", ""
     elif isinstance(value, (bytes, bytearray, memoryview)):
         try:
             text = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            return UNREADABLE, ""
+            return UNREADABLE, "", ""
     elif isinstance(value, (bool, np.bool_)):
-        return UNREADABLE, ""
+        return UNREADABLE, "", ""
     elif isinstance(value, (int, float, np.integer, np.floating)):
         text = str(value)  # a number in a text column (JSON/Parquet) is still text to a person
     else:
-        return UNREADABLE, ""  # dicts, lists, arrays: not a question
+        return UNREADABLE, "", ""  # dicts, lists, arrays: not a question
     if not text.strip():
-        return EMPTY, ""
+        return EMPTY, "", ""
     if "\ufffd" in text or "\x00" in text:
-        return UNREADABLE, ""  # undecodable bytes were replaced, or binary data
+        return UNREADABLE, "", ""  # undecodable bytes were replaced, or binary data
+    # printable text has no control, surrogate, private or unassigned characters: the per-character
+    # count (a Python loop, ~10 s at 1M questions) is only needed for the rest
+    if not text.isprintable() and _control_share(text) > 0.1:
+        return UNREADABLE, "", ""
+    normal = normalize(text)
+    if not normal:
+        return EMPTY, "", ""  # only punctuation/symbols: nothing a model could compare
+    return 0, text, normalized_key(normal)
+
+
+def _control_share(text: str) -> float:
     bad = sum(
         1 for ch in text if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") and ch not in _CONTROL_OK
     )
-    if bad and bad / len(text) > 0.1:
-        return UNREADABLE, ""
-    if not normalize(text):
-        return EMPTY, ""  # only punctuation/symbols: nothing a model could compare
-    return 0, text
+    return bad / len(text)
 
 
 @dataclass
@@ -187,11 +201,10 @@ def scan(source: Source, show_progress: bool, keep_column: KeepRule | None = Non
             uids = np.full(len(values), -1, dtype=np.int64)
             codes = np.zeros(len(values), dtype=np.int8)
             for i, value in enumerate(values):
-                code, text = classify(value)
+                code, text, key = classify_key(value)
                 if code:
                     codes[i] = code
                     continue
-                key = text_key(text)
                 uid = keys.get(key)
                 if uid is None:
                     uid = keys[key] = len(texts)

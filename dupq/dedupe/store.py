@@ -223,14 +223,13 @@ def _encode_shard(
 ) -> int:
     """Encode one shard's pending texts in pieces; mark them done every :data:`SAVE_EVERY_SECONDS`
     and at the end (a shard of 16k texts can take minutes on a CPU)."""
-    max_len = embedder.max_seq_length
     unsaved: list[tuple[np.ndarray, np.ndarray]] = []
     last_save = time.monotonic()
     for p in range(0, len(uids), PIECE):
         sel = uids[p : p + PIECE]
         piece = [texts[i] for i in sel]
-        too_long = embedder.token_lengths(piece) > max_len
-        store.vectors[sel] = embedder.encode(piece, batch_size=cfg.batch_size).astype(store.vectors.dtype)
+        vectors, too_long = embedder.encode_flagged(piece, batch_size=cfg.batch_size)
+        store.vectors[sel] = vectors.astype(store.vectors.dtype)
         unsaved.append((sel, too_long))
         bar.update(len(sel))
         if time.monotonic() - last_save >= SAVE_EVERY_SECONDS or p + PIECE >= len(uids):
