@@ -340,14 +340,24 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def run_worker(
-    name: str, work: Path, threshold: float, batch_size: int, extra: list[str] | None = None
+    name: str,
+    work: Path,
+    threshold: float,
+    batch_size: int,
+    extra: list[str] | None = None,
+    time_limit: float | None = None,
 ) -> dict:
+    """One system in its own process; past ``time_limit`` seconds it is stopped and recorded as such."""
     cmd = [sys.executable, __file__, "--worker", name, "--work", str(work), "--threshold", str(threshold)]
     cmd += ["--batch-size", str(batch_size), *(extra or [])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        stopped = f"not finished in {time_limit:.0f} s: stopped"
+        return {"error": stopped, "timed_out": True, "limit_s": time_limit}
     if proc.returncode != 0:
         return {
             "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"
@@ -482,6 +492,12 @@ def main() -> None:
         default=None,
         help="semhash-static: the static model dir (a dupq distill --kind static)",
     )
+    ap.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="semhash-static: stop it after this many seconds and record it as not finished",
+    )
     ap.add_argument("--dupq-workdir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--emb-file", default="emb.npy", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
@@ -560,8 +576,11 @@ def main() -> None:
                 if not args.static_model:
                     raise SystemExit("--systems semhash-static needs --static-model DIR")
                 extra = ["--static-model", str(args.static_model)]
-                r = run_worker("semhash-static", work, threshold, args.batch_size, extra=extra)
-                r["quality"] = quality_of("semhash-static", work, pairs)
+                r = run_worker(
+                    "semhash-static", work, threshold, args.batch_size, extra, time_limit=args.time_limit
+                )
+                if "error" not in r:
+                    r["quality"] = quality_of("semhash-static", work, pairs)
                 run["systems"]["semhash-static"] = r
                 print(
                     "semhash-static", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True
