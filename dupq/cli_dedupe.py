@@ -66,6 +66,11 @@ def dedupe(
         "--ef-search",
         help="With --index hnsw: the search beam (default 128; 64: ~1.3x faster, pair recall ~0.99).",
     ),
+    join_recall: float = typer.Option(
+        0.99,  # dupq.dedupe.join.JOIN_RECALL (not imported here: `dupq --help` stays fast; a test checks)
+        "--join-recall",
+        help="The join's pair-recall target: its probes are chosen for it (1.0: the most; lower: faster).",
+    ),
     workdir: str | None = typer.Option(
         None, "--workdir", help="Keep embeddings here (resume; re-group without re-encoding)."
     ),
@@ -133,6 +138,7 @@ def dedupe(
             batch_size=batch_size,
             index=index,
             ef_search=ef_search,
+            join_recall=join_recall,
             sep=sep,
             encoding=encoding,
             ray_address=ray_address,

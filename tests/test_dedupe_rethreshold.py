@@ -85,3 +85,26 @@ def test_cli_rethreshold_says_it_reused_the_pairs(tiny_model_dir, tmp_path):
     assert "re-used: no search" in r.output
     out = pd.read_csv(tmp_path / "b.csv", dtype=str, keep_default_na=False)
     assert list(out.columns) == ["id", "question", *RESULT_COLUMNS]
+
+
+def test_pairs_saved_for_one_join_recall_are_not_reused_for_another(tiny_model, tmp_path):
+    import inspect
+
+    from dupq.cli_dedupe import dedupe as dedupe_command
+    from dupq.dedupe import DedupeConfig
+    from dupq.dedupe.join import JOIN_RECALL
+    from dupq.errors import InputError
+
+    df = _questions()
+    work = tmp_path / "work"
+    first = _run(tiny_model, df, 0.985, workdir=work, index="join")
+    assert not first.summary.pairs_reused
+    assert _run(tiny_model, df, 0.985, workdir=work, index="join").summary.pairs_reused
+    other = _run(tiny_model, df, 0.985, workdir=work, index="join", join_recall=1.0)
+    assert not other.summary.pairs_reused and other.summary.texts_encoded == 0
+    for bad in (0.0, 1.5):
+        with pytest.raises(InputError, match="join_recall"):
+            DedupeConfig(text_column="q", join_recall=bad)
+    # the CLI spells the default out (it does not import the join): it must be the join's
+    default = inspect.signature(dedupe_command).parameters["join_recall"].default.default
+    assert default == JOIN_RECALL == DedupeConfig(text_column="q").join_recall

@@ -203,8 +203,10 @@ def test_probes_are_chosen_for_the_recall_target_and_reach_it(monkeypatch):
     for p in (1, 3, 10):
         found = (full[a, :p] == full[b, :1]).any(1) | (full[b, :p] == full[a, :1]).any(1)
         np.testing.assert_array_equal(found, need <= p)
-    # nothing at that cosine: the fewest probes
+    # nothing at that cosine: the fewest probes; a recall of 1.0: all of them (the caller's own choice)
     assert join.assign_cells(x, 80, 40, recall_at=0.9999)[1].shape[1] == join.JOIN_MIN_PROBES
+    assert join.assign_cells(x, 80, 40, recall_at=0.8, recall=1.0)[1].shape[1] == 40
+    assert join.assign_cells(x, 80, 40, recall_at=0.8, recall=0.9)[1].shape[1] == chosen[0.9]
 
 
 def test_a_dense_sample_is_thinned_uniformly(monkeypatch):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from dupq.dedupe.join import JOIN_RECALL
 from dupq.dedupe.keep import KeepRule, parse_keep
 from dupq.errors import InputError
 
@@ -64,6 +65,7 @@ class DedupeConfig:
     chunk_size: int = DEFAULT_CHUNK
     index: str = "auto"
     ef_search: int | None = None
+    join_recall: float = JOIN_RECALL
     dtype: str = "float16"
     sep: str | None = None
     encoding: str | None = None
@@ -106,6 +108,8 @@ class DedupeConfig:
                 f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {self.verify_above}"
             )
         self.keep_rule = parse_keep(self.keep)
+        if not 0.0 < self.join_recall <= 1.0:
+            raise InputError(f"join_recall must be in (0, 1], got {self.join_recall}")
         if self.ef_search is not None and self.ef_search < 1:
             raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
         if self.keep_only not in (None, "representatives"):

@@ -182,10 +182,11 @@ def assign_cells(
     chunk_size: int = 65_536,
     seed: int = 0,
     recall_at: float | None = None,
+    recall: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(centroids, probe)``: the cells' unit centroids and, per row, its nearest cells (int32, its own
     cell first): ``probes`` of them, or with ``recall_at`` (a cosine) the fewest (down to
-    :data:`JOIN_MIN_PROBES`) that find :data:`JOIN_RECALL` of the pairs at that cosine.
+    :data:`JOIN_MIN_PROBES`) that find ``recall`` (default :data:`JOIN_RECALL`) of the pairs at that cosine.
 
     The probes are chosen on :data:`JOIN_RECALL_SAMPLE` rows searched exactly against all rows, in the
     same read of the rows as the cell assignment (sample × rows × dim more work: ~4 s at 1M × 256 on
@@ -196,17 +197,18 @@ def assign_cells(
     if cells == 1:
         return train_cells(vectors, 1), np.zeros((len(vectors), 1), dtype=np.int32)
     centroids = train_cells(vectors, cells, seed)
-    if recall_at is None or JOIN_RECALL >= 1.0 or probes <= JOIN_MIN_PROBES:
+    recall = JOIN_RECALL if recall is None else recall
+    if recall_at is None or recall >= 1.0 or probes <= JOIN_MIN_PROBES:
         return centroids, nearest_cells(vectors, centroids, probes, chunk_size)
     rng = np.random.default_rng(seed + 1)
     sample = np.sort(rng.choice(len(vectors), min(len(vectors), JOIN_RECALL_SAMPLE), replace=False))
     probe, q, partner = _cells_pass(vectors, centroids, probes, chunk_size, sample, recall_at)
     need = np.sort(probes_needed(probe, sample[q], partner))
-    chosen = int(need[int(np.ceil(JOIN_RECALL * len(need))) - 1]) if len(need) else JOIN_MIN_PROBES
+    chosen = int(need[int(np.ceil(recall * len(need))) - 1]) if len(need) else JOIN_MIN_PROBES
     chosen = min(probes, max(JOIN_MIN_PROBES, chosen))
     logger.info(
         "join: %d probes of %d for pair recall %.3f at %.4f (estimated %.4f on %d sample pairs)",
-        chosen, probes, JOIN_RECALL, recall_at, np.mean(need <= chosen) if len(need) else 1.0, len(need),
+        chosen, probes, recall, recall_at, np.mean(need <= chosen) if len(need) else 1.0, len(need),
     )  # fmt: skip
     return centroids, np.ascontiguousarray(probe[:, :chosen])
 
@@ -221,6 +223,7 @@ def join_pairs(
     show_progress: bool = False,
     seed: int = 0,
     keep_above: float | None = None,
+    recall: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Every pair ``i < j`` of rows with cosine ``>= floor`` found cell by cell (see the module).
 
@@ -238,7 +241,9 @@ def join_pairs(
         cells, probes = join_plan(n, probes=probes)
     probes = min(probes, cells)
     recall_at = (floor if keep_above is None else max(floor, keep_above)) if chosen else None
-    _, probe = assign_cells(vectors, cells, probes, chunk_size=chunk_size, seed=seed, recall_at=recall_at)
+    _, probe = assign_cells(
+        vectors, cells, probes, chunk_size=chunk_size, seed=seed, recall_at=recall_at, recall=recall
+    )
     every = np.arange(n, dtype=np.int32)
     data = (probe[:, 0].copy(), every)
     queries = (probe.ravel(), np.repeat(every, probe.shape[1]))

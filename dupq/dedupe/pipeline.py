@@ -25,6 +25,7 @@ from dupq.dedupe.cache import CandidatePairs, PairCache
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, SEARCH_MARGIN, DedupeConfig
 from dupq.dedupe.decisions import load_decisions
 from dupq.dedupe.group import Groups, group
+from dupq.dedupe.join import JOIN_RECALL
 from dupq.dedupe.report import ReportInputs, report_data, save_data, write_report
 from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
@@ -72,6 +73,7 @@ def deduplicate(
     chunk_size: int = DEFAULT_CHUNK,
     index: str = "auto",
     ef_search: int | None = None,
+    join_recall: float = JOIN_RECALL,
     dtype: str = "float16",
     sep: str | None = None,
     encoding: str | None = None,
@@ -121,8 +123,9 @@ def deduplicate(
     :mod:`dupq.dedupe.join` above) | ``"flat"`` | ``"join"`` | ``"hnsw"`` | ``"ivf"``; matching against a
     base uses HNSW where the self-search joins. ``ef_search``: the HNSW search beam
     (default :data:`~dupq.dedupe.config.HNSW_EF_SEARCH`; lower is faster at some pair recall: see the
-    README). ``dtype``: storage of the embeddings on disk (``"float16"`` halves memory; cosine error
-    < 1e-3). The options are checked as a :class:`~dupq.dedupe.config.DedupeConfig`.
+    README). ``join_recall``: the pair recall the join's probes are chosen for (1.0: always the most
+    probes; lower is faster). ``dtype``: storage of the embeddings on disk (``"float16"`` halves
+    memory; cosine error < 1e-3). The options are checked as a :class:`~dupq.dedupe.config.DedupeConfig`.
 
     ``threshold="auto"`` takes the model's precision-0.90 operating point on its dev split when its
     ``dupq.json`` has one (a wrong merge costs more than a missed one), else its best-F1 threshold.
@@ -357,8 +360,10 @@ def _candidates(
         info = {"engine": "ray-partitioned", "partitions": plan.partitions, "assignments": plan.assignments}
     elif cfg.engine == "ray":
         logger.info("search: on the driver (%d unique texts; --ray-search %s)", n, cfg.ray_search)
-    extra = plan.cache_key() if plan is not None else None
-    cache = PairCache(store.dir, k=cfg.k, index=kind, ef_search=cfg.ef_search, extra=extra)
+    extra = plan.cache_key() if plan is not None else {}
+    if kind == "join":  # pairs found for another recall are not these pairs
+        extra = {**extra, "join_recall": cfg.join_recall}
+    cache = PairCache(store.dir, k=cfg.k, index=kind, ef_search=cfg.ef_search, extra=extra or None)
     found = cache.load(search_at)
     if found is not None:
         logger.info("re-using %d candidate pairs saved down to %.3f", len(found.a), found.floor)
@@ -380,6 +385,7 @@ def _candidates(
             chunk_size=cfg.chunk_size,
             show_progress=cfg.show_progress,
             ef_search=cfg.ef_search,
+            join_recall=cfg.join_recall,
         )
         found = CandidatePairs(a, b, s, floor, complete_to)
     cache.save(found)

@@ -102,6 +102,7 @@ class SearchParams:
     ef_search: int | None
     chunk_size: int
     threads: int = 1
+    join_recall: float | None = None
 
 
 def train_centroids(vectors: Any, partitions: int, seed: int) -> np.ndarray:
@@ -185,6 +186,7 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
         chunk_size=params.chunk_size,
         ef_search=params.ef_search,
         vindex=built.pop() if built else None,
+        join_recall=params.join_recall,
     )
     t_search = time.perf_counter()
     with atomic_path(base / f"complete-{part:05d}.npy") as tmp, open(tmp, "wb") as fh:
@@ -286,7 +288,12 @@ def cell_mode(n: int, params: SearchParams) -> bool:
 
 
 def prepare(
-    vectors_path: Path, root: Path, plan: SearchPlan, cells: bool = False, recall_at: float | None = None
+    vectors_path: Path,
+    root: Path,
+    plan: SearchPlan,
+    cells: bool = False,
+    recall_at: float | None = None,
+    recall: float | None = None,
 ) -> dict[str, float]:
     """Centroids and member files (skipped when ``plan.json`` says a previous run wrote them)."""
     if (root / "plan.json").exists():
@@ -294,7 +301,7 @@ def prepare(
     root.mkdir(parents=True, exist_ok=True)
     vectors = MappedRows(vectors_path)
     if cells:
-        seconds = prepare_cells(vectors, root, plan, recall_at)
+        seconds = prepare_cells(vectors, root, plan, recall_at, recall)
         atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors), "mode": "cells"})
         return seconds
     t0 = time.perf_counter()
@@ -311,7 +318,7 @@ def prepare(
 
 
 def prepare_cells(
-    vectors: Any, root: Path, plan: SearchPlan, recall_at: float | None = None
+    vectors: Any, root: Path, plan: SearchPlan, recall_at: float | None = None, recall: float | None = None
 ) -> dict[str, float]:
     """The cell join split over partitions: the join's cells and each row's probes are computed here
     once (:func:`dupq.dedupe.join.assign_cells`, as the local join does), the cells are grouped into
@@ -326,7 +333,7 @@ def prepare_cells(
     t0 = time.perf_counter()
     cells, probes = join_plan(n)
     centroids, probe = assign_cells(
-        vectors, cells, min(probes, cells), chunk_size=ASSIGN_CHUNK, recall_at=recall_at
+        vectors, cells, min(probes, cells), chunk_size=ASSIGN_CHUNK, recall_at=recall_at, recall=recall
     )
     group = _cell_groups(centroids, plan.partitions, plan.seed)
     t1 = time.perf_counter()
@@ -418,7 +425,8 @@ def partitioned_search(
     root = search_root(workdir, n, dim, plan, params)
     t0 = time.perf_counter()
     cells = cell_mode(n, params)
-    seconds = prepare(vectors_path, root, plan, cells, recall_at=max(params.floor, params.range_at))
+    recall_at = max(params.floor, params.range_at)
+    seconds = prepare(vectors_path, root, plan, cells, recall_at=recall_at, recall=params.join_recall)
     todo = [p for p in range(plan.partitions) if not (root / f"pairs-{p:05d}.parquet").exists()]
     logger.info(
         "search: partitioned on Ray, %d partitions (%d to search, %d reused), %s",
@@ -464,7 +472,9 @@ def search_store(
 ) -> tuple[CandidatePairs, dict[str, Any]]:
     """The partitioned search of a dedupe store's ``vectors.npy`` with the local search's settings
     (floor, range search at ``search_at``, ``k``, index, ``ef_search``); its files go in the store."""
-    params = SearchParams(floor, search_at, cfg.k, cfg.index, cfg.ef_search, cfg.chunk_size)
+    params = SearchParams(
+        floor, search_at, cfg.k, cfg.index, cfg.ef_search, cfg.chunk_size, join_recall=cfg.join_recall
+    )
     return partitioned_search(
         store_dir / "vectors.npy",
         store_dir,

@@ -112,6 +112,7 @@ def candidate_pairs(
     show_progress: bool = False,
     ef_search: int | None = None,
     vindex: VectorIndex | None = None,
+    join_recall: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs with cosine ``>= floor`` among each row's ``k`` nearest neighbours, completed by a range
     search at ``range_at`` (default ``floor``) for rows whose k-th neighbour reaches it.
@@ -129,6 +130,7 @@ def candidate_pairs(
     hundreds of neighbours above 0.70 (``benchmarks/results/report_check_cold.json``; the 624 s are in
     ``report_check.json`` as of commit 77dc914). ``vindex``: an index already built over ``vectors``
     by :func:`build_index` (the Ray partition search times building and searching apart).
+    ``join_recall``: the join's pair-recall target (default :data:`dupq.dedupe.join.JOIN_RECALL`).
     """
     n = len(vectors)
     empty = np.zeros(0, np.int64)
@@ -137,7 +139,12 @@ def candidate_pairs(
     range_at = floor if range_at is None else max(float(range_at), floor)
     if vindex is None and index_kind(n, index) == "join":
         key, s, reached = join_pairs(
-            vectors, floor, chunk_size=max(chunk_size, 4096), show_progress=show_progress, keep_above=range_at
+            vectors,
+            floor,
+            chunk_size=max(chunk_size, 4096),
+            show_progress=show_progress,
+            keep_above=range_at,
+            recall=join_recall,
         )
         return key // n, key % n, s, np.full(n, np.float32(reached), dtype=np.float32)
     if vindex is None:
