@@ -189,13 +189,13 @@ def test_probes_are_chosen_for_the_recall_target_and_reach_it(monkeypatch):
     chosen = {}
     for target in (0.9, 0.99):
         monkeypatch.setattr(join, "JOIN_RECALL", target)
-        _, probe = join.assign_cells(x, 80, 40, recall_at=0.8)
+        _, probe, _ = join.assign_cells(x, 80, 40, recall_at=0.8)
         chosen[target] = probe.shape[1]
         key, _, _ = join_pairs(x, 0.8, cells=80, probes=chosen[target])
         assert np.isin(truth, key).mean() >= target - 0.01  # the sample's estimate holds for all pairs
     assert join.JOIN_MIN_PROBES < chosen[0.9] < chosen[0.99] < 40  # a real lever, below the cap here
     # the join's own default path chooses too (the rows' nearest cells, cut to the chosen width)
-    _, full = join.assign_cells(x, 80, 40)
+    _, full, _ = join.assign_cells(x, 80, 40)
     np.testing.assert_array_equal(probe, full[:, : probe.shape[1]])
     # probes_needed: found with p probes  <=>  needed <= p, checked pair by pair against the lists
     a, b = truth // len(x), truth % len(x)
@@ -215,8 +215,35 @@ def test_a_dense_sample_is_thinned_uniformly(monkeypatch):
     x = clustered(4000, centres=16, noise=0.05, seed=1)  # nearly every pair above 0.9
     monkeypatch.setattr(join, "JOIN_RECALL_PAIRS", 5000)
     sample = np.arange(0, 4000, 8)
-    probe, q, partner = join._cells_pass(x, join.train_cells(x, 20), 5, 1000, sample, 0.9)
+    probe, q, partner, score, rate = join._cells_pass(x, join.train_cells(x, 20), 5, 1000, sample, 0.9)
     assert 2500 <= len(q) <= 10_000  # ~1M pairs in the sample, thinned to within 2x of the cap
     assert np.all(sample[q] != partner)
     assert np.all(np.sum(x[sample[q]] * x[partner], axis=1) >= 0.9 - 1e-5)  # still real pairs
+    np.testing.assert_allclose(score, np.sum(x[sample[q]] * x[partner], axis=1), atol=1e-5)
+    assert rate < 1 and len(q) / rate > 100_000  # the rate says how many there were
     assert probe.shape == (4000, 5)
+
+
+def test_a_kept_band_costs_probes_and_a_dense_one_is_dropped_before_the_search(monkeypatch):
+    """Saved pairs serve re-thresholds down to the floor, so the probes are chosen for the floor when the
+    band is kept; a band the join would drop anyway is dropped up front (the floor becomes the threshold)."""
+    from dupq.dedupe import join
+
+    x = np.random.default_rng(0).standard_normal((8000, 12)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    monkeypatch.setattr(join, "JOIN_RECALL_SAMPLE", 1500)
+    monkeypatch.setattr(join, "JOIN_CELL_SIZE", 100)  # join_pairs' own plan: 80 cells, up to 40 probes
+    monkeypatch.setattr(join, "JOIN_PROBES", 40)
+    _, at_threshold, floor = join.assign_cells(x, 80, 40, recall_at=0.8)
+    assert floor is None
+    _, with_band, floor = join.assign_cells(x, 80, 40, recall_at=0.8, floor=0.75)
+    assert floor == 0.75 and with_band.shape[1] > at_threshold.shape[1]
+    assert join.join_plan(len(x)) == (80, 40)
+    key, score, reached = join_pairs(x, 0.75, keep_above=0.8)  # the default path: probes chosen
+    truth, _ = exact_keys(x, 0.75)
+    assert reached == 0.75 and np.isin(truth, key).mean() >= 0.98  # the band as complete as the rest
+    monkeypatch.setattr(join, "JOIN_BAND_PER_ROW", 1)  # now the band is "too dense": not searched at all
+    _, dropped, floor = join.assign_cells(x, 80, 40, recall_at=0.8, floor=0.75)
+    assert floor == 0.8 and dropped.shape[1] == at_threshold.shape[1]
+    key, score, reached = join_pairs(x, 0.75, keep_above=0.8)
+    assert reached == 0.8 and score.min() >= np.float32(0.8)

@@ -115,9 +115,10 @@ def _cells_pass(
     chunk_size: int,
     sample: np.ndarray | None = None,
     at: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(probe, q, partner)``: :func:`nearest_cells`, and in the same read of the rows the pairs
-    ``(sample[q], partner)`` with cosine ``>= at`` found exactly for the ``sample`` rows (sorted ids)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(probe, q, partner, score, rate)``: :func:`nearest_cells`, and in the same read of the rows the
+    pairs ``(sample[q], partner)`` with cosine ``score >= at`` found exactly for the ``sample`` rows
+    (sorted ids), each kept with probability ``rate`` (below 1 when the sample's pairs were thinned)."""
     import faiss
 
     index = faiss.IndexFlatIP(centroids.shape[1])
@@ -125,27 +126,27 @@ def _cells_pass(
     n = len(vectors)
     out = np.empty((n, k), dtype=np.int32)
     queries = None if sample is None else np.ascontiguousarray(l2_normalize(vectors[sample]))
-    found: list[tuple[np.ndarray, np.ndarray]] = []
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     rate, rng = 1.0, np.random.default_rng(0)  # the kept share of the sample's pairs (a dense sample)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         chunk = unit_rows(vectors, start, stop)
         out[start:stop] = index.search(chunk, k)[1]
         if queries is not None:
-            hit = np.flatnonzero((queries @ chunk.T).ravel() >= np.float32(at))
+            sims = (queries @ chunk.T).ravel()
+            hit = np.flatnonzero(sims >= np.float32(at))
             if rate < 1.0:
                 hit = hit[rng.random(len(hit)) < rate]
             r, c = np.divmod(hit, stop - start)
             c += start
             other = sample[r] != c
-            found.append((r[other], c[other]))
+            found.append((r[other], c[other], sims[hit[other]]))
             while sum(len(f[0]) for f in found) > 2 * JOIN_RECALL_PAIRS:
                 rate /= 2
-                found = [(f[0][keep], f[1][keep]) for f in found for keep in [rng.random(len(f[0])) < 0.5]]
-    empty = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
-    q = np.concatenate([f[0] for f in found or empty])
-    partner = np.concatenate([f[1] for f in found or empty])
-    return out, q, partner
+                found = [tuple(x[keep] for x in f) for f in found for keep in [rng.random(len(f[0])) < 0.5]]
+    empty = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))]
+    q, partner, score = (np.concatenate([f[i] for f in found or empty]) for i in range(3))
+    return out, q, partner, score, rate
 
 
 def probes_needed(probe: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -183,34 +184,51 @@ def assign_cells(
     seed: int = 0,
     recall_at: float | None = None,
     recall: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(centroids, probe)``: the cells' unit centroids and, per row, its nearest cells (int32, its own
-    cell first): ``probes`` of them, or with ``recall_at`` (a cosine) the fewest (down to
-    :data:`JOIN_MIN_PROBES`) that find ``recall`` (default :data:`JOIN_RECALL`) of the pairs at that cosine.
+    floor: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """``(centroids, probe, floor)``: the cells' unit centroids; per row its nearest cells (int32, its own
+    cell first); and the floor the join should search down to.
 
-    The probes are chosen on :data:`JOIN_RECALL_SAMPLE` rows searched exactly against all rows, in the
-    same read of the rows as the cell assignment (sample × rows × dim more work: ~4 s at 1M × 256 on
-    2 cores): each sample pair's :func:`probes_needed` is read off the rows' ``probes`` nearest cells.
-    How far apart in cells a pair's rows lie depends on the vectors: the static student's at 0.80
-    needed 12–14 probes for 0.99, where 32 had been fixed for MiniLM's. One cell: every row's only
-    probe is cell 0."""
+    Without ``recall_at`` every row gets ``probes`` cells and ``floor`` comes back as given. With
+    ``recall_at`` (the threshold; ``floor``, if given, the search margin below it) :data:`JOIN_RECALL_SAMPLE`
+    rows are searched exactly against all rows, in the same read of the rows as the cell assignment
+    (sample × rows × dim more work: ~4 s at 1M × 256 on 2 cores), and:
+
+    * when the sample shows the band ``[floor, recall_at)`` denser than :data:`JOIN_BAND_PER_ROW` pairs a
+      row — so dense that the join would drop it (``_Pairs``) — the floor is raised to ``recall_at``
+      before the search, not after it;
+    * each row gets the fewest probes (down to :data:`JOIN_MIN_PROBES`) that find ``recall`` (default
+      :data:`JOIN_RECALL`) of the sample's pairs at or above that floor, each pair's need read off the
+      rows' nearest-cell lists (:func:`probes_needed`). Pairs below the threshold lie further apart in
+      cells, so a kept band costs probes: saved pairs then serve a re-threshold down to the floor with
+      the same recall as a search would.
+
+    How far apart a pair's rows lie depends on the vectors: on the 1M benchmark the static student at
+    0.80 (band dropped) needed 14 probes for 0.99, MiniLM at 0.75 with its band down to 0.70 about 25,
+    where 32 had been fixed. One cell: every row's only probe is cell 0."""
     if cells == 1:
-        return train_cells(vectors, 1), np.zeros((len(vectors), 1), dtype=np.int32)
+        return train_cells(vectors, 1), np.zeros((len(vectors), 1), dtype=np.int32), floor
     centroids = train_cells(vectors, cells, seed)
     recall = JOIN_RECALL if recall is None else recall
     if recall_at is None or recall >= 1.0 or probes <= JOIN_MIN_PROBES:
-        return centroids, nearest_cells(vectors, centroids, probes, chunk_size)
+        return centroids, nearest_cells(vectors, centroids, probes, chunk_size), floor
+    low = recall_at if floor is None else min(floor, recall_at)
     rng = np.random.default_rng(seed + 1)
     sample = np.sort(rng.choice(len(vectors), min(len(vectors), JOIN_RECALL_SAMPLE), replace=False))
-    probe, q, partner = _cells_pass(vectors, centroids, probes, chunk_size, sample, recall_at)
-    need = np.sort(probes_needed(probe, sample[q], partner))
+    probe, q, partner, score, rate = _cells_pass(vectors, centroids, probes, chunk_size, sample, low)
+    band_per_row = float((score < np.float32(recall_at)).sum()) / rate / len(sample) / 2  # each pair once
+    if band_per_row > JOIN_BAND_PER_ROW:
+        low = recall_at
+    kept = score >= np.float32(low)
+    need = np.sort(probes_needed(probe, sample[q[kept]], partner[kept]))
     chosen = int(need[int(np.ceil(recall * len(need))) - 1]) if len(need) else JOIN_MIN_PROBES
     chosen = min(probes, max(JOIN_MIN_PROBES, chosen))
     logger.info(
-        "join: %d probes of %d for pair recall %.3f at %.4f (estimated %.4f on %d sample pairs)",
-        chosen, probes, recall, recall_at, np.mean(need <= chosen) if len(need) else 1.0, len(need),
+        "join: %d probes of %d for pair recall %.3f down to %.4f (estimated %.4f on %d sample pairs; "
+        "band %.1f pairs a row)",
+        chosen, probes, recall, low, np.mean(need <= chosen) if len(need) else 1.0, len(need), band_per_row,
     )  # fmt: skip
-    return centroids, np.ascontiguousarray(probe[:, :chosen])
+    return centroids, np.ascontiguousarray(probe[:, :chosen]), (low if floor is not None else None)
 
 
 def join_pairs(
@@ -229,20 +247,29 @@ def join_pairs(
 
     Returns ``(key, score, floor)``: ``key = i * n + j`` ascending, one float32 score each, and the floor
     the pairs are complete to (``floor``, or ``keep_above`` when the band below it was too dense to keep:
-    :func:`join_cells`). ``vectors`` may be a
+    :func:`assign_cells` predicts that from its sample, :func:`join_cells` finds it out). Unless ``probes``
+    is given they are chosen for pair recall ``recall`` (default :data:`JOIN_RECALL`) down to that floor.
+    ``vectors`` may be a
     memory map (float16 or float32, unit rows or not); it is read in ``chunk_size`` rows for the cell
     assignment, then held in memory or gathered per cell (:data:`JOIN_RAM_BYTES`).
     """
     n = len(vectors)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.float32), floor
-    chosen = probes is None  # the caller's probes are kept; the default is chosen for JOIN_RECALL
+    chosen = probes is None  # the caller's probes are kept; the default ones are chosen for ``recall``
     if cells is None or probes is None:
         cells, probes = join_plan(n, probes=probes)
     probes = min(probes, cells)
     recall_at = (floor if keep_above is None else max(floor, keep_above)) if chosen else None
-    _, probe = assign_cells(
-        vectors, cells, probes, chunk_size=chunk_size, seed=seed, recall_at=recall_at, recall=recall
+    _, probe, floor = assign_cells(
+        vectors,
+        cells,
+        probes,
+        chunk_size=chunk_size,
+        seed=seed,
+        recall_at=recall_at,
+        recall=recall,
+        floor=floor,
     )
     every = np.arange(n, dtype=np.int32)
     data = (probe[:, 0].copy(), every)

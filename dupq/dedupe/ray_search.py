@@ -34,7 +34,7 @@ import json
 import logging
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -294,15 +294,19 @@ def prepare(
     cells: bool = False,
     recall_at: float | None = None,
     recall: float | None = None,
-) -> dict[str, float]:
-    """Centroids and member files (skipped when ``plan.json`` says a previous run wrote them)."""
+    floor: float | None = None,
+) -> dict[str, Any]:
+    """Centroids and member files (skipped when ``plan.json`` says a previous run wrote them); with the
+    seconds taken, the ``floor`` the cell join's partitions search down to (:func:`prepare_cells`)."""
     if (root / "plan.json").exists():
-        return {"kmeans_s": 0.0, "assign_s": 0.0}
+        saved = json.loads((root / "plan.json").read_text(encoding="utf-8"))
+        return {"kmeans_s": 0.0, "assign_s": 0.0, "floor": saved.get("floor", floor)}
     root.mkdir(parents=True, exist_ok=True)
     vectors = MappedRows(vectors_path)
     if cells:
-        seconds = prepare_cells(vectors, root, plan, recall_at, recall)
-        atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors), "mode": "cells"})
+        seconds = prepare_cells(vectors, root, plan, recall_at, recall, floor)
+        plan_json = {**asdict(plan), "n": len(vectors), "mode": "cells", "floor": seconds["floor"]}
+        atomic_write_json(root / "plan.json", plan_json)
         return seconds
     t0 = time.perf_counter()
     centroids = train_centroids(vectors, plan.partitions, plan.seed)
@@ -314,11 +318,16 @@ def prepare(
     np.save(root / "centroids.npy", centroids)
     t2 = time.perf_counter()
     atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors)})  # last: marks it complete
-    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(t2 - t1, 3)}
+    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(t2 - t1, 3), "floor": floor}
 
 
 def prepare_cells(
-    vectors: Any, root: Path, plan: SearchPlan, recall_at: float | None = None, recall: float | None = None
+    vectors: Any,
+    root: Path,
+    plan: SearchPlan,
+    recall_at: float | None = None,
+    recall: float | None = None,
+    floor: float | None = None,
 ) -> dict[str, float]:
     """The cell join split over partitions: the join's cells and each row's probes are computed here
     once (:func:`dupq.dedupe.join.assign_cells`, as the local join does), the cells are grouped into
@@ -326,14 +335,22 @@ def prepare_cells(
     probes mostly fall in one or two partitions), and each partition gets ``cells-P.npz``: the rows
     stored in its cells (``d_rows``, ``d_cells``) and every (row, cell) probe into its cells
     (``q_rows``, ``q_cells``); ``members-P.npy`` lists the rows it reads. Every probe of every row
-    lands in exactly one partition, so the partitions together do exactly the local join's work."""
+    lands in exactly one partition, so the partitions together do exactly the local join's work. The
+    returned ``floor`` is the one the partitions search down to (raised to ``recall_at`` when the
+    sample shows the band too dense to keep, as the local join does)."""
     from dupq.dedupe.join import assign_cells, join_plan
 
     n = len(vectors)
     t0 = time.perf_counter()
     cells, probes = join_plan(n)
-    centroids, probe = assign_cells(
-        vectors, cells, min(probes, cells), chunk_size=ASSIGN_CHUNK, recall_at=recall_at, recall=recall
+    centroids, probe, floor = assign_cells(
+        vectors,
+        cells,
+        min(probes, cells),
+        chunk_size=ASSIGN_CHUNK,
+        recall_at=recall_at,
+        recall=recall,
+        floor=floor,
     )
     group = _cell_groups(centroids, plan.partitions, plan.seed)
     t1 = time.perf_counter()
@@ -348,7 +365,7 @@ def prepare_cells(
         with atomic_path(root / f"members-{p:05d}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.union1d(d_rows, q_rows).astype(np.int64))
     np.save(root / "centroids.npy", centroids)
-    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(time.perf_counter() - t1, 3)}
+    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(time.perf_counter() - t1, 3), "floor": floor}
 
 
 def _cell_groups(centroids: np.ndarray, partitions: int, seed: int) -> np.ndarray:
@@ -426,7 +443,12 @@ def partitioned_search(
     t0 = time.perf_counter()
     cells = cell_mode(n, params)
     recall_at = max(params.floor, params.range_at)
-    seconds = prepare(vectors_path, root, plan, cells, recall_at=recall_at, recall=params.join_recall)
+    seconds = prepare(
+        vectors_path, root, plan, cells, recall_at=recall_at, recall=params.join_recall, floor=params.floor
+    )
+    raised = seconds.pop("floor", None)
+    if raised is not None and raised > params.floor:  # the band was too dense to keep (the sample said)
+        params = replace(params, floor=float(raised))
     todo = [p for p in range(plan.partitions) if not (root / f"pairs-{p:05d}.parquet").exists()]
     logger.info(
         "search: partitioned on Ray, %d partitions (%d to search, %d reused), %s",
