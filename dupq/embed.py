@@ -119,7 +119,7 @@ class Embedder:
         desc: str = "encoding",
     ) -> np.ndarray:
         """Encode ``texts`` into a ``(len(texts), dim)`` float32 array of unit vectors, in input order."""
-        return self.encode_flagged(texts, batch_size=batch_size, show_progress=show_progress, desc=desc)[0]
+        return self._encode(texts, batch_size, show_progress, desc, flags=False)[0]
 
     def encode_flagged(
         self,
@@ -135,13 +135,22 @@ class Embedder:
         (single-threaded: ~30 s at 1M questions). Here only the texts whose truncated ids fill the
         limit — the few that may be longer — are tokenised again; a static model truncates nothing.
         """
+        vectors, flagged = self._encode(texts, batch_size, show_progress, desc, flags=True)
+        assert flagged is not None
+        return vectors, flagged
+
+    def _encode(
+        self, texts: Sequence[str], batch_size: int | None, show_progress: bool, desc: str, *, flags: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The one encode loop; truncation is looked at only when ``flags`` asks (a text-path runner
+        would otherwise tokenise every text again on each plain :meth:`encode`)."""
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} is {type(t).__name__}, not str")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out, np.zeros(0, dtype=bool)
+            return out, np.zeros(0, dtype=bool) if flags else None
         unique, inverse = _unique(texts)
         unique_vecs = np.empty((len(unique), self.dim), dtype=np.float32)
         bs = batch_size or self.batch_size
@@ -158,7 +167,7 @@ class Embedder:
                 self._encode_texts(unique, bs, unique_vecs, bar)
         l2_normalize(unique_vecs, out=unique_vecs)
         out[:] = unique_vecs[inverse]
-        return out, self._truncated(unique, tokens)[inverse]
+        return out, self._truncated(unique, tokens)[inverse] if flags else None
 
     def _truncated(self, unique: list[str], tokens: _Tokens | None) -> np.ndarray:
         """Per unique text: longer than the model reads? Only candidates are tokenised again."""
