@@ -276,3 +276,76 @@ def test_partitioned_cell_join_gives_exactly_the_local_joins_pairs(ray_session, 
     assert all(p["index"] == "join" for p in per) and np.all(pairs.complete_to == np.float32(0.8))
     truth = np.triu(vectors @ vectors.T >= 0.8, 1)
     assert np.isin(np.flatnonzero(truth.ravel()), got).mean() > 0.99
+
+
+def _cell_setup(tmp_path, monkeypatch, n=4000, seed=5):
+    import dupq.dedupe.join as join
+    from tests.test_join import clustered
+
+    monkeypatch.setattr(join, "JOIN_CELL_SIZE", 100)
+    monkeypatch.setattr(join, "JOIN_PROBES", 6)
+    path = tmp_path / "vectors.npy"
+    np.save(path, clustered(n, dim=32, seed=seed).astype(np.float16))
+    return join, path, np.load(path, mmap_mode="r")
+
+
+@pytest.mark.parametrize("floor, threshold", [(0.8, 0.85), (0.3, 0.85)])
+def test_ray_plan_chooses_the_local_joins_probes_and_floor(
+    ray_session, tmp_path, monkeypatch, floor, threshold
+):
+    """The probes and the floor come from histograms the probe tasks send back instead of pairs: the
+    same choice as the local join's, which sees the sample's pairs themselves — with the band kept, and
+    with a band so wide (down to 0.3 on clustered vectors) that both drop it before searching."""
+    from dupq.dedupe.ray_search import SearchParams, SearchPlan, partitioned_search
+
+    join, path, mapped = _cell_setup(tmp_path, monkeypatch)
+    cells, probes = join.join_plan(len(mapped))
+    _, local_probe, local_floor = join.assign_cells(
+        mapped, cells, probes, recall_at=threshold, recall=None, floor=floor
+    )
+    params = SearchParams(floor, threshold, 32, "join", None, 16_384)
+    pairs, info = partitioned_search(path, tmp_path / "work", SearchPlan(4, 2), params, show_progress=False)
+    plan = info["plan"]  # plan.json, as the summary and the benchmark report it
+    assert (plan["probes"], plan["floor"]) == (local_probe.shape[1], local_floor)
+    assert plan["probe_tasks"] == 1 and plan["probe_width"] == probes
+    assert (local_floor == threshold) == (floor == 0.3)  # the wide band is dropped, the narrow one kept
+    assert float(pairs.complete_to.min()) == np.float32(local_floor)
+
+
+def test_probe_tasks_bucket_every_probe_once_and_a_finished_task_is_not_run_again(
+    ray_session, tmp_path, monkeypatch
+):
+    """Rows split over several probe tasks (bucket files per task and partition) give the same pairs as
+    one task; after a kill, tasks whose done.json exists are reused and only the missing one runs."""
+    import shutil
+
+    import dupq.dedupe.ray_plan as ray_plan
+    from dupq.dedupe.ray_search import SearchParams, SearchPlan, partitioned_search
+
+    join, path, mapped = _cell_setup(tmp_path, monkeypatch, n=5000, seed=7)
+    key, score, _ = join.join_pairs(mapped, 0.8, keep_above=0.85)
+    # 5,000 rows: tasks of 2,048, 2,048 and 904 rows (a worker reads its range in one chunk)
+    monkeypatch.setattr(ray_plan, "PROBE_CHUNK", 1024)
+    monkeypatch.setattr(ray_plan, "PROBE_TASK_ROWS", 2048)
+    params = SearchParams(0.8, 0.85, 32, "join", None, 16_384)
+    work = tmp_path / "work"
+    pairs, info = partitioned_search(path, work, SearchPlan(3, 2), params, show_progress=False)
+    root = Path(info["dir"])
+    assert json.loads((root / "plan.json").read_text())["probe_tasks"] == 3
+    np.testing.assert_array_equal(pairs.a * len(mapped) + pairs.b, key)
+    np.testing.assert_allclose(pairs.s, score, atol=1e-6)
+    # each row's probes are in exactly one bucket of one task: together, rows × probes
+    buckets = [ray_plan.partition_probes(root, p, 3, 32) for p in range(3)]
+    width = json.loads((root / "plan.json").read_text())["probe_width"]
+    assert sum(len(b["q_rows"]) for b in buckets) == len(mapped) * width
+    assert np.array_equal(np.sort(np.concatenate([b["d_rows"] for b in buckets])), np.arange(len(mapped)))
+
+    # a kill after two probe tasks: the plan and the third task's files are gone, the pairs too
+    kept = {t: (root / f"probes-{t:05d}" / "done.json").stat().st_mtime_ns for t in (0, 1)}
+    shutil.rmtree(root / "probes-00002")
+    for f in [root / "plan.json", *root.glob("pairs-*.parquet")]:
+        f.unlink()
+    again, _ = partitioned_search(path, work, SearchPlan(3, 2), params, show_progress=False)
+    assert {t: (root / f"probes-{t:05d}" / "done.json").stat().st_mtime_ns for t in (0, 1)} == kept
+    assert (root / "probes-00002" / "done.json").exists()
+    np.testing.assert_array_equal(again.a * len(mapped) + again.b, key)

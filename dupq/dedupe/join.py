@@ -216,21 +216,62 @@ def assign_cells(
     rng = np.random.default_rng(seed + 1)
     sample = np.sort(rng.choice(len(vectors), min(len(vectors), JOIN_RECALL_SAMPLE), replace=False))
     probe, q, partner, score, rate = _cells_pass(vectors, centroids, probes, chunk_size, sample, low)
-    band_per_row = float((score < np.float32(recall_at)).sum()) / rate / len(sample) / 2  # each pair once
-    # the join counts a pair's hits in two unmerged runs twice, so it drops a band from about half the
-    # limit (the static student at 0.80: 28.5 pairs a row estimated, dropped half-way through the join)
+    need = probes_needed(probe, sample[q], partner)
+    band = score < np.float32(recall_at)
+    chosen, low = choose_probes(
+        need_histogram(need[~band], probes),
+        need_histogram(need[band], probes),
+        float(band.sum()) / rate,
+        len(sample),
+        recall_at=recall_at,
+        recall=recall,
+        floor=floor,
+    )
+    return centroids, np.ascontiguousarray(probe[:, :chosen]), low
+
+
+def need_histogram(need: np.ndarray, probes: int) -> np.ndarray:
+    """How many sample pairs need each number of probes (index ``p``: ``p`` probes; the last,
+    ``probes + 1``: not found with all of them) — what :func:`choose_probes` reads, and what the Ray
+    engine's probe tasks send back instead of their pairs."""
+    return np.bincount(need, minlength=probes + 2)[: probes + 2].astype(np.int64)
+
+
+def choose_probes(
+    need_above: np.ndarray,
+    need_band: np.ndarray,
+    band_pairs: float,
+    sample_rows: int,
+    *,
+    recall_at: float,
+    recall: float,
+    floor: float | None,
+) -> tuple[int, float | None]:
+    """``(probes, floor)`` from the recall sample: ``need_above`` / ``need_band`` are the
+    :func:`need_histogram` of its pairs at or above ``recall_at`` / in the band ``[floor, recall_at)``,
+    ``band_pairs`` that band's pair count (before any thinning), ``sample_rows`` the sample's size.
+
+    The band is dropped (the floor raised to ``recall_at``) when it holds more than half
+    :data:`JOIN_BAND_PER_ROW` pairs a row — where the join would drop it (``_Pairs`` counts a pair's
+    hits in two unmerged runs twice; the static student at 0.80: 28.5 pairs a row estimated, dropped
+    half-way through the join); the probes are the fewest (:data:`JOIN_MIN_PROBES` up to all) that find
+    ``recall`` of the kept pairs. One rule for the local join and the Ray plan pass."""
+    probes = len(need_above) - 2
+    low = recall_at if floor is None else min(floor, recall_at)
+    band_per_row = band_pairs / max(sample_rows, 1) / 2  # each pair was seen from both its rows
     if band_per_row > JOIN_BAND_PER_ROW / 2:
         low = recall_at
-    kept = score >= np.float32(low)
-    need = np.sort(probes_needed(probe, sample[q[kept]], partner[kept]))
-    chosen = int(need[int(np.ceil(recall * len(need))) - 1]) if len(need) else JOIN_MIN_PROBES
+    hist = need_above + need_band if low < recall_at else need_above
+    total = int(hist.sum())
+    cumulative = np.cumsum(hist)
+    chosen = int(np.searchsorted(cumulative, int(np.ceil(recall * total)))) if total else JOIN_MIN_PROBES
     chosen = min(probes, max(JOIN_MIN_PROBES, chosen))
     logger.info(
         "join: %d probes of %d for pair recall %.3f down to %.4f (estimated %.4f on %d sample pairs; "
         "band %.1f pairs a row)",
-        chosen, probes, recall, low, np.mean(need <= chosen) if len(need) else 1.0, len(need), band_per_row,
+        chosen, probes, recall, low, cumulative[chosen] / total if total else 1.0, total, band_per_row,
     )  # fmt: skip
-    return centroids, np.ascontiguousarray(probe[:, :chosen]), (low if floor is not None else None)
+    return chosen, (low if floor is not None else None)
 
 
 def join_pairs(

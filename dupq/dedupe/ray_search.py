@@ -2,8 +2,14 @@
 
 Why: the local engine builds one index over every unique text on one machine. At 100M texts that
 index (HNSW over 100M × 384) no longer fits a machine, and one search uses one machine's cores. So
-with ``--engine ray`` the stored vectors are split into k-means partitions and each partition is
-searched by a Ray task on its own:
+with ``--engine ray`` the stored vectors are split into partitions and each partition is searched by a
+Ray task on its own.
+
+Above the exact size (the local engine's cell join: ``index`` auto or ``join``) the partitions split
+the join itself — groups of its cells — and the plan (cells, each row's probes bucketed by partition,
+the probes chosen for the join's recall) is made by Ray tasks in :mod:`dupq.dedupe.ray_plan`; each
+partition task reads its buckets and runs the join's per-cell products, so the pairs are the local
+join's. With ``--index flat``/``hnsw`` the older scheme runs:
 
 1. **plan** — centroids are trained (``faiss.Kmeans``, spherical) on a uniform sample of the stored
    vectors; the number of partitions comes from :func:`partition_count` (about
@@ -14,11 +20,9 @@ searched by a Ray task on its own:
    matrix product against the centroids) and writes each partition's member rows to the work dir.
 3. **search** — one Ray task per partition reads its members' vectors from the memory-mapped store
    (on a cluster the work directory is on shared storage, as for the encoding stage) and runs the
-   search the local engine runs (:func:`dupq.dedupe.search.candidate_pairs`: flat up to
-   :data:`~dupq.dedupe.config.EXACT_SEARCH_MAX` vectors, the cell join of :mod:`dupq.dedupe.join`
-   above); it
-   writes its pairs ``(i, j, score)`` as Parquet. A partition whose Parquet exists is not searched
-   again (resume after a kill).
+   search the local engine runs (:func:`dupq.dedupe.search.candidate_pairs`); it writes its pairs
+   ``(i, j, score)`` as Parquet. A partition whose Parquet exists is not searched again (resume
+   after a kill).
 4. **merge** — the driver reads the pair files and keeps each pair once (two texts that share two
    partitions are found by both); grouping then runs unchanged, so the output files are the local
    engine's formats.
@@ -29,11 +33,13 @@ recall against exact search is measured by ``benchmarks/ray_search.py`` (README,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import resource
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,7 +164,7 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
     rss_start = _rss_mb()
     faiss.omp_set_num_threads(params.threads)
     base = Path(root)
-    if (base / f"cells-{part:05d}.npz").exists():
+    if json.loads((base / "plan.json").read_text(encoding="utf-8")).get("mode") == "cells":
         return _join_partition(vectors_path, base, part, params, t0, rss_start)
     rows = np.load(base / f"members-{part:05d}.npy")
     vecs = read_partition(Path(vectors_path), rows)
@@ -232,11 +238,15 @@ def _join_partition(
     """A cell-mode partition: read the rows its cells store and the rows probing them, then run the
     join's per-cell matrix products over them (:func:`dupq.dedupe.join.join_cells`)."""
     from dupq.dedupe.join import JOIN_BAND_PER_ROW, join_cells
+    from dupq.dedupe.ray_plan import partition_probes
     from dupq.vectors import l2_normalize
 
-    z = np.load(base / f"cells-{part:05d}.npz")
-    rows = np.load(base / f"members-{part:05d}.npy")
-    n = MappedRows(Path(vectors_path)).shape[0]
+    plan = json.loads((base / "plan.json").read_text(encoding="utf-8"))
+    z = partition_probes(base, part, plan["probe_tasks"], plan["probes"])
+    rows = np.union1d(z["d_rows"], z["q_rows"]).astype(np.int64)
+    with atomic_path(base / f"members-{part:05d}.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, rows)
+    n = int(plan["n"])
     vecs = l2_normalize(read_partition(Path(vectors_path), rows))
     t_read = time.perf_counter()
     key, s, reached = join_cells(
@@ -291,23 +301,37 @@ def prepare(
     vectors_path: Path,
     root: Path,
     plan: SearchPlan,
+    params: SearchParams,
     cells: bool = False,
-    recall_at: float | None = None,
-    recall: float | None = None,
-    floor: float | None = None,
+    ray: Any = None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
-    """Centroids and member files (skipped when ``plan.json`` says a previous run wrote them); with the
-    seconds taken, the ``floor`` the cell join's partitions search down to (:func:`prepare_cells`)."""
+    """Centroids and member files, or in cell mode the Ray plan pass (:mod:`dupq.dedupe.ray_plan`) —
+    skipped when ``plan.json`` says a previous run made them; returns the seconds taken and the
+    ``floor`` the partitions search down to (the cell join's may be raised: its band too dense)."""
     if (root / "plan.json").exists():
         saved = json.loads((root / "plan.json").read_text(encoding="utf-8"))
-        return {"kmeans_s": 0.0, "assign_s": 0.0, "floor": saved.get("floor", floor)}
+        return {"kmeans_s": 0.0, "assign_s": 0.0, "floor": saved.get("floor", params.floor)}
     root.mkdir(parents=True, exist_ok=True)
     vectors = MappedRows(vectors_path)
     if cells:
-        seconds = prepare_cells(vectors, root, plan, recall_at, recall, floor)
-        plan_json = {**asdict(plan), "n": len(vectors), "mode": "cells", "floor": seconds["floor"]}
-        atomic_write_json(root / "plan.json", plan_json)
-        return seconds
+        from dupq.dedupe.ray_plan import run_plan
+
+        made = run_plan(
+            ray,
+            vectors_path,
+            root,
+            plan.partitions,
+            plan.seed,
+            recall_at=max(params.floor, params.range_at),
+            recall=params.join_recall,
+            floor=params.floor,
+            threads=params.threads,
+            show_progress=show_progress,
+        )
+        seconds = made.pop("seconds")
+        atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors), **made})  # last
+        return {**seconds, "floor": made["floor"]}
     t0 = time.perf_counter()
     centroids = train_centroids(vectors, plan.partitions, plan.seed)
     t1 = time.perf_counter()
@@ -318,67 +342,7 @@ def prepare(
     np.save(root / "centroids.npy", centroids)
     t2 = time.perf_counter()
     atomic_write_json(root / "plan.json", {**asdict(plan), "n": len(vectors)})  # last: marks it complete
-    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(t2 - t1, 3), "floor": floor}
-
-
-def prepare_cells(
-    vectors: Any,
-    root: Path,
-    plan: SearchPlan,
-    recall_at: float | None = None,
-    recall: float | None = None,
-    floor: float | None = None,
-) -> dict[str, float]:
-    """The cell join split over partitions: the join's cells and each row's probes are computed here
-    once (:func:`dupq.dedupe.join.assign_cells`, as the local join does), the cells are grouped into
-    ``plan.partitions`` partitions of neighbouring cells (k-means over the cell centroids, so a row's
-    probes mostly fall in one or two partitions), and each partition gets ``cells-P.npz``: the rows
-    stored in its cells (``d_rows``, ``d_cells``) and every (row, cell) probe into its cells
-    (``q_rows``, ``q_cells``); ``members-P.npy`` lists the rows it reads. Every probe of every row
-    lands in exactly one partition, so the partitions together do exactly the local join's work. The
-    returned ``floor`` is the one the partitions search down to (raised to ``recall_at`` when the
-    sample shows the band too dense to keep, as the local join does)."""
-    from dupq.dedupe.join import assign_cells, join_plan
-
-    n = len(vectors)
-    t0 = time.perf_counter()
-    cells, probes = join_plan(n)
-    centroids, probe, floor = assign_cells(
-        vectors,
-        cells,
-        min(probes, cells),
-        chunk_size=ASSIGN_CHUNK,
-        recall_at=recall_at,
-        recall=recall,
-        floor=floor,
-    )
-    group = _cell_groups(centroids, plan.partitions, plan.seed)
-    t1 = time.perf_counter()
-    home = probe[:, 0]
-    for p in range(plan.partitions):
-        mine = group == p
-        d_rows = np.flatnonzero(mine[home])
-        q_rows, q_col = np.nonzero(mine[probe])
-        q_cells = probe[q_rows, q_col]
-        with atomic_path(root / f"cells-{p:05d}.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, d_rows=d_rows, d_cells=home[d_rows], q_rows=q_rows, q_cells=q_cells)
-        with atomic_path(root / f"members-{p:05d}.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.union1d(d_rows, q_rows).astype(np.int64))
-    np.save(root / "centroids.npy", centroids)
-    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(time.perf_counter() - t1, 3), "floor": floor}
-
-
-def _cell_groups(centroids: np.ndarray, partitions: int, seed: int) -> np.ndarray:
-    """Per cell, its partition: spherical k-means over the cell centroids (neighbouring cells together)."""
-    cells = len(centroids)
-    if partitions <= 1 or cells <= partitions:
-        return np.arange(cells) % max(partitions, 1)
-    import faiss
-
-    km = faiss.Kmeans(centroids.shape[1], partitions, niter=KMEANS_ITERATIONS, seed=seed, spherical=True)
-    km.cp.min_points_per_centroid = 1
-    km.train(centroids)  # all the centroids (faiss samples 256 a partition): what the 1M run measured
-    return km.index.search(centroids, 1)[1][:, 0]
+    return {"kmeans_s": round(t1 - t0, 3), "assign_s": round(t2 - t1, 3), "floor": params.floor}
 
 
 def run_tasks(
@@ -424,6 +388,23 @@ def merge(root: Path, partitions: int, n: int, floor: float) -> tuple[CandidateP
     return CandidatePairs(i[first], j[first], s[first], floor, complete), info
 
 
+@contextlib.contextmanager
+def _ray(address: str | None, *, needed: bool) -> Iterator[Any]:
+    """Ray, connected (or started, and then stopped afterwards) only when there is work for it."""
+    if not needed:
+        yield None
+        return
+    from dupq.dedupe.ray import _init_ray, require_ray
+
+    ray = require_ray()
+    started = _init_ray(ray, address)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def partitioned_search(
     vectors_path: Path,
     workdir: Path,
@@ -435,37 +416,27 @@ def partitioned_search(
 ) -> tuple[CandidatePairs, dict[str, Any]]:
     """Candidate pairs of the ``.npy`` at ``vectors_path`` by the partitioned Ray search (module
     docstring); returns them and what the summary and the benchmark report (sizes, times, RSS)."""
-    from dupq.dedupe.ray import _init_ray, require_ray
-
     mapped = MappedRows(vectors_path)
     n, dim = mapped.shape
     root = search_root(workdir, n, dim, plan, params)
     t0 = time.perf_counter()
     cells = cell_mode(n, params)
-    recall_at = max(params.floor, params.range_at)
-    seconds = prepare(
-        vectors_path, root, plan, cells, recall_at=recall_at, recall=params.join_recall, floor=params.floor
-    )
-    raised = seconds.pop("floor", None)
-    if raised is not None and raised > params.floor:  # the band was too dense to keep (the sample said)
-        params = replace(params, floor=float(raised))
     todo = [p for p in range(plan.partitions) if not (root / f"pairs-{p:05d}.parquet").exists()]
-    logger.info(
-        "search: partitioned on Ray, %d partitions (%d to search, %d reused), %s",
-        plan.partitions,
-        len(todo),
-        plan.partitions - len(todo),
-        "groups of the join's cells" if cells else f"{plan.assignments} assignments per vector",
-    )
-    t1 = time.perf_counter()
-    if todo:
-        ray = require_ray()
-        started = _init_ray(ray, address)
-        try:
+    with _ray(address, needed=bool(todo) or (cells and not (root / "plan.json").exists())) as ray:
+        seconds = prepare(vectors_path, root, plan, params, cells, ray, show_progress)
+        raised = seconds.pop("floor", None)
+        if raised is not None and raised > params.floor:  # the band was too dense to keep (the sample said)
+            params = replace(params, floor=float(raised))
+        logger.info(
+            "search: partitioned on Ray, %d partitions (%d to search, %d reused), %s",
+            plan.partitions,
+            len(todo),
+            plan.partitions - len(todo),
+            "groups of the join's cells" if cells else f"{plan.assignments} assignments per vector",
+        )
+        t1 = time.perf_counter()
+        if todo:
             run_tasks(ray, vectors_path, root, todo, params, show_progress)
-        finally:
-            if started:
-                ray.shutdown()
     t2 = time.perf_counter()
     pairs, info = merge(root, plan.partitions, n, params.floor)
     sizes = np.asarray([st["vectors"] for st in info["per_partition"]])
@@ -473,6 +444,7 @@ def partitioned_search(
     seconds["total_s"] = round(time.perf_counter() - t0, 3)
     info.update(
         mode="partitioned cells" if cells else "partitioned",
+        plan=json.loads((root / "plan.json").read_text(encoding="utf-8")),
         partitions=plan.partitions,
         assignments=None if cells else plan.assignments,
         partitions_searched=len(todo),
