@@ -15,17 +15,19 @@ Encoding is where nearly all the time goes, so the cheap wins are taken here onc
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from dupq.backends import make_runner, resolve_backend
 from dupq.encoder import embedding_dim, load_encoder, model_fingerprint, model_source
-from dupq.runtime import cap_torch_threads
+from dupq.runtime import allowed_cpus, cap_torch_threads
 from dupq.vectors import l2_normalize
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 _BATCHES_PER_CALL = 8
 #: Texts tokenised per tokenizer call (bounds the transient Python lists of ids).
 _TOKENIZE_CHUNK = 65536
+#: Fewest texts worth a tokenising thread of their own.
+_MIN_TEXTS_PER_THREAD = 1024
 #: ``max_seq_length`` of a model without a length limit (a static token table): nothing is truncated.
 UNLIMITED = 2**31 - 1
 
@@ -76,6 +80,8 @@ class Embedder:
         #: False for a runner without padding (a static model's): sorting by length would only cost a
         #: second tokenisation of every text.
         self._length_sorted: bool = getattr(runner, "length_sorted", True)
+        #: A private copy of a fast tokenizer's ``tokenizers`` backend, truncation set (made on first use).
+        self._backend: Any = None
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -188,27 +194,47 @@ class Embedder:
 
         Tokenising once (instead of once to sort and again per batch) and keeping the ids as one
         int32 array (4 bytes a token, not a Python list of ints) keeps a million questions cheap.
+        A fast tokenizer's own ``tokenizers`` backend does the work, split over the CPUs
+        (:func:`_encode_threaded`).
         """
-        tok = self.model.tokenizer
+        encode = self._id_encoder()
+        if encode is None:
+            return None
         lengths, flats = [], []
         try:
             for start in range(0, len(texts), _TOKENIZE_CHUNK):
-                ids = tok(
-                    texts[start : start + _TOKENIZE_CHUNK],
-                    add_special_tokens=True,
-                    truncation=True,
-                    max_length=self.max_seq_length,
-                    return_attention_mask=False,
-                    return_token_type_ids=False,
-                )["input_ids"]
-                lengths.append(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
-                flats.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32))
+                for ids in encode(texts[start : start + _TOKENIZE_CHUNK]):
+                    lengths.append(np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
+                    flats.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32))
         except Exception:  # an exotic tokenizer: let the model's own encode handle it
             return None
         length = np.concatenate(lengths)
         offsets = np.zeros(len(length) + 1, dtype=np.int64)
         np.cumsum(length, out=offsets[1:])
         return _Tokens(np.concatenate(flats), offsets, length)
+
+    def _id_encoder(self) -> Callable[[list[str]], Iterator[list[list[int]]]] | None:
+        """``encode(texts)``: their truncated ids with special tokens, in order, in one or more pieces;
+        ``None`` when there is no tokenizer to call."""
+        tok = self.model.tokenizer
+        if self._backend is None and getattr(tok, "is_fast", False) and hasattr(tok, "backend_tokenizer"):
+            self._backend = _truncating_copy(tok, self.max_seq_length)
+        if self._backend is not None:
+            return functools.partial(_encode_threaded, self._backend, allowed_cpus())
+        if not callable(tok):
+            return None
+
+        def encode(texts: list[str]) -> Iterator[list[list[int]]]:
+            yield tok(
+                texts,
+                add_special_tokens=True,
+                truncation=True,
+                max_length=self.max_seq_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+
+        return encode
 
     def _encode_tokens(self, tokens: _Tokens, bs: int, out: np.ndarray, bar) -> None:
         """Longest first, ``bs`` texts a batch, each padded only to its own longest text."""
@@ -232,6 +258,37 @@ class Embedder:
             idx = order[start : start + step]
             out[idx] = self._run_batch([unique[i] for i in idx], bs)
             bar.update(len(idx))
+
+
+def _truncating_copy(tok: Any, max_length: int) -> Any:
+    """A copy of ``tok``'s ``tokenizers`` backend that truncates to ``max_length`` and never pads.
+
+    Why a copy, set once: the transformers wrapper re-sets truncation on its backend at every call — a
+    mutation, which makes concurrent calls from threads fail ("Already borrowed"); the copy is only
+    read by ``encode_batch``, which many threads may run at once (it releases the GIL).
+    """
+    from tokenizers import Tokenizer
+
+    own = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    own.no_padding()
+    own.enable_truncation(max_length, direction=getattr(tok, "truncation_side", "right"))
+    return own
+
+
+def _encode_threaded(backend: Any, threads: int, texts: list[str]) -> Iterator[list[list[int]]]:
+    """``texts``' ids (special tokens added) in order, split over up to ``threads`` threads: dupq keeps
+    ``TOKENIZERS_PARALLELISM`` off, so one ``encode_batch`` call would use one core."""
+
+    def piece(part: list[str]) -> list[list[int]]:
+        return [e.ids for e in backend.encode_batch(part, add_special_tokens=True)]
+
+    parts = max(1, min(threads, len(texts) // _MIN_TEXTS_PER_THREAD))
+    if parts == 1:
+        yield piece(texts)
+        return
+    step = -(-len(texts) // parts)
+    with ThreadPoolExecutor(parts) as pool:
+        yield from pool.map(piece, [texts[i : i + step] for i in range(0, len(texts), step)])
 
 
 def _padded_batches(

@@ -287,3 +287,25 @@ def test_export_traces_eager_attention_and_gives_the_model_back(shared_copy):
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert "IsNaN" not in ops and "Softmax" in ops, sorted(ops)
     assert config._attn_implementation == before
+
+
+def test_threaded_backend_tokenising_gives_the_wrappers_ids(tiny_model, monkeypatch):
+    """The Embedder tokenises with a truncating copy of the fast tokenizer's backend, over threads: the
+    same ids, in the same order, as the transformers call it replaces — long texts cut at the limit,
+    empty ones, non-ASCII — and the model's own tokenizer is left as it was (no truncation set on it)."""
+    import dupq.embed as embed
+
+    monkeypatch.setattr(embed, "_MIN_TEXTS_PER_THREAD", 8)  # 200 texts: split over every CPU here
+    texts = [*_texts(), "Ünïcödé — вопрос? 問題", "  spaced   out  "] * 2 + sample_questions(100, seed=3)
+    emb = Embedder(tiny_model)
+    before = tiny_model.tokenizer.backend_tokenizer.truncation
+    tokens = emb._tokenize(texts)
+    assert tiny_model.tokenizer.backend_tokenizer.truncation == before
+    want = tiny_model.tokenizer(
+        texts, add_special_tokens=True, truncation=True, max_length=emb.max_seq_length
+    )["input_ids"]
+    got = [tokens.flat[tokens.offsets[i] : tokens.offsets[i + 1]].tolist() for i in range(len(texts))]
+    assert got == want
+    assert tokens.length.max() == emb.max_seq_length  # the long text was cut, not kept whole
+    # the plain encode path still agrees with sentence-transformers (which tokenises by itself)
+    np.testing.assert_allclose(emb.encode(texts[:60]), _per_text(tiny_model, texts[:60]), atol=1e-5)
