@@ -349,3 +349,20 @@ def test_probe_tasks_bucket_every_probe_once_and_a_finished_task_is_not_run_agai
     assert {t: (root / f"probes-{t:05d}" / "done.json").stat().st_mtime_ns for t in (0, 1)} == kept
     assert (root / "probes-00002" / "done.json").exists()
     np.testing.assert_array_equal(again.a * len(mapped) + again.b, key)
+
+
+def test_a_join_of_fewer_cells_than_partitions_leaves_some_empty(ray_session, tmp_path):
+    """1,000 rows with the join forced: one cell (an exact all-pairs join) and 3 partitions — two of them
+    get nothing to search, and the pairs are still exactly the local join's."""
+    import dupq.dedupe.join as join
+    from dupq.dedupe.ray_search import SearchParams, SearchPlan, partitioned_search
+    from tests.test_join import clustered
+
+    path = tmp_path / "vectors.npy"
+    np.save(path, clustered(1000, dim=32, seed=5).astype(np.float16))
+    key, _, _ = join.join_pairs(np.load(path, mmap_mode="r"), 0.8, keep_above=0.85)
+    params = SearchParams(0.8, 0.85, 32, "join", None, 16_384)
+    pairs, info = partitioned_search(path, tmp_path / "work", SearchPlan(3, 2), params, show_progress=False)
+    assert (info["plan"]["cells"], info["plan"]["probes"]) == (1, 1)
+    assert sorted(p["vectors"] for p in info["per_partition"]) == [0, 0, 1000]
+    np.testing.assert_array_equal(pairs.a * 1000 + pairs.b, key)

@@ -105,15 +105,15 @@ def probe_task(
     root: str,
     task: int,
     rows: tuple[int, int],
-    width: int,
+    shape: tuple[int, int],
     sample_at: tuple[float, float] | None,
     threads: int,
 ) -> dict[str, Any]:
     """Step 2 for ``rows = (start, stop)`` (a Ray task): the nearest ``width`` cells of each row,
-    bucketed by partition into ``probes-T/``. With ``sample_at = (low, recall_at)``: the
-    :func:`~dupq.dedupe.join.need_histogram` of the sample's pairs with these rows at or above
-    ``recall_at`` and in ``[low, recall_at)``, and that band's pair count — a few hundred numbers
-    however dense the sample. Writes ``done.json`` (what it returns) last."""
+    bucketed into ``probes-T/`` by partition (``shape = (width, partitions)``). With ``sample_at =
+    (low, recall_at)``: the :func:`~dupq.dedupe.join.need_histogram` of the sample's pairs with these
+    rows at or above ``recall_at`` and in ``[low, recall_at)``, and that band's pair count — a few
+    hundred numbers however dense the sample. Writes ``done.json`` (what it returns) last."""
     import faiss
 
     from dupq.dedupe.join import need_histogram
@@ -122,6 +122,7 @@ def probe_task(
     faiss.omp_set_num_threads(threads)
     base = Path(root)
     start, stop = rows
+    width, partitions = shape
     out = base / f"probes-{task:05d}"
     out.mkdir(exist_ok=True)
     centroids = np.load(base / "centroids.npy")
@@ -140,7 +141,7 @@ def probe_task(
             need, score = _sample_needs(sample, chunk, lists, at, sample_at[0])
             needs.append(need)
             scores.append(score)
-    _write_buckets(out, probe, np.load(base / "groups.npy"), start)
+    _write_buckets(out, probe, np.load(base / "groups.npy"), start, partitions)
     info: dict[str, Any] = {"task": task, "rows": stop - start, "seconds": round(time.perf_counter() - t0, 3)}
     if sample_at is not None:
         need = np.concatenate(needs) if needs else np.zeros(0, np.int64)
@@ -177,9 +178,9 @@ def _sample_needs(
     return need, sims[r, c]
 
 
-def _write_buckets(out: Path, probe: np.ndarray, groups: np.ndarray, start: int) -> None:
-    """The task's rows (stored in their home cell) and probes, sorted by partition, with offsets."""
-    partitions = int(groups.max()) + 1 if len(groups) else 1
+def _write_buckets(out: Path, probe: np.ndarray, groups: np.ndarray, start: int, partitions: int) -> None:
+    """The task's rows (stored in their home cell) and probes, sorted by partition, with offsets (every
+    partition has its offsets, an empty one too: fewer cells than partitions leaves some empty)."""
     width = probe.shape[1]
     # row ids as int32 while they fit (100M rows: 9 bytes a probe on disk, not 13)
     ids = np.int32 if start + len(probe) <= np.iinfo(np.int32).max else np.int64
@@ -255,7 +256,9 @@ def run_plan(
         sample_at = (recall_at if floor is None else min(floor, recall_at), recall_at)
     t1 = time.perf_counter()
     ranges = probe_tasks(sizes["n"])
-    infos = _run_probe_tasks(ray, vectors_path, root, ranges, width, sample_at, threads, show_progress)
+    infos = _run_probe_tasks(
+        ray, vectors_path, root, ranges, (width, partitions), sample_at, threads, show_progress
+    )
     probes, chosen_floor = width, floor
     if sample_at is not None:
         assert recall_at is not None
@@ -284,7 +287,7 @@ def _run_probe_tasks(
     vectors_path: Path,
     root: Path,
     ranges: list[tuple[int, int]],
-    width: int,
+    shape: tuple[int, int],
     sample_at: tuple[float, float] | None,
     threads: int,
     show_progress: bool,
@@ -300,7 +303,7 @@ def _run_probe_tasks(
         if done.exists():
             infos.append(json.loads(done.read_text(encoding="utf-8")))
         else:
-            refs.append(task.remote(str(vectors_path), str(root), t, rows, width, sample_at, threads))
+            refs.append(task.remote(str(vectors_path), str(root), t, rows, shape, sample_at, threads))
     with tqdm(
         total=len(ranges), initial=len(infos), desc="probing cells", unit="task", disable=not show_progress
     ) as bar:
