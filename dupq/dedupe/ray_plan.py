@@ -34,10 +34,10 @@ import numpy as np
 
 from dupq.dedupe.store import MappedRows
 from dupq.io import atomic_path, atomic_write_json
-from dupq.vectors import unit_rows
+from dupq.vectors import l2_normalize, unit_rows
 
-#: Rows per probe task (4 of the join's 65,536-row read chunks: ~400 MB of float32 at 384-d read a
-#: chunk at a time, ~80 MB of bucketed probes written); 1M rows make 4 tasks, 100M make 382.
+#: Rows per probe task: 4 of the join's reads (100 MB of float32 each at 384-d), ~75 MB of bucketed
+#: probes written at 32 probes a row; 1M rows make 4 tasks, 100M make 382.
 PROBE_TASK_ROWS = 4 * 65_536
 #: Rows read at a time inside a probe task: the local join's chunk, so the same nearest-cell lists.
 PROBE_CHUNK = 65_536
@@ -72,17 +72,10 @@ def plan_sample(vectors: Any, root: Path, width: int) -> None:
     n = len(vectors)
     rng = np.random.default_rng(1)  # as the local join's assign_cells (seed 0, + 1)
     rows = np.sort(rng.choice(n, min(n, JOIN_RECALL_SAMPLE), replace=False))
-    vecs = np.ascontiguousarray(unit_rows_at(vectors, rows))
+    vecs = np.ascontiguousarray(l2_normalize(np.asarray(vectors[rows], dtype=np.float32)))
     np.save(root / "sample_rows.npy", rows)
     np.save(root / "sample_vecs.npy", vecs)
     np.save(root / "sample_probe.npy", nearest_cells(vecs, np.load(root / "centroids.npy"), width))
-
-
-def unit_rows_at(vectors: Any, rows: np.ndarray) -> np.ndarray:
-    """float32 unit vectors of (sorted) ``rows``."""
-    from dupq.vectors import l2_normalize
-
-    return l2_normalize(np.asarray(vectors[rows], dtype=np.float32))
 
 
 def cell_groups(centroids: np.ndarray, partitions: int, seed: int) -> np.ndarray:
@@ -162,20 +155,16 @@ def _sample(base: Path) -> dict[str, np.ndarray]:
 def _sample_needs(
     sample: dict[str, np.ndarray], chunk: np.ndarray, probe: np.ndarray, start: int, low: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probes needed and scores of the sample's pairs ``>= low`` with the ``chunk``'s rows (rows from
-    ``start``), each pair's need as :func:`dupq.dedupe.join.probes_needed` reads it."""
+    """Probes needed (:func:`dupq.dedupe.join.probes_needed`) and scores of the sample's pairs
+    ``>= low`` with the ``chunk``'s rows (rows from ``start``; ``probe``: their cell lists)."""
+    from dupq.dedupe.join import probes_needed
+
     sims = sample["vecs"] @ chunk.T
     r, c = np.nonzero(sims >= np.float32(low))
     other = sample["rows"][r] != c + start
     r, c = r[other], c[other]
-    width = probe.shape[1]
-
-    def rank(lists: np.ndarray, homes: np.ndarray) -> np.ndarray:
-        match = lists == homes[:, None]
-        return np.where(match.any(1), match.argmax(1), width)
-
-    need = np.minimum(rank(sample["probe"][r], probe[c, 0]), rank(probe[c], sample["probe"][r, 0])) + 1
-    return need, sims[r, c]
+    lists = np.concatenate([sample["probe"], probe])  # the sample's lists, then the chunk's
+    return probes_needed(lists, r, len(sample["probe"]) + c), sims[r, c]
 
 
 def _write_buckets(out: Path, probe: np.ndarray, groups: np.ndarray, start: int, partitions: int) -> None:
