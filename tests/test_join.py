@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dupq.dedupe import EXACT_SEARCH_MAX, DedupeConfig, index_kind
-from dupq.dedupe.join import best_per_key, join_pairs, join_plan
+from dupq.dedupe.join import best_of_parts, best_per_key, join_pairs, join_plan
 from dupq.dedupe.search import candidate_pairs, lookup_kind
 from dupq.errors import InputError
 
@@ -139,6 +139,13 @@ def test_best_per_key_matches_a_groupby_max_for_any_multiplicity():
         ref = pd.Series(score).groupby(key).max()
         np.testing.assert_array_equal(k, ref.index.to_numpy())
         np.testing.assert_array_equal(s, ref.to_numpy())
+        # the consuming form: the same from parts (one part is taken as it is), and the parts are gone
+        for cut in ([1000, 2500], []):
+            keys, scores = np.split(key.copy(), cut), np.split(score.copy(), cut)
+            k2, s2 = best_of_parts(keys, scores)
+            assert keys == [] and scores == []
+            np.testing.assert_array_equal(k2, k)
+            np.testing.assert_array_equal(s2, s)
 
 
 def test_compaction_in_tiered_runs_keeps_every_pair_once(data, monkeypatch):

