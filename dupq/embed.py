@@ -80,8 +80,9 @@ class Embedder:
         #: False for a runner without padding (a static model's): sorting by length would only cost a
         #: second tokenisation of every text.
         self._length_sorted: bool = getattr(runner, "length_sorted", True)
-        #: A private copy of a fast tokenizer's ``tokenizers`` backend, truncation set (made on first use).
-        self._backend: Any = None
+        #: ``(max_seq_length, copy)``: a private copy of a fast tokenizer's ``tokenizers`` backend that
+        #: truncates there (made on first use; ``None`` when it cannot be copied).
+        self._backend: tuple[int, Any] | None = None
 
     # -- public API -------------------------------------------------------------------------------
     @property
@@ -217,10 +218,15 @@ class Embedder:
         """``encode(texts)``: their truncated ids with special tokens, in order, in one or more pieces;
         ``None`` when there is no tokenizer to call."""
         tok = self.model.tokenizer
-        if self._backend is None and getattr(tok, "is_fast", False) and hasattr(tok, "backend_tokenizer"):
-            self._backend = _truncating_copy(tok, self.max_seq_length)
-        if self._backend is not None:
-            return functools.partial(_encode_threaded, self._backend, allowed_cpus())
+        limit = self.max_seq_length  # read each time: a caller may change the model's
+        if getattr(tok, "is_fast", False) and hasattr(tok, "backend_tokenizer"):
+            if self._backend is None or self._backend[0] != limit:
+                try:
+                    self._backend = (limit, _truncating_copy(tok, limit))
+                except Exception:  # a backend that cannot be copied: the wrapper's call below
+                    self._backend = (limit, None)
+            if self._backend[1] is not None:
+                return functools.partial(_encode_threaded, self._backend[1], allowed_cpus())
         if not callable(tok):
             return None
 
@@ -229,7 +235,7 @@ class Embedder:
                 texts,
                 add_special_tokens=True,
                 truncation=True,
-                max_length=self.max_seq_length,
+                max_length=limit,
                 return_attention_mask=False,
                 return_token_type_ids=False,
             )["input_ids"]

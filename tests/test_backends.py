@@ -309,3 +309,10 @@ def test_threaded_backend_tokenising_gives_the_wrappers_ids(tiny_model, monkeypa
     assert tokens.length.max() == emb.max_seq_length  # the long text was cut, not kept whole
     # the plain encode path still agrees with sentence-transformers (which tokenises by itself)
     np.testing.assert_allclose(emb.encode(texts[:60]), _per_text(tiny_model, texts[:60]), atol=1e-5)
+    # a changed length limit is followed, not the one the copy was made for
+    old = tiny_model.max_seq_length
+    try:
+        tiny_model.max_seq_length = 12
+        assert emb._tokenize(texts).length.max() == 12
+    finally:
+        tiny_model.max_seq_length = old

@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Version of the files a search writes in its directory: 2 = the cell join's plan made by Ray tasks
+#: (probe buckets per task, members written by the partition tasks; 1 had ``cells-P.npz``).
+LAYOUT = 2
 #: Rows read at a time by the driver (k-means sample, assignment).
 ASSIGN_CHUNK = 65_536
 #: Training points per centroid for k-means (faiss's own default cap): more adds time, not balance.
@@ -284,8 +287,9 @@ def _join_partition(
 
 
 def search_root(workdir: Path, n: int, dim: int, plan: SearchPlan, params: SearchParams) -> Path:
-    """This search's directory under ``workdir``: keyed by everything that decides its files."""
-    spec = {"n": n, "dim": dim, **asdict(plan), **asdict(params)}
+    """This search's directory under ``workdir``: keyed by everything that decides its files, and by
+    :data:`LAYOUT` (a work directory an older dupq wrote is not resumed with files it lacks)."""
+    spec = {"n": n, "dim": dim, **asdict(plan), **asdict(params), "layout": LAYOUT}
     spec.pop("threads")
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return workdir / f"ray-search-{key}"
