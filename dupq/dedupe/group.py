@@ -107,17 +107,24 @@ class LeaderLadder:
     lists of up to 2 × 123M entries per threshold."""
 
     def __init__(self, n: int, a: np.ndarray, b: np.ndarray) -> None:
-        self.n, self.a, self.b = n, a, b
+        self.n, self.pairs = n, len(a)
         self.indptr, self.dst, self.pair = neighbour_lists(n, a, b, with_pairs=True)
 
     def reps(self, use: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """``group_pairs(n, a[use], b[use], weights=weights)`` (leader, degree order)."""
-        a, b = self.a[use], self.b[use]
+        """``group_pairs(n, a[use], b[use], weights=weights)`` (leader, degree order).
+
+        The degrees are counted on the masked lists (each pair is an entry at both its ends), not by
+        copying ``a[use]``/``b[use]``: at 123M pairs those copies were 2 GB a rung."""
         rep = np.arange(self.n, dtype=np.int64)
-        if self.n == 0 or len(a) == 0:
+        if self.n == 0 or self.pairs == 0 or not use.any():
             return rep
+        ok = use[self.pair]
+        counted = np.zeros(len(ok) + 1, dtype=np.int32 if len(ok) < 2**31 - 1 else np.int64)
+        np.cumsum(ok, out=counted[1:])
+        deg = (counted[self.indptr[1:]] - counted[self.indptr[:-1]]).astype(np.int64)
+        del counted
         w = np.ones(self.n, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
-        return _leader(self.indptr, self.dst, _degree(self.n, a, b), w, None, ok=use[self.pair])
+        return _leader(self.indptr, self.dst, deg, w, None, ok=ok)
 
 
 def neighbour_lists(
@@ -141,9 +148,12 @@ def neighbour_lists(
         return csr.indptr.astype(np.int64, copy=False), csr.indices, None
     index = np.arange(1, len(a) + 1, dtype=np.int64 if len(a) >= 2**31 - 1 else np.int32)
     csr = coo_matrix((np.concatenate([index, index]), (src, dst)), shape=(n, n)).tocsr()
-    if csr.nnz != len(src):  # a repeated pair was summed into one entry: its index is meaningless
+    del src, dst, index  # the matrix holds its own lists now
+    if csr.nnz != 2 * len(a):  # a repeated pair was summed into one entry: its index is meaningless
         raise ValueError("neighbour_lists(with_pairs=True) needs distinct pairs")
-    return csr.indptr.astype(np.int64, copy=False), csr.indices, csr.data - 1
+    pair = csr.data
+    pair -= 1  # in place: a copy is another 4 bytes an entry
+    return csr.indptr.astype(np.int64, copy=False), csr.indices, pair
 
 
 def group_vectors(

@@ -88,10 +88,17 @@ def report_data(inp: ReportInputs) -> dict[str, Any]:
 
 
 def _live_candidates(inp: ReportInputs) -> tuple[np.ndarray, ...]:
+    """The candidate pairs between live texts, with their verdicts — the arrays themselves when every
+    pair is live (copies of 123M pairs were 2.7 GB of the report's peak with the static student)."""
     c = inp.candidates
-    keep = np.ones(len(c.a), dtype=bool) if inp.live is None else inp.live[c.a] & inp.live[c.b]
     verdict = inp.verdicts if inp.verdicts is not None else np.zeros(len(c.a), np.int8)
-    return c.a[keep].astype(np.int64), c.b[keep].astype(np.int64), c.s[keep], verdict[keep]
+    a, b = c.a.astype(np.int64, copy=False), c.b.astype(np.int64, copy=False)
+    if inp.live is None:
+        return a, b, c.s, verdict
+    keep = inp.live[c.a] & inp.live[c.b]
+    if keep.all():
+        return a, b, c.s, verdict
+    return a[keep], b[keep], c.s[keep], verdict[keep]
 
 
 def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
