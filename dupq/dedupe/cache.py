@@ -51,10 +51,13 @@ class CandidatePairs:
         return threshold >= self.floor - 1e-9 and self.cut_above(threshold) == 0
 
     def above(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The pairs with cosine ``>= threshold`` (which must not be below :attr:`floor`)."""
+        """The pairs with cosine ``>= threshold`` (which must not be below :attr:`floor`) — when all of
+        them qualify, these arrays themselves rather than copies: read them, do not modify them."""
         if threshold < self.floor - 1e-9:
             raise ValueError(f"pairs were searched down to {self.floor}, not {threshold}")
         keep = self.s >= np.float32(threshold)
+        if keep.all():  # the arrays themselves (read-only use): copies of 123M pairs are 2.5 GB
+            return self.a.astype(np.int64, copy=False), self.b.astype(np.int64, copy=False), self.s
         return self.a[keep].astype(np.int64), self.b[keep].astype(np.int64), self.s[keep]
 
 
