@@ -41,6 +41,9 @@ from dupq.vectors import l2_normalize, unit_rows
 PROBE_TASK_ROWS = 4 * 65_536
 #: Rows read at a time inside a probe task: the local join's chunk, so the same nearest-cell lists.
 PROBE_CHUNK = 65_536
+#: k-means iterations for the partitions (over the cell centroids here; over a sample of the vectors in
+#: :mod:`dupq.dedupe.ray_search`'s older scheme).
+KMEANS_ITERATIONS = 20
 #: The bucket arrays of a probe task, each sorted by partition (``*_off``: the partitions' offsets).
 _BUCKET = ("d_rows", "d_cells", "d_off", "q_rows", "q_cells", "q_col", "q_off")
 
@@ -80,8 +83,6 @@ def plan_sample(vectors: Any, root: Path, width: int) -> None:
 
 def cell_groups(centroids: np.ndarray, partitions: int, seed: int) -> np.ndarray:
     """Per cell, its partition: spherical k-means over the cell centroids (neighbouring cells together)."""
-    from dupq.dedupe.ray_search import KMEANS_ITERATIONS
-
     cells = len(centroids)
     if partitions <= 1 or cells <= partitions:
         return np.arange(cells) % max(partitions, 1)

@@ -49,6 +49,7 @@ import numpy as np
 from dupq.dedupe.cache import CandidatePairs
 from dupq.dedupe.config import RAY_ASSIGNMENTS, RAY_PARTITION_TARGET, RAY_SEARCH_MIN
 from dupq.dedupe.join import nearest_cells
+from dupq.dedupe.ray_plan import KMEANS_ITERATIONS, partition_probes, run_plan
 from dupq.dedupe.search import build_index, candidate_pairs, index_kind
 from dupq.dedupe.store import MappedRows
 from dupq.io import atomic_path, atomic_write_json
@@ -65,7 +66,6 @@ LAYOUT = 2
 ASSIGN_CHUNK = 65_536
 #: Training points per centroid for k-means (faiss's own default cap): more adds time, not balance.
 KMEANS_POINTS_PER_CENTROID = 256
-KMEANS_ITERATIONS = 20
 
 
 def partition_count(n: int, assignments: int = RAY_ASSIGNMENTS, target: int = RAY_PARTITION_TARGET) -> int:
@@ -241,7 +241,6 @@ def _join_partition(
     """A cell-mode partition: read the rows its cells store and the rows probing them, then run the
     join's per-cell matrix products over them (:func:`dupq.dedupe.join.join_cells`)."""
     from dupq.dedupe.join import JOIN_BAND_PER_ROW, join_cells
-    from dupq.dedupe.ray_plan import partition_probes
     from dupq.vectors import l2_normalize
 
     plan = json.loads((base / "plan.json").read_text(encoding="utf-8"))
@@ -319,8 +318,6 @@ def prepare(
     root.mkdir(parents=True, exist_ok=True)
     vectors = MappedRows(vectors_path)
     if cells:
-        from dupq.dedupe.ray_plan import run_plan
-
         made = run_plan(
             ray,
             vectors_path,
