@@ -342,12 +342,15 @@ def test_probe_tasks_bucket_every_probe_once_and_a_finished_task_is_not_run_agai
 
     # a kill after two probe tasks: the plan and the third task's files are gone, the pairs too
     kept = {t: (root / f"probes-{t:05d}" / "done.json").stat().st_mtime_ns for t in (0, 1)}
+    cells = {f: (root / f).stat().st_mtime_ns for f in ("centroids.npy", "groups.npy", "sample_probe.npy")}
     shutil.rmtree(root / "probes-00002")
     for f in [root / "plan.json", *root.glob("pairs-*.parquet")]:
         f.unlink()
     again, _ = partitioned_search(path, work, SearchPlan(3, 2), params, show_progress=False)
     assert {t: (root / f"probes-{t:05d}" / "done.json").stat().st_mtime_ns for t in (0, 1)} == kept
     assert (root / "probes-00002" / "done.json").exists()
+    # the cells the finished tasks bucketed by are reused, not trained again
+    assert {f: (root / f).stat().st_mtime_ns for f in cells} == cells
     np.testing.assert_array_equal(again.a * len(mapped) + again.b, key)
 
 

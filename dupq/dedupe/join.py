@@ -483,8 +483,8 @@ def best_of_parts(keys: list[np.ndarray], scores: list[np.ndarray]) -> tuple[np.
     """:func:`best_per_key` of the parts concatenated, **consuming them** (both lists are emptied).
 
     Why: memory. A caller that keeps its arrays while they are sorted holds the unsorted copy beside the
-    sorted one; here only the sort's own arrays live at the peak (~26 bytes a pair instead of ~38, and the
-    parts' 12 are gone before the sort starts)."""
+    sorted one; here only the sort's own arrays live at the peak (the Ray merge of 18.85M pairs found:
+    45.6 bytes a pair at its peak, 56.6 when the caller kept its concatenated copy)."""
     box = [_joined(keys, np.int64), _joined(scores, np.float32)]
     keys.clear()
     scores.clear()

@@ -57,28 +57,40 @@ def probe_tasks(n: int) -> list[tuple[int, int]]:
 
 def plan_driver(vectors: Any, root: Path, partitions: int, seed: int) -> dict[str, int]:
     """Step 1: ``centroids.npy`` (the local join's cells, trained as it trains them) and ``groups.npy``
-    (per cell its partition); returns ``n``, ``cells`` and ``width`` (the most probes a row gets)."""
+    (per cell its partition); returns ``n``, ``cells`` and ``width`` (the most probes a row gets).
+
+    Made once per work directory: a plan resumed after a kill reuses them, since its finished probe
+    tasks bucketed their rows by these cells (k-means run again need not give the same ones)."""
     from dupq.dedupe.join import join_plan, train_cells
 
     n = len(vectors)
     cells, probes = join_plan(n)
-    centroids = train_cells(vectors, cells)
-    np.save(root / "centroids.npy", centroids)
-    np.save(root / "groups.npy", cell_groups(centroids, partitions, seed).astype(np.int32))
+    if not (root / "groups.npy").exists():
+        centroids = train_cells(vectors, cells)
+        _save(root / "centroids.npy", centroids)
+        _save(root / "groups.npy", cell_groups(centroids, partitions, seed).astype(np.int32))  # last
     return {"n": n, "cells": cells, "width": min(probes, cells)}
 
 
 def plan_sample(vectors: Any, root: Path, width: int) -> None:
-    """Step 1's recall sample: rows drawn as the local join draws them, their vectors and cell lists."""
+    """Step 1's recall sample (once per work directory, as :func:`plan_driver`'s files): rows drawn as
+    the local join draws them, their vectors and cell lists."""
     from dupq.dedupe.join import JOIN_RECALL_SAMPLE, nearest_cells
 
+    if (root / "sample_probe.npy").exists():
+        return
     n = len(vectors)
     rng = np.random.default_rng(1)  # as the local join's assign_cells (seed 0, + 1)
     rows = np.sort(rng.choice(n, min(n, JOIN_RECALL_SAMPLE), replace=False))
     vecs = np.ascontiguousarray(l2_normalize(np.asarray(vectors[rows], dtype=np.float32)))
-    np.save(root / "sample_rows.npy", rows)
-    np.save(root / "sample_vecs.npy", vecs)
-    np.save(root / "sample_probe.npy", nearest_cells(vecs, np.load(root / "centroids.npy"), width))
+    _save(root / "sample_rows.npy", rows)
+    _save(root / "sample_vecs.npy", vecs)
+    _save(root / "sample_probe.npy", nearest_cells(vecs, np.load(root / "centroids.npy"), width))  # last
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 def cell_groups(centroids: np.ndarray, partitions: int, seed: int) -> np.ndarray:
@@ -191,8 +203,7 @@ def _write_buckets(out: Path, probe: np.ndarray, groups: np.ndarray, start: int,
         q_off=_offsets(probe_part, partitions),
     )
     for name in _BUCKET:
-        with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, arrays[name])
+        _save(out / f"{name}.npy", arrays[name])
 
 
 def _offsets(part: np.ndarray, partitions: int) -> np.ndarray:

@@ -167,8 +167,9 @@ def search_partition(vectors_path: str, root: str, part: int, params: SearchPara
     rss_start = _rss_mb()
     faiss.omp_set_num_threads(params.threads)
     base = Path(root)
-    if json.loads((base / "plan.json").read_text(encoding="utf-8")).get("mode") == "cells":
-        return _join_partition(vectors_path, base, part, params, t0, rss_start)
+    plan = json.loads((base / "plan.json").read_text(encoding="utf-8"))
+    if plan.get("mode") == "cells":
+        return _join_partition(vectors_path, base, part, plan, params, t0, rss_start)
     rows = np.load(base / f"members-{part:05d}.npy")
     vecs = read_partition(Path(vectors_path), rows)
     t_read = time.perf_counter()
@@ -236,14 +237,19 @@ def _write_partition(
 
 
 def _join_partition(
-    vectors_path: str, base: Path, part: int, params: SearchParams, t0: float, rss_start: float
+    vectors_path: str,
+    base: Path,
+    part: int,
+    plan: dict[str, Any],
+    params: SearchParams,
+    t0: float,
+    rss_start: float,
 ) -> dict[str, Any]:
     """A cell-mode partition: read the rows its cells store and the rows probing them, then run the
     join's per-cell matrix products over them (:func:`dupq.dedupe.join.join_cells`)."""
     from dupq.dedupe.join import JOIN_BAND_PER_ROW, join_cells
     from dupq.vectors import l2_normalize
 
-    plan = json.loads((base / "plan.json").read_text(encoding="utf-8"))
     z = partition_probes(base, part, plan["probe_tasks"], plan["probes"])
     rows = np.union1d(z["d_rows"], z["q_rows"]).astype(np.int64)
     with atomic_path(base / f"members-{part:05d}.npy") as tmp, open(tmp, "wb") as fh:

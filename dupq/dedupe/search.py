@@ -22,7 +22,7 @@ from dupq.dedupe.config import (
     HNSW_EF_SEARCH,
     HNSW_M,
 )
-from dupq.dedupe.join import best_per_key, join_pairs
+from dupq.dedupe.join import best_of_parts, best_per_key, join_pairs
 from dupq.vectors import l2_normalize, unit_rows
 
 if TYPE_CHECKING:
@@ -146,7 +146,8 @@ def candidate_pairs(
             keep_above=range_at,
             recall=join_recall,
         )
-        return key // n, key % n, s, np.full(n, np.float32(reached), dtype=np.float32)
+        a, b = np.divmod(key, n)
+        return a, b, s, np.full(n, np.float32(reached), dtype=np.float32)
     if vindex is None:
         vindex = build_index(
             vectors, index=index, chunk_size=chunk_size, show_progress=show_progress, ef_search=ef_search
@@ -188,12 +189,9 @@ def candidate_pairs(
                         )
             bar.update(len(q))
     del vindex  # the index (0.8 GB at 1M) is not needed for the merge below: let it go first
-    all_k, all_s = np.concatenate(parts_k), np.concatenate(parts_s)
-    parts_k.clear()
-    parts_s.clear()
-    key, s = best_per_key(all_k, all_s)
-    del all_k, all_s
-    return key // n, key % n, s, complete
+    key, s = best_of_parts(parts_k, parts_s)  # consumes the parts: no unsorted copy beside the sorted one
+    a, b = np.divmod(key, n)
+    return a, b, s, complete
 
 
 def match_against(
