@@ -396,9 +396,9 @@ def _speed(
 def _distilled(model_dir: str) -> dict[str, Any]:
     """What the student's dupq.json says about how it was made (the models themselves are not kept in
     git, so the result JSON carries it): kind, texts, training time, held-out fit, thresholds."""
-    from dupq.encoder import read_metadata
+    from dupq.card import ModelCard
 
-    meta = read_metadata(model_dir)
+    meta = ModelCard.read_or_empty(model_dir).to_dict()
     student = meta.get("student", {})
     keep = (
         "kind",

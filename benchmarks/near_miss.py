@@ -105,7 +105,7 @@ def diagnose(model: str | None, verifier: str, floor: float, dup_pairs, near) ->
 
     a, b = emb.encode([p[0] for p in dup_pairs]), emb.encode([p[1] for p in dup_pairs])
     out: dict = {"duplicate_pairs_above_floor": float(np.mean((a * b).sum(1) >= floor)), "by_point": {}}
-    for name, point in v.metadata["operating_points"].items():
+    for name, point in v.card.operating_points.items():
         out["by_point"][name] = {
             "threshold": point["threshold"],
             "planted_duplicate_pairs_accepted": accepted(dup_pairs, point["threshold"]),

@@ -131,6 +131,7 @@ def _evaluate_step(splits: Any, model_dir: Path, base_model: str, out_dir: Path,
 
 def _verifier_step(splits: Any, model_dir: Path, out_dir: Path, device: str | None) -> Path:
     from dupq.augment import augment_pairs
+    from dupq.card import MATCH_POINT
     from dupq.verifier import train_verifier
 
     # The cosine alone merges near-misses ("reverse a list / a string in Python"); the verifier reads
@@ -139,10 +140,10 @@ def _verifier_step(splits: Any, model_dir: Path, out_dir: Path, device: str | No
     verifier_dir = out_dir / "verifier"
     train = augment_pairs(splits.train, seed=42).drop(columns=["augment"])
     v = train_verifier(train, splits.dev, verifier_dir, encoder=model_dir, device=device, show_progress=False)
-    points = v.metadata["operating_points"]
+    best = v.card.point(MATCH_POINT) or {}
     typer.echo(
         f"{len(train)} training pairs ({len(train) - len(splits.train)} generated near-misses); head "
-        f"{v.head.kind}; dev threshold {v.threshold:.3f} (best F1 {points['best_f1']['f1']:.3f})"
+        f"{v.head.kind}; dev threshold {v.threshold:.3f} (best F1 {best.get('f1', float('nan')):.3f})"
     )
     return verifier_dir
 

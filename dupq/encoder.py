@@ -39,8 +39,6 @@ DEFAULT_ALIASES = {
 #: fewer false merges. Re-measure with ``python benchmarks/dedupe.py --calibrate``. A fine-tuned
 #: model's own dev-calibrated threshold replaces it.
 DEFAULT_THRESHOLD = 0.75
-#: Metadata file dupq writes next to a fine-tuned model (threshold, calibration, provenance).
-METADATA_FILE = "dupq.json"
 
 
 def default_model_path() -> Path:
@@ -203,19 +201,6 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     return fp
 
 
-def read_metadata(model_dir: str | Path) -> dict:
-    """The ``dupq.json`` written by training (threshold, calibration, provenance), or ``{}``."""
-    path = Path(model_dir) / METADATA_FILE
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        from dupq.errors import StoreError
-
-        raise StoreError(f"{path} is not valid JSON: {exc}") from exc
-
-
 def model_source(model: SentenceTransformer) -> str | None:
     """The directory a model was loaded from, when known (used to find its ``dupq.json``)."""
     return getattr(model, "_dupq_source", None)
@@ -236,19 +221,17 @@ def resolve_threshold(
     threshold: Any, source: str | None, *, warn: bool = True, point: str | None = None
 ) -> tuple[float, str]:
     """The cosine threshold to use and where it came from: ``threshold`` when given, else (``None`` or
-    ``"auto"``) the model's ``dupq.json`` operating point ``point`` (e.g. ``"precision_0.90"``, when it
+    ``"auto"``) the model card's operating point ``point`` (:data:`dupq.card.DEDUPE_POINT` …, when it
     was reached on dev) or its best-F1 ``threshold``, else :data:`DEFAULT_THRESHOLD` (with a warning,
     when ``warn``, for a model other than the default)."""
+    from dupq.card import ModelCard
+
     if threshold is not None and not (isinstance(threshold, str) and threshold.strip().lower() == "auto"):
         return check_threshold(threshold), "given"
-    meta = read_metadata(source) if source else {}
-    chosen = (meta.get("operating_points") or {}).get(point) if point else None
-    if chosen and chosen.get("reached", True):
-        return check_threshold(
-            chosen["threshold"]
-        ), f"dupq.json of {source}, {point.replace('_', ' ')} on dev"
-    if meta.get("threshold") is not None:
-        return check_threshold(meta["threshold"]), f"dupq.json of {source}"
+    card = ModelCard.read(source) if source else None
+    chosen = card.threshold_at(point) if card is not None else None
+    if chosen is not None:
+        return check_threshold(chosen), card.threshold_source(point, str(source))  # type: ignore[union-attr]
     is_default = source is not None and Path(source).resolve() == default_model_path().resolve()
     if warn and not is_default:
         logger.warning(

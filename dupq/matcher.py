@@ -56,10 +56,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dupq.card import ModelCard, has_card
 from dupq.checks import as_id, check_ids, check_metadata, check_texts
 from dupq.datamodels import Match, QueryMatches, format_matches  # noqa: F401  (format_matches: re-exported)
 from dupq.embed import Embedder, as_embedder
-from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, read_metadata, resolve_threshold
+from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, resolve_threshold
 from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file, store_lock
@@ -127,8 +128,8 @@ class Matcher:
         self.embedder = as_embedder(model, device=device, batch_size=batch_size)
         self.query_threads = query_threads
         self.verifier = _as_verifier(verifier, device)
-        meta = read_metadata(self.embedder.source) if self.embedder.source else {}
-        self.calibration: dict[str, float] | None = _calibration(meta.get("calibration"))
+        card = ModelCard.read(self.embedder.source)
+        self.calibration: dict[str, float] | None = _calibration(card.calibration if card else None)
         self.threshold = resolve_threshold(threshold, self.embedder.source, warn=False)[0]
         self.index = VectorIndex(self.embedder.dim, kind=index_kind, **(index_params or {}))
         self._rows: dict[int, tuple[str, str, bool, dict | None]] = {}  # id -> (text, key, truncated, meta)
@@ -147,7 +148,7 @@ class Matcher:
         ``P = 1 / (1 + exp(-(a*cos + b)))``). Without it, ``probability`` is ``None`` and the threshold
         is :data:`DEFAULT_THRESHOLD` (a warning says so).
         """
-        if not read_metadata(model_dir):
+        if not has_card(model_dir):
             warnings.warn(
                 f"{model_dir} has no dupq.json: no calibrated P(duplicate); threshold {DEFAULT_THRESHOLD}",
                 stacklevel=2,

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from dupq.encoder import METADATA_FILE, embedding_dim, load_encoder, resolve_device
+from dupq.card import DEDUPE_POINT, ModelCard, decision_fields
+from dupq.encoder import embedding_dim, load_encoder, resolve_device
 from dupq.errors import InputError
-from dupq.io import atomic_write_json
 from dupq.losses import LossSpec, build_datasets, build_loss
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class TrainResult:
             f"best dev AP        {_fmt(self.best_dev_ap)}",
             f"threshold (dev F1) {_fmt(self.metadata.get('threshold'))} (dev F1 {_fmt(cal.get('f1'))})",
         ]
-        p90 = self.metadata.get("operating_points", {}).get("precision_0.90")
+        p90 = ModelCard.from_dict(self.metadata).point(DEDUPE_POINT)
         if p90:
             lines.append(
                 f"precision 0.90 at {_fmt(p90['threshold'])} (dev recall {_fmt(p90['recall'])}, dedupe)"
@@ -289,7 +289,7 @@ def train_model(
     )
     if extra_metadata:
         metadata.update(extra_metadata)
-    atomic_write_json(out_dir / METADATA_FILE, metadata)
+    ModelCard.from_dict(metadata).write(out_dir)
     return TrainResult(
         model_dir=out_dir,
         metadata=metadata,
@@ -496,11 +496,7 @@ def _operating_point(model: Any, dev_pairs: pd.DataFrame) -> dict[str, Any]:
     scores = pair_similarities(Embedder(model), dev_pairs)
     labels = dev_pairs["label"].to_numpy()
     cal = calibrate(scores, labels).to_dict()
-    return {
-        "threshold": cal["threshold"],
-        "calibration": cal,
-        "operating_points": operating_points(scores, labels),
-    }
+    return decision_fields(cal["threshold"], cal, operating_points(scores, labels))
 
 
 def forgetting_check(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dupq.card import DEDUPE_POINT
 from dupq.dedupe.cache import CandidatePairs, PairCache
 from dupq.dedupe.config import DEFAULT_CHUNK, DEFAULT_K, SEARCH_MARGIN, DedupeConfig
 from dupq.dedupe.decisions import load_decisions
@@ -31,7 +32,7 @@ from dupq.dedupe.results import DedupeResult, DedupeSummary
 from dupq.dedupe.scan import EMPTY, UNREADABLE, Scan, Source, scan
 from dupq.dedupe.search import candidate_pairs, index_kind, match_against
 from dupq.dedupe.store import EmbeddingStore, encode, release_memory
-from dupq.dedupe.verify import DEDUPE_POINT, Verification, verifier_threshold, verify_pairs
+from dupq.dedupe.verify import Verification, verifier_threshold, verify_pairs
 from dupq.dedupe.write import (
     OutputColumns,
     check_no_result_columns,

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dupq.card import DEDUPE_POINT
+
 if TYPE_CHECKING:
     from dupq.verifier import Verifier
 
-#: Operating point of the verifier a dedupe uses (a wrong merge costs more than a missed one).
-DEDUPE_POINT = "precision_0.90"
 
 
 @dataclass
@@ -33,8 +33,8 @@ class Verification:
 
 def verifier_threshold(verifier: Verifier) -> float:
     """The verifier's precision-0.90 threshold on its dev split (its best-F1 threshold without one)."""
-    point = verifier.metadata.get("operating_points", {}).get(DEDUPE_POINT)
-    return float(point["threshold"]) if point and point.get("reached", True) else verifier.threshold
+    chosen = verifier.card.point(DEDUPE_POINT)
+    return float(chosen["threshold"]) if chosen is not None else verifier.threshold
 
 
 def verify_pairs(

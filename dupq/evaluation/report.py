@@ -242,9 +242,10 @@ def _evaluate_system(
 def _read_meta(source: str | None) -> dict[str, Any]:
     if not source:
         return {}
-    from dupq.encoder import read_metadata
+    from dupq.card import ModelCard
 
-    return read_metadata(source)
+    card = ModelCard.read(source)
+    return card.to_dict() if card is not None else {}
 
 
 def _load_base(

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from dupq.encoder import METADATA_FILE, embedding_dim, load_encoder, model_fingerprint, model_source
+from dupq.card import ModelCard
+from dupq.encoder import embedding_dim, load_encoder, model_fingerprint, model_source
 from dupq.errors import InputError
 from dupq.students.texts import Texts, read_texts, sample, teacher_texts
 
@@ -242,7 +243,7 @@ def _check(student: Any, texts: list[str], targets: np.ndarray) -> dict[str, flo
 def _metadata(
     teacher: Any, student: Any, source: Texts | None, cfg: DistillConfig, info: dict[str, Any]
 ) -> dict[str, Any]:
-    from dupq.encoder import read_metadata, resolve_threshold
+    from dupq.encoder import resolve_threshold
     from dupq.training import _version
 
     src = model_source(teacher)
@@ -259,7 +260,7 @@ def _metadata(
             "fingerprint": model_fingerprint(teacher),
             "threshold": threshold,
             "threshold_source": how,
-            "kind": read_metadata(src).get("kind", "bi-encoder") if src else "bi-encoder",
+            "kind": ModelCard.read_or_empty(src).kind,
         },
         "texts": source.to_dict() if source else {"source": None, "unique_used": 0},
         "config": asdict(cfg),
@@ -276,16 +277,17 @@ def _calibrate(
     The 99 %-recall candidate cut of a static student needs texts, so it is computed from them even
     when the threshold itself comes from labelled pairs.
     """
+    from dupq.card import DEDUPE_POINT
     from dupq.embed import Embedder
-    from dupq.encoder import read_metadata, resolve_threshold
+    from dupq.encoder import resolve_threshold
     from dupq.students.calibrate import label_free, labelled
 
     free = None
     if source is not None:
         src = model_source(teacher)
-        points = read_metadata(src).get("operating_points", {}) if src else {}
+        points = ModelCard.read_or_empty(src).operating_points
         threshold, _ = resolve_threshold(None, src, warn=False)
-        dedupe_t, _ = resolve_threshold(None, src, warn=False, point="precision_0.90")
+        dedupe_t, _ = resolve_threshold(None, src, warn=False, point=DEDUPE_POINT)
         texts = sample(source.texts, cfg.calibration_texts, cfg.seed + 1)
         free = label_free(
             Embedder(teacher).encode(texts),
@@ -308,13 +310,13 @@ def _calibrate(
 
 def _save(student: Any, meta: dict[str, Any], out: str | Path, seconds: float) -> DistillResult:
     """Write the model and ``dupq.json`` into a temporary directory beside ``out``, then rename it in."""
-    from dupq.io import atomic_dir, atomic_write_json
+    from dupq.io import atomic_dir
 
     out = Path(out)
     meta["student"]["seconds"] = round(seconds, 2)
     with atomic_dir(out) as tmp:
         student.save(str(tmp))
-        atomic_write_json(tmp / METADATA_FILE, meta)
+        ModelCard.from_dict(meta).write(tmp)
     logger.info("student written to %s", out)
     return DistillResult(model_dir=out, metadata=meta, seconds=seconds)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dupq.card import decision_fields
 from dupq.evaluation.calibration import best_f1_threshold
 
 logger = logging.getLogger(__name__)
@@ -139,8 +140,7 @@ def label_free(
             agreed["reached"] = bool(agreed["reached"] and point.get("reached", True))
             points[name] = agreed
     out: dict[str, Any] = {
-        "threshold": top["threshold"],
-        "operating_points": points,
+        **decision_fields(top["threshold"], None, points),
         "calibration_method": "teacher agreement",
         "calibration_detail": {
             **top,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dupq.card import ModelCard
 from dupq.errors import InputError
 
 
@@ -49,20 +50,40 @@ class CalibratedDecision:
     """The decision both kinds make the same way: a raw score (head log-odds or cross-encoder logit),
     Platt-scaled on dev into P(duplicate), compared with a probability threshold from ``dupq.json``."""
 
-    def _init_decision(self, metadata: dict[str, Any], threshold: float | None, source: str | None) -> None:
-        self.metadata = metadata
+    def _init_decision(self, card: ModelCard, threshold: float | None, source: str | None) -> None:
+        self.card = card
         self.source = source
-        t = metadata.get("threshold", 0.5) if threshold is None else threshold
+        t = (card.threshold if card.threshold is not None else 0.5) if threshold is None else threshold
         self.threshold = check_probability(t)
-        cal = metadata.get("calibration") or {}
+        cal = card.calibration or {}
         self._coef = float(cal.get("coef", 1.0))
         self._intercept = float(cal.get("intercept", 0.0))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The model card as its JSON object (what ``dupq.json`` holds)."""
+        return self.card.to_dict()
 
     def calibrated(self, raw: np.ndarray) -> np.ndarray:
         """P(duplicate) from raw scores (Platt scaling fitted on dev)."""
         from scipy.special import expit
 
         return expit(self._coef * np.asarray(raw) + self._intercept)
+
+
+def verifier_card(verifier: dict[str, Any], platt: Any, points: dict[str, Any], **fields: Any) -> ModelCard:
+    """The model card of a verifier of either kind: its own fields, the dev Platt scaling, the dev
+    operating points (best-F1 threshold by default), and any further card ``fields``."""
+    extra = fields.pop("extra", {})
+    return ModelCard(
+        kind="verifier",
+        verifier=verifier,
+        threshold=points["best_f1"]["threshold"],
+        calibration={"coef": platt.coef, "intercept": platt.intercept, "f1": points["best_f1"]["f1"]},
+        operating_points=points,
+        extra=dict(extra),
+        **fields,
+    )
 
 
 def calibrate_on_dev(raw_dev: np.ndarray, y_dev: np.ndarray) -> tuple[Any, dict]:

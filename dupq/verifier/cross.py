@@ -27,10 +27,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dupq.encoder import METADATA_FILE, read_metadata
+from dupq.card import ModelCard
 from dupq.errors import InputError, StoreError
-from dupq.io import atomic_dir, atomic_write_json
-from dupq.verifier.base import CalibratedDecision, VerifierScores, calibrate_on_dev, check_pairs
+from dupq.io import atomic_dir
+from dupq.verifier.base import (
+    CalibratedDecision,
+    VerifierScores,
+    calibrate_on_dev,
+    check_pairs,
+    verifier_card,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +54,18 @@ class CrossVerifier(CalibratedDecision):
     def __init__(
         self,
         model: Any,
-        metadata: dict[str, Any],
+        card: ModelCard | dict[str, Any],
         *,
         threshold: float | None = None,
         source: str | None = None,
     ) -> None:
         self.model = model
-        self._init_decision(metadata, threshold, source)
+        card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+        self._init_decision(card, threshold, source)
 
     @classmethod
     def load(
-        cls, directory: str | Path, metadata: dict[str, Any], *, device: str | None, threshold: float | None
+        cls, directory: str | Path, card: ModelCard, *, device: str | None, threshold: float | None
     ) -> CrossVerifier:
         """Load the model saved under ``directory/cross-encoder`` (a missing one is a ``StoreError``)."""
         from sentence_transformers.cross_encoder import CrossEncoder
@@ -67,7 +74,7 @@ class CrossVerifier(CalibratedDecision):
         if not (path / "config.json").exists():
             raise StoreError(f"{directory} names a cross-encoder verifier but {path} holds no model")
         model = CrossEncoder(str(path), device=device or "cpu", local_files_only=True)
-        return cls(model, metadata, threshold=threshold, source=str(directory))
+        return cls(model, card, threshold=threshold, source=str(directory))
 
     def logits(
         self, questions1: Sequence[str], questions2: Sequence[str], *, show_progress: bool = False
@@ -147,8 +154,8 @@ def train_cross_verifier(
     t1 = time.perf_counter()
     z_dev = verifier.logits(dev_pairs["question1"], dev_pairs["question2"], show_progress=show_progress)
     score_seconds = time.perf_counter() - t1
-    metadata = _metadata(z_dev, dev_pairs["label"].to_numpy().astype(np.int64))
-    metadata.update(
+    card = _card(z_dev, dev_pairs["label"].to_numpy().astype(np.int64))
+    card.extra.update(
         {
             "encoder_source": str(base),
             "split_sizes": {"train": int(len(train_pairs)), "dev": int(len(dev_pairs))},
@@ -166,12 +173,12 @@ def train_cross_verifier(
         }
     )
     if extra_metadata:
-        metadata.update(extra_metadata)
+        card = ModelCard.from_dict({**card.to_dict(), **extra_metadata})
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         model.save(str(tmp / CROSS_DIR))
-        atomic_write_json(tmp / METADATA_FILE, metadata)
-    return CrossVerifier(model, metadata, source=str(out_dir))
+        card.write(tmp)
+    return CrossVerifier(model, card, source=str(out_dir))
 
 
 def _fit(
@@ -217,26 +224,23 @@ def _fit(
     return int(result.global_step)
 
 
-def _metadata(z_dev: np.ndarray, y_dev: np.ndarray) -> dict[str, Any]:
+def _card(z_dev: np.ndarray, y_dev: np.ndarray) -> ModelCard:
     """Platt scaling and operating points on dev, in the same shape as the late-interaction verifier's."""
     from sklearn.metrics import average_precision_score
 
     platt, points = calibrate_on_dev(z_dev, y_dev)
-    return {
-        "format_version": 1,
-        "kind": "verifier",
-        "verifier": {
+    return verifier_card(
+        {
             "type": CROSS_TYPE,
             "head": CROSS_TYPE,
             "dev_average_precision": {CROSS_TYPE: float(average_precision_score(y_dev, z_dev))},
         },
-        "threshold": points["best_f1"]["threshold"],
-        "calibration": {"coef": platt.coef, "intercept": platt.intercept, "f1": points["best_f1"]["f1"]},
-        "operating_points": points,
-    }
+        platt,
+        points,
+    )
 
 
 def is_cross(directory: str | Path) -> bool:
-    """Whether a verifier directory holds a cross-encoder (by its ``dupq.json``)."""
-    meta = read_metadata(Path(directory))
-    return (meta.get("verifier") or {}).get("type") == CROSS_TYPE
+    """Whether a verifier directory holds a cross-encoder (by its model card)."""
+    card = ModelCard.read(directory)
+    return card is not None and (card.verifier or {}).get("type") == CROSS_TYPE

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dupq.encoder import DEFAULT_ALIASES, METADATA_FILE, load_encoder, model_source, read_metadata
+from dupq.card import CARD_FILE, ModelCard
+from dupq.encoder import DEFAULT_ALIASES, load_encoder, model_source
 from dupq.errors import InputError, StoreError
 from dupq.verifier.base import CalibratedDecision, VerifierScores
 from dupq.verifier.features import FEATURE_NAMES, pair_features
@@ -48,13 +49,14 @@ class Verifier(CalibratedDecision):
         self,
         encoder: SentenceTransformer,
         head: Head,
-        metadata: dict[str, Any],
+        card: ModelCard | dict[str, Any],
         *,
         threshold: float | None = None,
         source: str | None = None,
         backend: str = "torch",
     ) -> None:
-        names = metadata.get("features", list(FEATURE_NAMES))
+        card = card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+        names = card.features or list(FEATURE_NAMES)
         if list(names) != list(FEATURE_NAMES):
             raise StoreError(
                 f"verifier {source or ''} was trained on features {names}; this dupq computes "
@@ -62,7 +64,7 @@ class Verifier(CalibratedDecision):
             )
         self.encoder = encoder
         self.head = head
-        self._init_decision(metadata, threshold, source)
+        self._init_decision(card, threshold, source)
         from dupq.backends import make_runner, resolve_backend
 
         self.backend = resolve_backend(encoder, backend)  # "auto" -> the probed one, as for the Embedder
@@ -89,26 +91,25 @@ class Verifier(CalibratedDecision):
         cross-encoder verifier always runs in torch).
         """
         directory = Path(directory)
-        meta = read_metadata(directory)
-        if meta.get("kind") != "verifier":
+        card = ModelCard.read(directory)
+        if card is None or not card.is_verifier:
             raise StoreError(
-                f'{directory} is not a dupq verifier (its {METADATA_FILE} lacks "kind": "verifier"); '
+                f'{directory} is not a dupq verifier (its {CARD_FILE} lacks "kind": "verifier"); '
                 "train one with `dupq train --kind verifier`"
             )
-        chosen = (meta.get("operating_points") or {}).get(point) if point else None
-        if threshold is None and chosen and chosen.get("reached", True):
-            threshold = chosen["threshold"]
-        if (meta.get("verifier") or {}).get("type") == "cross-encoder":
+        if threshold is None and point and card.point(point) is not None:
+            threshold = card.threshold_at(point)
+        if (card.verifier or {}).get("type") == "cross-encoder":
             from dupq.verifier.cross import CrossVerifier
 
-            return CrossVerifier.load(directory, meta, device=device, threshold=threshold)  # type: ignore[return-value]
+            return CrossVerifier.load(directory, card, device=device, threshold=threshold)  # type: ignore[return-value]
         head = Head.load(directory / HEAD_FILE)
-        enc = meta.get("encoder", "default")
+        enc = card.encoder or "default"
         enc_path = enc if enc in DEFAULT_ALIASES else directory / enc
         return cls(
             load_encoder(enc_path, device=device),
             head,
-            meta,
+            card,
             threshold=threshold,
             source=str(directory),
             backend=backend,

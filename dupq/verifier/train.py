@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dupq.encoder import METADATA_FILE, load_encoder, model_source
+from dupq.card import ModelCard
+from dupq.encoder import load_encoder, model_source
 from dupq.errors import InputError
-from dupq.io import atomic_dir, atomic_write_json
-from dupq.verifier.base import calibrate_on_dev, check_pairs
+from dupq.io import atomic_dir
+from dupq.verifier.base import calibrate_on_dev, check_pairs, verifier_card
 from dupq.verifier.features import FEATURE_NAMES
 from dupq.verifier.head import HEAD_FILE, HEAD_KINDS, Head, fit_head
 from dupq.verifier.model import ENCODER_DIR, VERIFIER_TYPE, Verifier, encoder_reference, pair_feature_matrix
@@ -67,33 +68,34 @@ def train_verifier(
     chosen, best, dev_ap, platt, points = _fit_and_calibrate(x_train, y_train, x_dev, y_dev, head, seed)
     fit_seconds = time.perf_counter() - t1
 
-    metadata: dict[str, Any] = {
-        "format_version": 1,
-        "kind": "verifier",
-        "verifier": {"type": VERIFIER_TYPE, "head": chosen, "dev_average_precision": dev_ap},
-        "encoder": encoder_reference(model),
-        "encoder_source": model_source(model),
-        "features": list(FEATURE_NAMES),
-        "threshold": points["best_f1"]["threshold"],
-        "calibration": {"coef": platt.coef, "intercept": platt.intercept, "f1": points["best_f1"]["f1"]},
-        "operating_points": points,
-        "split_sizes": {"train": int(len(train_pairs)), "dev": int(len(dev_pairs))},
-        "training": {
-            "feature_seconds": round(feature_seconds, 2),
-            "fit_seconds": round(fit_seconds, 2),
-            "pairs_per_second": round((len(train_pairs) + len(dev_pairs)) / max(feature_seconds, 1e-9), 1),
-            "seed": seed,
+    card = verifier_card(
+        {"type": VERIFIER_TYPE, "head": chosen, "dev_average_precision": dev_ap},
+        platt,
+        points,
+        encoder=encoder_reference(model),
+        features=list(FEATURE_NAMES),
+        extra={
+            "encoder_source": model_source(model),
+            "split_sizes": {"train": int(len(train_pairs)), "dev": int(len(dev_pairs))},
+            "training": {
+                "feature_seconds": round(feature_seconds, 2),
+                "fit_seconds": round(fit_seconds, 2),
+                "pairs_per_second": round(
+                    (len(train_pairs) + len(dev_pairs)) / max(feature_seconds, 1e-9), 1
+                ),
+                "seed": seed,
+            },
         },
-    }
+    )
     if extra_metadata:
-        metadata.update(extra_metadata)
+        card = ModelCard.from_dict({**card.to_dict(), **extra_metadata})
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         best.save(tmp / HEAD_FILE)
-        if metadata["encoder"] == ENCODER_DIR:
+        if card.encoder == ENCODER_DIR:
             model.save(str(tmp / ENCODER_DIR))
-        atomic_write_json(tmp / METADATA_FILE, metadata)
-    return Verifier(model, best, metadata, source=str(out_dir))
+        card.write(tmp)
+    return Verifier(model, best, card, source=str(out_dir))
 
 
 def _fit_and_calibrate(
