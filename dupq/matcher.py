@@ -77,7 +77,7 @@ from dupq.manifest import (
 )
 from dupq.runtime import RWLock, torch_threads
 from dupq.tables import read_table
-from dupq.text import text_key
+from dupq.text import KEY_VERSION, text_key
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -496,6 +496,7 @@ class Matcher:
                 "generation": uuid.uuid4().hex,
                 "model_fingerprint": self.embedder.fingerprint,
                 "model_source": self.embedder.source,
+                "key_version": KEY_VERSION,
                 "dim": self.embedder.dim,
                 "metric": "cosine (inner product of L2-normalised vectors)",
                 "count": len(ids),
@@ -567,6 +568,8 @@ class Matcher:
         self.index = index
         self._rows = {}
         self._by_key = {}
+        # a store saved under another exact-key rule is re-keyed from its texts (they are stored)
+        rekey = manifest.get("key_version", 1) != KEY_VERSION
         for i, text, key, trunc, meta in zip(
             table["id"].tolist(),
             table["text"].tolist(),
@@ -575,6 +578,8 @@ class Matcher:
             table["metadata"].tolist(),
             strict=True,
         ):
+            if rekey:
+                key = text_key(text)
             # a null metadata cell may come back as None or NaN depending on the pandas version
             self._rows[int(i)] = (text, key, bool(trunc), json.loads(meta) if isinstance(meta, str) else None)
             self._by_key.setdefault(key, []).append(int(i))

@@ -1,9 +1,19 @@
-"""Light text normalisation shared by every exact-duplicate check (data splits, Matcher, dedupe).
+"""The exact-duplicate key shared by every exact check (data splits, Matcher, dedupe, ``dupq score``).
 
 "How do I learn Python?" and "how do i learn python" are the same question to a person; finding
-those by hash before any model runs is free and exact. The normalisation is deliberately light
-(Unicode NFKC, case folding, punctuation removed, whitespace collapsed) so that it never merges
-questions that differ in words.
+those by hash before any model runs is free and exact. But an exact duplicate is decided with score
+1.0 and no model ever looks at it again, so the key may only ignore what never carries meaning:
+
+* Unicode compatibility forms (NFKC: full-width letters, ligatures), case, and runs of white space;
+* curly quotes against straight ones;
+* sentence punctuation (``? ! . , ; :``) at the end of the text, or closing a word before a space
+  ("Hello, world!" is "hello world"), and an opening ``¿``/``¡``.
+
+Everything else stays, because in questions about code, maths and versions symbols are words:
+``C#``/``C++``/``F#``, ``.NET``/``NET``, ``+1``/``-1``, ``3.10``/``3.1``, ``x^2``/``x2``, ``==``/``=``,
+``!=``. (Until key version 2 every punctuation mark and symbol was dropped, which made "What is C#?"
+an exact duplicate of "What is C++?".) :data:`KEY_VERSION` names the rule, so that a store built
+with another rule re-keys its texts instead of mixing two rules.
 """
 
 from __future__ import annotations
@@ -12,20 +22,34 @@ import hashlib
 import re
 import unicodedata
 
+#: The version of the :func:`normalize` rule (stores record it; another version is re-keyed on load).
+KEY_VERSION = 2
+
 _SPACE = re.compile(r"\s+")
-# ASCII punctuation and symbols (Unicode categories P* and S*) -> space. A table lookup in C keeps the
-# common all-ASCII case ~10x faster than the per-character category test (QQP has ~540k questions).
-_ASCII_PUNCT = str.maketrans({ch: " " for ch in map(chr, range(128)) if unicodedata.category(ch)[0] in "PS"})
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'", "\u201c": '"',
+                         "\u201d": '"', "\u201f": '"', "\u2033": '"'})  # fmt: skip
+#: Sentence punctuation at the very end (with any white space among it).
+_TRAILING = re.compile(r"[\s?!.,;:\u2026]+$")
+#: Sentence punctuation closing a word before white space ("hello, world" / "why? because"). The
+#: look-behind excludes white space and the marks themselves, so a mark standing alone ("what does
+#: ! mean") is kept: there it is the subject of the question.
+_CLAUSE = re.compile(r"(?<=[^\s?!.,;:\u2026])[?!.,;:\u2026]+(?=\s)")
+_LEADING = re.compile(r"^[\s\u00bf\u00a1]+")
 
 
 def normalize(text: str) -> str:
-    """Case-folded, punctuation-free, whitespace-collapsed form of ``text``."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    if text.isascii():
-        text = text.translate(_ASCII_PUNCT)
-    else:
-        text = "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
+    """The exact-duplicate form of ``text``: NFKC, case-folded, sentence punctuation at clause ends
+    dropped, white space collapsed; every other symbol kept (see the module docstring)."""
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_QUOTES)
+    text = _TRAILING.sub("", _LEADING.sub("", text))
+    text = _CLAUSE.sub("", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def has_content(normalized: str) -> bool:
+    """Whether a normalised text holds a letter or a digit: one of only symbols ("???", "$$") is not a
+    question a model could compare."""
+    return any(ch.isalnum() for ch in normalized)
 
 
 def text_key(text: str) -> str:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from dupq.dedupe.keep import KeepRule, best_rows
 from dupq.errors import InputError
 from dupq.tables import TableFile, check_columns, dataset_chunks
-from dupq.text import is_blank, normalize, normalized_key
+from dupq.text import has_content, is_blank, normalize, normalized_key
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def classify_key(value: Any) -> tuple[int, str, str]:
     if not text.isprintable() and _control_share(text) > 0.1:
         return UNREADABLE, "", ""
     normal = normalize(text)
-    if not normal:
+    if not has_content(normal):
         return EMPTY, "", ""  # only punctuation/symbols: nothing a model could compare
     return 0, text, normalized_key(normal)
 
