@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The venv first on PATH: notebook kernels and subprocess servers started by tests use its python.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint format quora-model bench-quality bench-encode bench-matcher bench-dedupe report-check clean
+.PHONY: install demo test lint format quora-model default-verifier bench-quality bench-encode bench-matcher bench-dedupe report-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ format: $(STAMP)
 # quality table (benchmarks/results/quora_model.json). Needs ../shared/data (real Quora, PAWS, MQP …).
 quora-model: $(STAMP)
 	$(BIN)/python benchmarks/quora_model.py
+
+# The verifier shipped inside the package (dupq/verifiers/default/: head.npz + dupq.json) and its
+# quality table (benchmarks/results/default-verifier.json). Needs ../shared/data; ~10 min on 2 cores.
+default-verifier: $(STAMP)
+	$(BIN)/python benchmarks/default_verifier.py
 
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/quality.py

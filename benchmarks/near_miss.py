@@ -115,7 +115,8 @@ def diagnose(model: str | None, verifier: str, floor: float, dup_pairs, near) ->
 
 
 SYSTEMS = {
-    "default": (None, None),
+    "stock-cosine": (None, None),  # the stock encoder, no verifier (dupq's default before the shipped one)
+    "default": (None, "auto"),  # what `dupq dedupe` does with no options: the shipped verifier decides
     "default+verifier": (None, str(REPO / "models" / "quora-verifier-default")),
     "quora": (str(REPO / "models" / "quora"), None),
     "quora+verifier": (str(REPO / "models" / "quora"), str(REPO / "models" / "quora-verifier")),
@@ -127,7 +128,7 @@ SYSTEMS = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", nargs="+", default=["default", "quora", "quora+verifier"])
+    ap.add_argument("--systems", nargs="+", default=["stock-cosine", "default"])
     ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "near_miss.json"))
     args = ap.parse_args(argv)
     qs, dup_pairs, near = planted()
@@ -135,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.systems:
         model, verifier = SYSTEMS[name]
         for path in (model, verifier):
-            if path is not None and not Path(path).exists():
+            if path not in (None, "auto") and not Path(path).exists():
                 raise SystemExit(f"{name}: {path} not found (run `make quora-model` first)")
         rows.append(measure(name, model, verifier, qs, dup_pairs, near))
         r = rows[-1]
-        if verifier is not None:  # pairwise, without grouping: what each operating point would accept
-            r["diagnosis"] = diagnose(model, verifier, r["verification"]["searched_from"], dup_pairs, near)
+        if r["verification"]:  # pairwise, without grouping: what each operating point would accept
+            chosen = "default" if verifier == "auto" else verifier
+            r["diagnosis"] = diagnose(model, chosen, r["verification"]["searched_from"], dup_pairs, near)
         print(
             f"{name:<18} near-miss merged {r['near_miss_merged']}/{r['near_miss_pairs']}  "
             f"duplicate recall {r['duplicate_pair_recall']:.3f}  threshold {r['threshold']:.3f} "

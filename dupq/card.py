@@ -33,6 +33,9 @@ CARD_FILE = "dupq.json"
 CARD_FORMAT_VERSION = 1
 #: dedupe's operating point: precision 0.90 on dev (a wrong merge hides a question).
 DEDUPE_POINT = "precision_0.90"
+#: A point a recipe chose for dedupe on dev by its own stated rule (the shipped verifier's: the highest
+#: recall at half the stock cosine's wrong-merge rate); preferred to :data:`DEDUPE_POINT` when present.
+DEDUPE_CHOSEN = "dedupe"
 #: The Matcher's operating point: the best dev F1 (it suggests; a person decides).
 MATCH_POINT = "best_f1"
 
@@ -96,6 +99,11 @@ class ModelCard:
         if chosen is not None:
             return float(chosen["threshold"])
         return None if self.threshold is None else float(self.threshold)
+
+    def dedupe_point(self) -> dict[str, Any] | None:
+        """The point dedupe decides at: :data:`DEDUPE_CHOSEN` when the card has it, else
+        :data:`DEDUPE_POINT` (both only when reached on dev)."""
+        return self.point(DEDUPE_CHOSEN) or self.point(DEDUPE_POINT)
 
     def threshold_source(self, point: str | None, where: str) -> str:
         """Words for where :meth:`threshold_at` took its value (for summaries and logs)."""
@@ -204,6 +212,7 @@ def has_card(directory: str | Path | None) -> bool:
 __all__ = [
     "CARD_FILE",
     "CARD_FORMAT_VERSION",
+    "DEDUPE_CHOSEN",
     "DEDUPE_POINT",
     "MATCH_POINT",
     "ModelCard",

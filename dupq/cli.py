@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from dupq.cli_dedupe import dedupe, report
+from dupq.cli_options import BACKEND_OPTION, NO_VERIFIER_OPTION, VERIFIER_OPTION
 from dupq.cli_students import distill
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -365,7 +366,9 @@ def match_cmd(
     k: int = typer.Option(5, "-k", "--k", help="Matches per question."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: store's]."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
-    verifier: str | None = typer.Option(None, "--verifier", help="Verifier dir: rescores the top-k."),
+    verifier: str = VERIFIER_OPTION,
+    no_verifier: bool = NO_VERIFIER_OPTION,
+    backend: str = BACKEND_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Find the stored questions closest to each QUESTION."""
@@ -373,7 +376,9 @@ def match_cmd(
 
     from dupq.matcher import Matcher, format_matches
 
-    results = Matcher.load(store, model, verifier=verifier).match(questions, k=k, threshold=threshold)
+    chosen = None if no_verifier else verifier
+    matcher = Matcher.load(store, model, verifier=chosen, backend=backend)
+    results = matcher.match(questions, k=k, threshold=threshold)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
     else:
@@ -400,6 +405,9 @@ def serve_cmd(
     max_in_flight: int = typer.Option(
         32, "--max-in-flight", help="Requests worked on at once; more get 503 + Retry-After."
     ),
+    verifier: str = VERIFIER_OPTION,
+    no_verifier: bool = NO_VERIFIER_OPTION,
+    backend: str = BACKEND_OPTION,
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
     from dupq.server import read_token, serve
@@ -415,6 +423,8 @@ def serve_cmd(
         token=read_token(token_file),
         insecure=insecure,
         max_in_flight=max_in_flight,
+        verifier=None if no_verifier else verifier,
+        backend=backend,
     )
 
 
@@ -424,7 +434,9 @@ def score(
     pairs: str = typer.Argument(..., help="Pair file (CSV/TSV/Parquet/JSONL), labelled or not."),
     out: str = typer.Option(..., "--out", "-o", help="Output file: every input row + score columns."),
     model: str | None = typer.Option(None, "--model", "-m", help="Bi-encoder dir [default: MiniLM-L6]."),
-    verifier: str | None = typer.Option(None, "--verifier", help="Verifier dir: it decides when given."),
+    verifier: str = VERIFIER_OPTION,
+    no_verifier: bool = NO_VERIFIER_OPTION,
+    backend: str = BACKEND_OPTION,
     question1: str | None = typer.Option(None, "--question1", help="First text column [default: detected]."),
     question2: str | None = typer.Option(None, "--question2", help="Second text column [default: detected]."),
     label: str | None = typer.Option(None, "--label", help="Label column [default: detected, if any]."),
@@ -442,7 +454,8 @@ def score(
         pairs,
         out,
         model=model,
-        verifier=verifier,
+        verifier=None if no_verifier else verifier,
+        backend=backend,
         question1=question1,
         question2=question2,
         label=label,

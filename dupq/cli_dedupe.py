@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from dupq.cli_options import BACKEND_OPTION, NO_VERIFIER_OPTION, VERIFIER_OPTION
+
 
 def dedupe(
     input: str = typer.Argument(
@@ -50,12 +52,7 @@ def dedupe(
         "--ray-assignments",
         help="--index flat/hnsw on Ray: nearest partitions per vector (the join's partitions need none).",
     ),
-    backend: str = typer.Option(
-        "torch",
-        "--backend",
-        help="Encoding backend: torch, onnx, onnx-int8, openvino, openvino-int8 (quantised on a sample "
-        "of this input), or auto (the fastest verified one on this CPU, probed once and cached).",
-    ),
+    backend: str = BACKEND_OPTION,
     device: str | None = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Encoding batch size."),
     index: str = typer.Option(
@@ -78,9 +75,8 @@ def dedupe(
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (default: detected)."),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    verifier: str | None = typer.Option(
-        None, "--verifier", help="Verifier dir: decides the candidate pairs (cosine finds them)."
-    ),
+    verifier: str = VERIFIER_OPTION,
+    no_verifier: bool = NO_VERIFIER_OPTION,
     verify_below: float = typer.Option(
         0.10, "--verify-below", help="With --verifier: search this far below the threshold."
     ),
@@ -143,7 +139,7 @@ def dedupe(
             encoding=encoding,
             ray_address=ray_address,
             show_progress=not quiet,
-            verifier=verifier,
+            verifier=None if no_verifier else verifier,
             verify_below=verify_below,
             verify_above=verify_above,
             escape_formulas=escape_formulas,

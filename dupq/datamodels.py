@@ -496,7 +496,8 @@ class Match:
     ``probability`` the calibrated P(duplicate) when the model's ``dupq.json`` has a calibration, else
     ``None``; ``is_duplicate`` is ``score >= threshold``; ``exact`` says it was found by hash.
     With a verifier, ``score`` and ``probability`` are the verifier's P(duplicate) and ``is_duplicate``
-    its decision; ``similarity`` is always the bi-encoder cosine.
+    its decision; ``similarity`` is always the bi-encoder cosine. ``decided_by`` names the stage that
+    decided: ``exact`` (same exact-duplicate key), ``verifier`` or ``cosine``.
     """
 
     id: int
@@ -507,6 +508,7 @@ class Match:
     metadata: dict[str, Any] | None = None
     exact: bool = False
     similarity: float | None = None
+    decided_by: str = "cosine"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -517,6 +519,7 @@ class Match:
             "probability": None if self.probability is None else round(float(self.probability), 6),
             "is_duplicate": bool(self.is_duplicate),
             "exact": bool(self.exact),
+            "decided_by": self.decided_by,
             "metadata": self.metadata,
         }
 
@@ -556,14 +559,13 @@ def format_matches(results: Sequence[QueryMatches], width: int = 70) -> str:
         if not r:
             lines.append("  (no stored questions)")
         else:
-            lines.append(f"  {'#':>2}  {'id':>8}  {'score':>6}  {'P(dup)':>6}  {'dup':<3}  text")
+            lines.append(f"  {'#':>2}  {'id':>8}  {'score':>6}  {'P(dup)':>6}  {'dup':<3}  {'by':<8}  text")
         for rank, m in enumerate(r, start=1):
             p = "-" if m.probability is None else f"{m.probability:.3f}"
             text = m.text if len(m.text) <= width else m.text[: width - 1] + "…"
             flag = "yes" if m.is_duplicate else "no"
             lines.append(
-                f"  {rank:>2}  {m.id:>8}  {m.score:>6.3f}  {p:>6}  {flag:<3}  {text}"
-                + ("  (exact)" if m.exact else "")
+                f"  {rank:>2}  {m.id:>8}  {m.score:>6.3f}  {p:>6}  {flag:<3}  {m.decided_by:<8}  {text}"
             )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -91,7 +91,8 @@ def load_encoder(
     path = Path(name).expanduser()
     try:
         if name in DEFAULT_ALIASES:
-            model = SentenceTransformer(str(default_model_path()), device=device, local_files_only=True)
+            with _quiet_default_load_report():
+                model = SentenceTransformer(str(default_model_path()), device=device, local_files_only=True)
         elif path.is_dir():
             if (path / "modules.json").exists():
                 model = SentenceTransformer(str(path), device=device, local_files_only=True)
@@ -115,6 +116,28 @@ def load_encoder(
         model.max_seq_length = max_seq_length
     model._dupq_source = str(default_model_path() if name in DEFAULT_ALIASES else path.resolve())
     return model
+
+
+@contextlib.contextmanager
+def _quiet_default_load_report():
+    """Drop transformers' "LOAD REPORT" for the embedded default model, whose one entry is the
+    ``embeddings.position_ids`` buffer the package's checkpoint carries (harmless: the buffer is
+    rebuilt). Printed on every load, it buried the demo's output; any other model's report stays."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("LOAD REPORT" in msg and "position_ids" in msg and "MISSING" not in msg)
+
+    loggers = [
+        logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.utils.loading_report")
+    ]
+    for lg in loggers:
+        lg.addFilter(drop)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(drop)
 
 
 def _load_from_hub(name: str, device: str) -> SentenceTransformer:

@@ -108,9 +108,13 @@ class Matcher:
     ``index_kind``/``index_params``: see :mod:`dupq.index` (``auto``: exact flat search up to
     :data:`dupq.index.AUTO_FLAT_MAX` questions, HNSW above; crossing it converts the index once, inside
     that ``add``). ``query_threads``: torch threads for query batches under :data:`SMALL_BATCH`.
-    ``verifier``: a :class:`dupq.verifier.Verifier` (or its directory) that rescores every non-exact
-    match: ``score``, ``probability`` and ``is_duplicate`` then come from the verifier (its own
-    threshold, best F1 on its dev split), and the cosine is kept as ``similarity``.
+    ``verifier``: the stage that rescores every non-exact match — ``"auto"`` (default: the model
+    directory's own verifier, else for the stock encoder the one shipped in dupq; see
+    :mod:`dupq.verifier.choose`), a :class:`dupq.verifier.Verifier` or its directory, or ``None`` for
+    the cosine alone. With one, ``score``, ``probability`` and ``is_duplicate`` come from the verifier
+    (its own threshold, best F1 on its dev split), and the cosine is kept as ``similarity``.
+    ``backend``: how texts are encoded — ``"default"`` (``onnx-int8`` on a CPU where it is installed
+    and verifies, else torch; see :mod:`dupq.backends`), or any name of ``dupq.backends.BACKEND_CHOICES``.
     """
 
     def __init__(
@@ -123,11 +127,12 @@ class Matcher:
         device: str | None = None,
         batch_size: int = 64,
         query_threads: int | None = 1,
-        verifier: Verifier | str | Path | None = None,
+        verifier: Verifier | str | Path | None = "auto",
+        backend: str = "default",
     ) -> None:
-        self.embedder = as_embedder(model, device=device, batch_size=batch_size)
+        self.embedder = as_embedder(model, device=device, batch_size=batch_size, backend=backend)
         self.query_threads = query_threads
-        self.verifier = _as_verifier(verifier, device)
+        self.verifier = _as_verifier(verifier, self.embedder, device)
         card = ModelCard.read(self.embedder.source)
         self.calibration: dict[str, float] | None = _calibration(card.calibration if card else None)
         self.threshold = resolve_threshold(threshold, self.embedder.source, warn=False)[0]
@@ -321,8 +326,9 @@ class Matcher:
         need = [i for i, hits in enumerate(exact) if not (exact_first and hits)]
         vecs = np.zeros((0, self.embedder.dim), np.float32)
         truncated = np.zeros(len(queries), bool)
+        query_tokens = None
         if need:
-            vecs, trunc = self._encode([queries[i] for i in need])
+            vecs, trunc, query_tokens = self._encode_queries([queries[i] for i in need])
             truncated[need] = trunc
         out: list[QueryMatches] = []
         with self._lock.read():
@@ -352,7 +358,7 @@ class Matcher:
                         seen.add(i)
                 out.append(QueryMatches(results[:k], query=query, truncated=bool(truncated[qi])))
         if self.verifier is not None:
-            self._verify(out)
+            self._verify(out, query_tokens)
         if only_duplicates:
             out = [
                 QueryMatches([m for m in r if m.is_duplicate], query=r.query, truncated=r.truncated)
@@ -360,17 +366,80 @@ class Matcher:
             ]
         return out[0] if single else out
 
-    def _verify(self, results: list[QueryMatches]) -> None:
-        """Rescore every non-exact match with the verifier (one batch for all queries), best first."""
+    def _one_pass(self) -> bool:
+        """Whether queries can be encoded once for both search and verification: a late-interaction
+        verifier whose token pass runs the embedder's own model on the embedder's own backend."""
+        v = self.verifier
+        if v is None or not hasattr(v, "token_vectors"):
+            return False
+        if getattr(v, "backend", None) != self.embedder.backend:
+            return False
+        if v.encoder is self.embedder.model:
+            return True
+        if getattr(self, "_same_model", None) is None:  # fingerprints are cached on the models
+            from dupq.encoder import model_fingerprint
+
+            self._same_model = model_fingerprint(v.encoder) == self.embedder.fingerprint
+        return self._same_model
+
+    def _encode_queries(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Query vectors and truncation flags — and, with a verifier on the same model and backend,
+        the queries' token vectors from the same pass (one transformer pass per query, not two)."""
+        if not self._one_pass():
+            return (*self._encode(texts), None)
+        threads = self.query_threads if len(texts) < SMALL_BATCH else None
+        with self._encode_lock, torch_threads(threads):
+            tv = self.verifier.token_vectors(texts)
+        limit = self.embedder.max_seq_length
+        truncated = np.zeros(len(texts), bool)
+        at_limit = [i for i, t in enumerate(tv.tokens) if len(t) + 2 >= limit]  # + [CLS], [SEP]
+        if at_limit and limit:
+            lengths = self.embedder.token_lengths([texts[i] for i in at_limit])
+            truncated[at_limit] = np.asarray(lengths) > limit
+        if truncated.any():
+            warnings.warn(
+                f"{int(truncated.sum())} of {len(texts)} text(s) exceed the model's {limit} tokens and "
+                "were truncated",
+                TruncationWarning,
+                stacklevel=3,
+            )
+        position = {t: i for i, t in enumerate(texts)}
+        return np.ascontiguousarray(tv.sentence, dtype=np.float32), truncated, (position, tv)
+
+    def _verify(self, results: list[QueryMatches], query_tokens: Any = None) -> None:
+        """Rescore every non-exact match with the verifier (one batch for all queries), best first.
+        ``query_tokens``: the queries' token vectors from their encoding pass, when there was one."""
         todo = [(r, j) for r in results for j, m in enumerate(r) if not m.exact]
         if not todo:
             return
+        q1, q2 = [r.query for r, _ in todo], [r[j].text for r, j in todo]
         with self._encode_lock, torch_threads(self.query_threads if len(todo) < 4 * SMALL_BATCH else None):
-            scores = self.verifier.predict([r.query for r, _ in todo], [r[j].text for r, j in todo])
+            tokens = None
+            if query_tokens is not None:
+                position, qtv = query_tokens
+                from dupq.verifier.tokens import TokenVectors
+
+                ctv = self.verifier.token_vectors(q2)
+                rows = [position[q] for q in q1]
+                tokens = TokenVectors(
+                    tokens=[qtv.tokens[i] for i in rows] + ctv.tokens,
+                    content=[qtv.content[i] for i in rows] + ctv.content,
+                    sentence=np.concatenate([qtv.sentence[rows], ctv.sentence]),
+                )
+            extra = {"tokens": tokens} if tokens is not None else {}
+            scores = self.verifier.predict(q1, q2, **extra)
         for (r, j), p, dup in zip(todo, scores.probability, scores.is_duplicate, strict=True):
             m = r[j]
             r[j] = Match(
-                m.id, m.text, float(p), float(p), bool(dup), m.metadata, m.exact, similarity=m.similarity
+                m.id,
+                m.text,
+                float(p),
+                float(p),
+                bool(dup),
+                m.metadata,
+                m.exact,
+                similarity=m.similarity,
+                decided_by="verifier",
             )
         for r in results:
             r.sort(key=lambda m: (not m.exact, -m.score))
@@ -387,6 +456,7 @@ class Matcher:
             metadata=meta,
             exact=exact,
             similarity=score,
+            decided_by="exact" if exact else "cosine",
         )
 
     def get(self, id_: int) -> dict[str, Any]:
@@ -521,7 +591,8 @@ class Matcher:
         *,
         threshold: float | None = None,
         device: str | None = None,
-        verifier: Verifier | str | Path | None = None,
+        verifier: Verifier | str | Path | None = "auto",
+        backend: str = "default",
     ) -> Matcher:
         """Open a store written by :meth:`save` (``verifier`` as for the constructor; not stored).
 
@@ -544,7 +615,7 @@ class Matcher:
         if model is None:
             src = manifest.get("model_source")
             model = src if src and Path(src).is_dir() else None
-        embedder = as_embedder(model, device=device)
+        embedder = as_embedder(model, device=device, backend=backend)
         if embedder.fingerprint != manifest["model_fingerprint"]:
             raise StoreError(
                 f"{directory} was built with another model "
@@ -562,7 +633,7 @@ class Matcher:
         self = cls.__new__(cls)
         self.embedder = embedder
         self.query_threads = 1
-        self.verifier = _as_verifier(verifier, device)
+        self.verifier = _as_verifier(verifier, embedder, device)
         self.calibration = _calibration(manifest.get("calibration"))
         self.threshold = check_threshold(manifest["threshold"] if threshold is None else threshold)
         self.index = index
@@ -600,15 +671,21 @@ class Matcher:
 
 
 # -- validation ---------------------------------------------------------------------------------------
-def _as_verifier(verifier: Verifier | str | Path | None, device: str | None) -> Verifier | None:
-    """A loaded verifier from a directory (or the one given); ``None`` stays ``None``."""
-    if verifier is None:
-        return None
-    from dupq.verifier import Verifier
+def _as_verifier(
+    verifier: Verifier | str | Path | None, embedder: Embedder, device: str | None
+) -> Verifier | None:
+    """The deciding verifier (:func:`dupq.verifier.choose.resolve_verifier`), its token pass on the
+    embedder's backend where that backend has one (ONNX), reusing the embedder's stock encoder."""
+    from dupq.backends import ONNX_BACKENDS
+    from dupq.verifier.choose import resolve_verifier
 
-    if isinstance(verifier, (str, Path)):
-        return Verifier.load(verifier, device=device)
-    return verifier  # a loaded verifier of either kind (late-interaction or cross-encoder)
+    return resolve_verifier(
+        verifier,
+        embedder.source,
+        device=device,
+        backend=embedder.backend if embedder.backend in ONNX_BACKENDS else "torch",
+        encoder=embedder.model,
+    )
 
 
 def _calibration(c: Any) -> dict[str, float] | None:

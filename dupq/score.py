@@ -2,7 +2,8 @@
 
 Every input row comes back, all its columns kept, plus ``similarity`` (bi-encoder cosine), ``score``
 and ``probability`` (the verifier's P(duplicate) when one is given, else the cosine and its
-calibrated probability), ``is_duplicate`` and ``status`` — all prefixed ``dupq_`` when one of these
+calibrated probability), ``is_duplicate``, ``decided_by`` (``exact``, ``verifier`` or ``cosine``: the
+stage that decided the row) and ``status`` — all prefixed ``dupq_`` when one of these
 names is already an input column (Quora's label column is ``is_duplicate``). A row that cannot be
 scored (a blank question) keeps its place with ``status = missing_text:<column>`` and empty scores;
 a self-pair (same text after normalisation) is an exact duplicate, as everywhere in dupq. With a
@@ -24,7 +25,7 @@ from dupq.errors import InputError
 from dupq.tables import read_table
 from dupq.text import is_blank, normalize
 
-RESULT_COLUMNS = ("similarity", "score", "probability", "is_duplicate", "status")
+RESULT_COLUMNS = ("similarity", "score", "probability", "is_duplicate", "decided_by", "status")
 
 
 @dataclass
@@ -83,7 +84,8 @@ def score_pairs(
     out: str | Path | None = None,
     *,
     model: Any = None,
-    verifier: Any = None,
+    verifier: Any = "auto",
+    backend: str = "default",
     question1: str | None = None,
     question2: str | None = None,
     label: str | None = None,
@@ -97,11 +99,12 @@ def score_pairs(
     overrides the deciding stage's threshold (a cosine, or the verifier's probability).
     """
     from dupq.matcher import Matcher
+    from dupq.verifier.choose import describe
 
     path = Path(path)
     df = read_table(path)
     q1, q2, label_col = find_columns(df, question1, question2, label, file=path)
-    matcher = Matcher(model, batch_size=batch_size, verifier=verifier)
+    matcher = Matcher(model, batch_size=batch_size, verifier=verifier, backend=backend)
     thr = matcher.threshold if threshold is None else float(threshold)
     status = np.full(len(df), "ok", dtype=object)
     for col in (q2, q1):  # the first column named wins when both are blank
@@ -130,11 +133,14 @@ def score_pairs(
                 prob[ok] = [matcher.probability(s) for s in sim[ok]]
         score[ok[exact]], prob[ok[exact]], sim[ok[exact]] = 1.0, 1.0, 1.0
     decided = np.where(np.isnan(score), None, score >= thr)
+    stage = np.full(len(df), None, dtype=object)
+    stage[ok] = "verifier" if matcher.verifier is not None else "cosine"
+    stage[ok[exact]] = "exact"
     metrics = _metrics(score, df[label_col], thr) if label_col else {}
     names = result_names(df.columns)
     table = df.copy()
     for name, values in zip(
-        RESULT_COLUMNS, (sim, score, prob, pd.array(decided, dtype="boolean"), status), strict=True
+        RESULT_COLUMNS, (sim, score, prob, pd.array(decided, dtype="boolean"), stage, status), strict=True
     ):
         table[names[name]] = values
     if out is not None:
@@ -146,7 +152,7 @@ def score_pairs(
         out=Path(out) if out is not None else None,
         status_column=names["status"],
         metrics=metrics,
-        decided_by="verifier" if matcher.verifier is not None else "bi-encoder",
+        decided_by=describe(matcher.verifier) if matcher.verifier is not None else "bi-encoder",
     )
 
 

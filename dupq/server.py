@@ -75,6 +75,7 @@ class MatchOut(BaseModel):
     similarity: float | None = None
     is_duplicate: bool
     exact: bool
+    decided_by: str = Field("cosine", description="The stage that decided: exact, verifier or cosine.")
     metadata: dict[str, Any] | None
 
 
@@ -408,11 +409,15 @@ def serve(
     create: bool = False,
     token: str | None = None,
     insecure: bool = False,
+    verifier: Any = "auto",
+    backend: str = "default",
     **app_kwargs: Any,
 ) -> None:
     """Load (or, with ``create``, start) the store at ``store_dir`` and serve it with uvicorn.
 
     Binding an address other than loopback needs a ``token`` (writes need it), or ``insecure=True``.
+    ``verifier``/``backend``: as for :class:`~dupq.matcher.Matcher` (the shipped verifier and the
+    fast backend by default).
     """
     import uvicorn
 
@@ -428,9 +433,9 @@ def serve(
         and not (store / "manifest.json").exists()
         and not store.with_name(store.name + ".old").exists()
     ):
-        matcher = Matcher(model)
+        matcher = Matcher(model, verifier=verifier, backend=backend)
         matcher.save(store)
     else:
-        matcher = Matcher.load(store, model)
+        matcher = Matcher.load(store, model, verifier=verifier, backend=backend)
     app = create_app(matcher, store, persist=persist, save_interval=save_interval, token=token, **app_kwargs)
     uvicorn.run(app, host=host, port=port, log_level="info")

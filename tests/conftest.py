@@ -10,6 +10,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite encodes on torch unless a test says otherwise: exact figures (thresholds on crafted models)
+# must not move with int8 rounding, and an ONNX export per throwaway model would cost minutes. The
+# ``default`` backend itself (onnx-int8 on a CPU, torch as the fallback) has its own tests, which
+# unset this (tests/test_defaults.py).
+os.environ.setdefault("DUPQ_BACKEND", "torch")
 
 from tests.optional import missing  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402

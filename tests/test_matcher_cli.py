@@ -38,7 +38,9 @@ def test_index_build_add_match(tiny_model_dir, tmp_path):
 
     r = runner.invoke(app, ["match", "how do i learn python", "--store", str(store), "-k", "2"])
     assert r.exit_code == 0, r.output
-    assert "query: how do i learn python" in r.output and "(exact)" in r.output
+    assert "query: how do i learn python" in r.output
+    top = next(line for line in r.output.splitlines() if line.strip().startswith("1 "))
+    assert top.split()[5] == "exact", top  # the "by" column: the exact key decided
 
     r = runner.invoke(app, ["match", "How to lose weight fast", "--store", str(store), "-k", "1", "--json"])
     out = json.loads(r.stdout)

@@ -97,6 +97,7 @@ def test_score_without_a_clash_uses_plain_names(tiny_model_dir, tmp_path):
         "score",
         "probability",
         "is_duplicate",
+        "decided_by",
         "status",
     ]
     assert res.metrics == {}

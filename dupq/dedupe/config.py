@@ -59,7 +59,7 @@ class DedupeConfig:
     summary_out: Path | None = None
     workdir: Path | None = None
     engine: str = "local"
-    backend: str = "torch"
+    backend: str = "default"
     device: str | None = None
     batch_size: int = 64
     chunk_size: int = DEFAULT_CHUNK
@@ -71,7 +71,7 @@ class DedupeConfig:
     encoding: str | None = None
     ray_address: str | None = None
     show_progress: bool = True
-    verifier: Any = None
+    verifier: Any = "auto"
     verify_below: float = 0.10
     verify_above: float = 0.98
     escape_formulas: bool = False

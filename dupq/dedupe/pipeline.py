@@ -44,6 +44,7 @@ from dupq.dedupe.write import (
 )
 from dupq.encoder import resolve_threshold
 from dupq.io import atomic_write_json
+from dupq.verifier.choose import choose_verifier, describe
 
 if TYPE_CHECKING:
     pass
@@ -68,7 +69,7 @@ def deduplicate(
     summary_out: str | Path | None = None,
     workdir: str | Path | None = None,
     engine: str = "local",
-    backend: str = "torch",
+    backend: str = "default",
     device: str | None = None,
     batch_size: int = 64,
     chunk_size: int = DEFAULT_CHUNK,
@@ -80,7 +81,7 @@ def deduplicate(
     encoding: str | None = None,
     ray_address: str | None = None,
     show_progress: bool = True,
-    verifier: Any = None,
+    verifier: Any = "auto",
     verify_below: float = 0.10,
     verify_above: float = 0.98,
     escape_formulas: bool = False,
@@ -188,6 +189,7 @@ class _Encoded:
     encoded: int
     reused: int
     backend: str  # the one that ran (``auto`` resolved)
+    verifier: Any = None  # what decides (dupq.verifier.choose): None, a directory/"default", or loaded
 
 
 def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) -> DedupeResult:
@@ -204,13 +206,13 @@ def _pipeline(data: Any, cfg: DedupeConfig, workdir: Path, timer: StageTimer) ->
     if base is not None:
         match = match_against(new, base, store.vectors, enc.stores[1].vectors, enc.threshold, cfg)
     timer.stage("against")
-    search_at = enc.threshold - cfg.verify_below if cfg.verifier is not None else enc.threshold
+    search_at = enc.threshold - cfg.verify_below if enc.verifier is not None else enc.threshold
     candidates, reused, search_info = _candidates(store, search_at, cfg)
     pairs = _live_pairs(candidates, search_at, match)
     timer.stage("search")
     verification, pairs_checked = None, pairs
-    if cfg.verifier is not None:
-        pairs, *verification = _verify(pairs, new.texts, enc.threshold, cfg)
+    if enc.verifier is not None:
+        pairs, *verification = _verify(pairs, new.texts, enc, cfg)
         timer.stage("verify")
     decisions = load_decisions(cfg.decisions, new) if cfg.decisions is not None else None
     groups = group(
@@ -322,6 +324,7 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
         cfg.model, device=cfg.device, batch_size=cfg.batch_size, backend=cfg.backend, calibration=new.texts
     )
     threshold, threshold_source = resolve_threshold(cfg.threshold, embedder.source, point=DEDUPE_POINT)
+    verifier = choose_verifier(cfg.verifier, embedder.source)
     fp = embedder.fingerprint
     timer.stage("load_model")
     stores = []
@@ -338,7 +341,7 @@ def _encode(new: Scan, base: Scan | None, cfg: DedupeConfig, workdir: Path, time
     for st in stores:
         st.reopen_readonly()  # unmaps the pages encoding dirtied; later reads map only what they touch
     release_memory()
-    return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused, backend)
+    return _Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused, backend, verifier)
 
 
 def _candidates(
@@ -406,17 +409,21 @@ def _live_pairs(
 
 
 def _verify(
-    pairs: tuple[np.ndarray, np.ndarray, np.ndarray], texts: list[str], threshold: float, cfg: DedupeConfig
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    texts: list[str],
+    enc: _Encoded,
+    cfg: DedupeConfig,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any], Verification]:
     """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts
     (and return the summary's counts and the per-pair decisions, for the report)."""
+    from dupq.backends import ONNX_BACKENDS
     from dupq.verifier import Verifier
 
-    verifier = (
-        Verifier.load(cfg.verifier, device=cfg.device, backend=cfg.backend)
-        if isinstance(cfg.verifier, (str, Path))
-        else cfg.verifier
-    )
+    threshold, verifier = enc.threshold, enc.verifier
+    if isinstance(verifier, (str, Path)):
+        # the token pass on the encode stage's fast runtime where it has one (ONNX), else torch
+        backend = enc.backend if enc.backend in ONNX_BACKENDS else "torch"
+        verifier = Verifier.load(verifier, device=cfg.device, backend=backend)
     v_thr = verifier_threshold(verifier)
     result = verify_pairs(
         pairs[0],
@@ -430,6 +437,7 @@ def _verify(
     )
     keep = result.keep
     info = {
+        "decided_by": describe(verifier),
         "verifier": verifier.source,
         "verifier_threshold": v_thr,
         "candidate_pairs": int(len(keep)),

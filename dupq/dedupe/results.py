@@ -133,8 +133,10 @@ class DedupeSummary:
     def _verification_lines(self) -> list[str]:
         v = self.verification
         if not v:
-            return []
+            return ["decided by         the cosine alone (no verifier)"]
         return [
+            f"decided by         {v.get('decided_by', 'verifier')} below cosine {v['verify_above']:.2f}, "
+            "the cosine at or above it, the exact key for exact copies",
             f"verified           {v['verified']:>12,}  candidate pairs with cosine in "
             f"[{v['searched_from']:.3f}, {v['verify_above']:.3f}) by the verifier (P >= "
             f"{v['verifier_threshold']:.3f}): {v['accepted_by_verifier']:,} accepted, "

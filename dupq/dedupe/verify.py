@@ -2,8 +2,9 @@
 
 Search runs at ``threshold - verify_below`` so that duplicates the cosine scores a little low are found
 too; each candidate pair with a cosine below ``verify_above`` is then decided by the verifier
-(:mod:`dupq.verifier`) at its precision-0.90 operating point, while pairs at or above it (near-identical
-wording) are accepted on the cosine alone. The summary says how many pairs each stage decided.
+(:mod:`dupq.verifier`) at its dedupe operating point (:meth:`dupq.card.ModelCard.dedupe_point`),
+while pairs at or above it (near-identical wording) are accepted on the cosine alone. The summary
+says how many pairs each stage decided.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dupq.card import DEDUPE_POINT
-
 if TYPE_CHECKING:
     from dupq.verifier import Verifier
-
 
 
 @dataclass
@@ -32,8 +30,9 @@ class Verification:
 
 
 def verifier_threshold(verifier: Verifier) -> float:
-    """The verifier's precision-0.90 threshold on its dev split (its best-F1 threshold without one)."""
-    chosen = verifier.card.point(DEDUPE_POINT)
+    """The verifier's dedupe threshold on dev (:meth:`dupq.card.ModelCard.dedupe_point`: its recipe's
+    own dedupe point, else precision 0.90), or its best-F1 threshold without one."""
+    chosen = verifier.card.dedupe_point()
     return float(chosen["threshold"]) if chosen is not None else verifier.threshold
 
 

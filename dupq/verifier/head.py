@@ -92,8 +92,20 @@ class Head:
         return cls(kind, arrays)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, kind: str = "gbdt", *, seed: int = 42) -> Head:
-    """Fit a head of ``kind`` on features ``x`` and 0/1 labels ``y`` and export it to arrays."""
+def fit_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    kind: str = "gbdt",
+    *,
+    seed: int = 42,
+    monotonic: list[int] | None = None,
+    max_iter: int = 300,
+) -> Head:
+    """Fit a head of ``kind`` on features ``x`` and 0/1 labels ``y`` and export it to arrays.
+
+    ``monotonic`` (gbdt only): per feature, +1 / -1 / 0 as scikit-learn's ``monotonic_cst`` — the
+    shipped default head is +1 on the cosine, so that a closer pair is never scored less likely a
+    duplicate by the trees alone."""
     if kind not in HEAD_KINDS:
         raise InputError(f"unknown head kind {kind!r}; choose one of {', '.join(HEAD_KINDS)}")
     from threadpoolctl import threadpool_limits
@@ -102,14 +114,17 @@ def fit_head(x: np.ndarray, y: np.ndarray, kind: str = "gbdt", *, seed: int = 42
     y = np.asarray(y, dtype=np.int64)
     # One thread: the fit takes seconds, and OpenMP workers spinning on busy cores made it take minutes.
     with threadpool_limits(limits=1):
-        return _fit_gbdt(x, y, seed) if kind == "gbdt" else _fit_mlp(x, y, seed)
+        return _fit_gbdt(x, y, seed, monotonic, max_iter) if kind == "gbdt" else _fit_mlp(x, y, seed)
 
 
-def _fit_gbdt(x: np.ndarray, y: np.ndarray, seed: int) -> Head:
+def _fit_gbdt(
+    x: np.ndarray, y: np.ndarray, seed: int, monotonic: list[int] | None = None, max_iter: int = 300
+) -> Head:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     model = HistGradientBoostingClassifier(
-        max_iter=300,
+        max_iter=max_iter,
+        monotonic_cst=monotonic,
         learning_rate=0.05,
         max_leaf_nodes=31,
         l2_regularization=1.0,

@@ -26,6 +26,7 @@ from dupq.encoder import DEFAULT_ALIASES, load_encoder, model_source
 from dupq.errors import InputError, StoreError
 from dupq.verifier.base import CalibratedDecision, VerifierScores
 from dupq.verifier.features import FEATURE_NAMES, pair_features
+from dupq.verifier.guard import Guard
 from dupq.verifier.head import HEAD_FILE, Head
 from dupq.verifier.tokens import TokenVectors, encode_tokens
 
@@ -36,6 +37,20 @@ logger = logging.getLogger(__name__)
 
 VERIFIER_TYPE = "late-interaction"
 ENCODER_DIR = "encoder"
+#: The name that loads the verifier shipped inside the package (``dupq/verifiers/default``).
+DEFAULT_VERIFIER = "default"
+
+
+def default_verifier_dir() -> Path:
+    """Where the shipped default verifier lives: package data, fit by ``make default-verifier``."""
+    return Path(__file__).resolve().parents[1] / "verifiers" / DEFAULT_VERIFIER
+
+
+def is_default_verifier(value: object) -> bool:
+    """Whether ``value`` names the shipped verifier (``"default"`` or its directory)."""
+    if isinstance(value, str) and value == DEFAULT_VERIFIER:
+        return True
+    return isinstance(value, (str, Path)) and Path(value).resolve() == default_verifier_dir()
 
 
 class Verifier(CalibratedDecision):
@@ -64,6 +79,7 @@ class Verifier(CalibratedDecision):
             )
         self.encoder = encoder
         self.head = head
+        self.guard = Guard.from_dict((card.verifier or {}).get("guard"))
         self._init_decision(card, threshold, source)
         from dupq.backends import make_runner, resolve_backend
 
@@ -82,14 +98,19 @@ class Verifier(CalibratedDecision):
         threshold: float | None = None,
         point: str | None = None,
         backend: str = "torch",
+        encoder: SentenceTransformer | None = None,
     ) -> Verifier:
         """Load a verifier directory; a missing file or a directory of another kind is a ``StoreError``.
 
         The decision threshold is ``threshold`` if given, else the operating point ``point`` of its
         ``dupq.json`` (``"precision_0.90"`` …, when reached on dev), else its best-F1 threshold.
         ``backend`` runs the token pass: ``torch``, or ``onnx`` / ``onnx-int8`` (faster on a CPU; a
-        cross-encoder verifier always runs in torch).
+        cross-encoder verifier always runs in torch). ``"default"`` loads the verifier shipped in
+        the package. ``encoder``: an already loaded bi-encoder, reused when the verifier reads the same
+        (stock) encoder instead of loading a second copy.
         """
+        if str(directory) == DEFAULT_VERIFIER:
+            directory = default_verifier_dir()
         directory = Path(directory)
         card = ModelCard.read(directory)
         if card is None or not card.is_verifier:
@@ -103,11 +124,38 @@ class Verifier(CalibratedDecision):
             from dupq.verifier.cross import CrossVerifier
 
             return CrossVerifier.load(directory, card, device=device, threshold=threshold)  # type: ignore[return-value]
-        head = Head.load(directory / HEAD_FILE)
+        return cls.load_parts(
+            directory, card, device=device, threshold=threshold, backend=backend, encoder=encoder
+        )
+
+    @classmethod
+    def load_parts(
+        cls,
+        directory: Path,
+        card: ModelCard,
+        *,
+        device: str | None = None,
+        threshold: float | None = None,
+        backend: str = "torch",
+        encoder: SentenceTransformer | None = None,
+    ) -> Verifier:
+        """A late-interaction verifier from its directory's ``head.npz`` and an already read ``card``
+        (the head's recorded sha256, where the card has one, must match the file)."""
+        from dupq.io import sha256_file
+
+        head_path = directory / HEAD_FILE
+        want = (card.provenance or {}).get("head_sha256")
+        if want and head_path.is_file() and sha256_file(head_path) != want:
+            raise StoreError(f"{head_path} does not match the sha256 its {CARD_FILE} records")
+        head = Head.load(head_path)
         enc = card.encoder or "default"
         enc_path = enc if enc in DEFAULT_ALIASES else directory / enc
+        if encoder is not None and enc in DEFAULT_ALIASES and encoder_reference(encoder) == "default":
+            model = encoder  # the caller's stock encoder: one copy of the weights, not two
+        else:
+            model = load_encoder(enc_path, device=device)
         return cls(
-            load_encoder(enc_path, device=device),
+            model,
             head,
             card,
             threshold=threshold,
@@ -136,15 +184,31 @@ class Verifier(CalibratedDecision):
 
     def probability_from_features(self, x: np.ndarray) -> np.ndarray:
         """Calibrated P(duplicate) from a feature matrix (head log-odds, then Platt scaling on dev)."""
-        return self.calibrated(self.head.raw_score(x))
+        raw = self.head.raw_score(x)
+        if self.guard is not None:
+            raw = self.guard.apply(raw, x)
+        return self.calibrated(raw)
+
+    def token_vectors(self, texts: Sequence[str], *, show_progress: bool = False) -> TokenVectors:
+        """One encoder pass over ``texts``: token vectors for the features and the pooled unit vector
+        (the bi-encoder's own embedding, so a caller can search with it instead of encoding again)."""
+        return encode_tokens(self.encoder, texts, show_progress=show_progress, runner=self._runner)
 
     def predict(
-        self, questions1: Sequence[str], questions2: Sequence[str], *, show_progress: bool = False
+        self,
+        questions1: Sequence[str],
+        questions2: Sequence[str],
+        *,
+        show_progress: bool = False,
+        tokens: TokenVectors | None = None,
     ) -> VerifierScores:
-        """Score pairs ``(questions1[i], questions2[i])``: cosine, P(duplicate), decision."""
+        """Score pairs ``(questions1[i], questions2[i])``: cosine, P(duplicate), decision.
+
+        ``tokens``: the token vectors of ``list(questions1) + list(questions2)`` when the caller has
+        them already (the Matcher's query pass)."""
         if len(questions1) != len(questions2):
             raise InputError(f"{len(questions1)} first questions but {len(questions2)} second questions")
-        x = self.features(questions1, questions2, show_progress=show_progress)
+        x = self.features(questions1, questions2, show_progress=show_progress, tokens=tokens)
         p = self.probability_from_features(x) if len(x) else np.zeros(0)
         return VerifierScores(
             similarity=x[:, 0] if len(x) else np.zeros(0), probability=p, is_duplicate=p >= self.threshold
