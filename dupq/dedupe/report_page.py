@@ -113,7 +113,7 @@ function render(){list.textContent="";const pages=Math.max(1,Math.ceil(shown.len
     if(g.kept)t.append(el("tr",{class:"kept"},el("td",{},g.kept.id),el("td",{class:"t"},g.kept.text),el("td",{class:"num"},"kept"),el("td",{})));
     for(const m of g.members){const exact=m[4]!==null&&m[4]!==undefined;t.append(el("tr",{},el("td",{},m[0]),
       el("td",{class:"t"},m[1],exact?el("div",{class:"muted"},"exact: same key as row "+m[4]):null),el("td",{class:"num"},m[2].toFixed(4)),
-      el("td",{},!g.kept?el("span",{class:"muted"},"dup of "+m[3]):exact&&m[4]===g.kept.id?el("span",{class:"muted"},"exact duplicate of the kept row"):
+      el("td",{},!g.kept?el("span",{class:"muted"},"dup of "+m[3]):exact&&m[4]===g.kept.id?el("span",{class:"muted",title:"rows with one exact-duplicate key are one text to dedupe: a mark cannot part them"},"same key: no mark"):
         markButtons(g.kept.id,m[0],g.kept.text,m[1],m[2]))));}
     if(g.more)t.append(el("tr",{},el("td",{colspan:4,class:"muted"},"… and "+fmt(g.more)+" more rows")));
     list.append(el("div",{class:"group","data-group":g.group_id},el("div",{class:"head"},el("span",{},"group "+g.group_id),

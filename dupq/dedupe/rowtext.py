@@ -1,12 +1,11 @@
-"""The text of a row *as it is in the input*, for the places that name a row: the report and the pairs.
+"""The text of a row *as it is in the input*, for the report, which names rows one by one.
 
 The scan keeps one text per exact-duplicate key — the raw text of the key's first row — because that is
 all the model needs and all a 1M-row run can afford to hold. But a reviewer deciding about row 120 must
 see row 120 ("What causes inflation??"), not its key's first row ("What causes inflation?"): case and
-punctuation are exactly what an exact-key rule may get wrong. So the few rows a report lists (and the
-exact copies the pairs file names) have their own text read back from the source here: rows that are
-their key's first row take it from the scan, the others come from one more pass over the input, which
-stops after the last row wanted.
+punctuation are exactly what an exact-key rule may get wrong. So the few rows a report lists have their
+own text read back from the source here: rows that are their key's first row take it from the scan, the
+others come from one more pass over the input, which stops after the last row wanted.
 """
 
 from __future__ import annotations
@@ -41,20 +40,6 @@ def row_texts(scan: Scan, rows: Iterable[int] | np.ndarray) -> dict[int, str]:
     if not first.all():
         out.update(_read(scan, wanted[~first]))
     return out
-
-
-def standing_texts(scan: Scan) -> list[str]:
-    """Per unique text, the text of the row standing for it (:attr:`Scan.rep_row`, the row whose id
-    :meth:`Scan.uid_id` gives): ``scan.texts`` itself unless a ``--keep column:`` rule chose another
-    exact copy of some key to stand for it."""
-    moved = np.flatnonzero(scan.rep_row != scan.first_row)
-    if not len(moved):
-        return scan.texts
-    texts = list(scan.texts)
-    own = row_texts(scan, scan.rep_row[moved])
-    for u, r in zip(moved.tolist(), scan.rep_row[moved].tolist(), strict=True):
-        texts[u] = own[r]
-    return texts
 
 
 def _read(scan: Scan, rows: np.ndarray) -> dict[int, str]:
