@@ -220,6 +220,34 @@ def test_a_kept_row_chosen_among_exact_copies_shows_its_own_text(tiny_model, tmp
     assert {(i, c) for i, _, c in sides if i in ("a", "b")} == {("b", 1)}  # the key's rows: b stands for a
 
 
+def test_rows_matched_to_an_existing_base_are_listed_with_their_own_texts(tiny_model, tmp_path):
+    """A group of rows that duplicate a base row has no kept row in this table: its members are still
+    each row as it is, the exact copy marked as such, and ``duplicate_of`` names the base row."""
+    base = pd.DataFrame({"id": ["b1", "b2"], "q": ["How do I reset my password?", "Best pizza in Rome"]})
+    new = pd.DataFrame(
+        {
+            "id": ["n1", "n2", "n3"],
+            "q": ["how do I reset my password", "HOW DO I RESET MY PASSWORD??", "Cats?"],
+        }
+    )
+    deduplicate(
+        new,
+        text_column="q",
+        id_column="id",
+        against=base,
+        model=tiny_model,
+        threshold=0.999,
+        report=tmp_path / "r.html",
+        show_progress=False,
+    )
+    data = parse_report((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert [(g["kept"], g["rows"]) for g in data["groups"]] == [(None, 2)]
+    assert [[m[0], m[1], m[3], m[4]] for m in data["groups"][0]["members"]] == [
+        ["n1", "how do I reset my password", "b1", None],
+        ["n2", "HOW DO I RESET MY PASSWORD??", "b1", "n1"],
+    ]
+
+
 def test_report_data_of_an_older_dupq_is_not_rendered(tmp_path):
     """A version-1 data file listed exact duplicates with their key's first text: rendering it would show
     rows as they are not, so ``dupq report`` asks for a re-run (which re-uses the work directory)."""
