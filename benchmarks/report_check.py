@@ -15,12 +15,25 @@
    and the re-threshold runs' seconds, every check) are written; a table is printed.
 
     python benchmarks/report_check.py [--size 100000] [--backend onnx-int8] [--chromium /usr/bin/chromium]
+
+**Size at scale** (``--scale SIZE …``): whether the page stays bounded as the input grows, now that every
+listed row carries its own text (issue 28). For each size, the same corpus (5 % exact copies) is deduped
+once with ``--report`` by ``--model`` (a fast one — the static student — where the default transformer
+would take ~13 min of both cores at 1M); the page's bytes, per part (groups, borderline pairs, what-if,
+histogram), the rows it lists and the report stage's seconds are recorded, and every listed row's text is
+checked against the input file (its own text, by id). The result goes into the report benchmark's JSON
+(``--out``, by default ``report_check.json``) as ``report_size_at_scale``, with its own command, commit, CPU
+and load; the rest of that file is kept as it was::
+
+    python benchmarks/report_check.py --scale 100000 1000000 --model models/student-static \
+        --threshold 0.7037 --backend torch --quiet
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -31,6 +44,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._record import provenance  # noqa: E402
 from benchmarks.dedupe import build_corpus  # noqa: E402
 from benchmarks.quora_model import write_result  # noqa: E402
 from dupq.dedupe import deduplicate  # noqa: E402
@@ -142,7 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "report_check.json"))
     ap.add_argument("--screenshot", default=str(REPO / "docs" / "report.png"))
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--scale", type=int, nargs="+", help="Only measure the page's size at these row counts.")
+    ap.add_argument("--model", default=None, help="Model of the --scale runs (default: the embedded one).")
+    ap.add_argument("--threshold", default="auto", help="Threshold of the --scale runs.")
     args = ap.parse_args(argv)
+    if args.scale:
+        scale(args, argv)
+        return
     work = Path(args.work)
     src = work / f"questions-{args.size}.csv"
     made = corpus(args.size, src)
@@ -225,6 +245,111 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nwritten: {out}, {shot}\n{'OK' if ok else 'CHECK FAILED'}")
     if not ok:
         raise SystemExit(1)
+
+
+def scale(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """``--scale``: the page's size (and what fills it) at each row count; see the module docstring."""
+    from dupq.io import atomic_write_text
+
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    threshold = args.threshold if args.threshold == "auto" else float(args.threshold)
+    runs = []
+    for size in args.scale:
+        work = Path(args.work) / f"scale-{size}"
+        src = work / f"questions-{size}.csv"
+        made = corpus(size, src)
+        page = work / "report.html"
+        t0 = time.perf_counter()
+        res = deduplicate(
+            src,
+            text_column="question",
+            id_column="id",
+            model=args.model,
+            threshold=threshold,
+            backend=args.backend,
+            out=work / "deduped.csv",
+            report=page,
+            show_progress=not args.quiet,
+        )
+        wall = round(time.perf_counter() - t0, 2)
+        runs.append(_size_record(size, made, page, src, res.summary, wall))
+        del res
+    payload = {
+        **provenance("report_check.py", argv, load_at_start=load_start),
+        "what": (
+            "one dupq dedupe --report run per size on the report corpus (the dedupe benchmark's "
+            "real-derived texts plus 5 % exact copies with case/punctuation/spacing changed), by the model "
+            "named; report_bytes is the HTML file, parts_bytes the JSON of each part of its data block; "
+            "listed_* count the rows the page lists (each with its own text, checked against the input by "
+            "id: own_text_mismatches)"
+        ),
+        "model": args.model or "default",
+        "backend": args.backend,
+        "runs": runs,
+    }
+    largest = max(r["report_bytes"] for r in runs)
+    payload["ok"] = largest < 5e6 and all(r["own_text_mismatches"] == 0 for r in runs)
+    out = Path(args.out)
+    record = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    record["report_size_at_scale"] = payload
+    atomic_write_text(out, json.dumps(record, indent=2) + "\n")
+    print(f"\n{'rows':>10}{'page MB':>9}{'groups listed':>15}{'of':>8}{'rows listed':>13}{'exact':>8}"
+          f"{'report s':>10}{'peak MB':>9}")  # fmt: skip
+    for r in runs:
+        print(
+            f"{r['rows']:>10,}{r['report_mb']:>9}{r['groups_listed']:>15,}{r['duplicate_groups']:>8,}"
+            f"{r['listed_rows']:>13,}{r['listed_exact_copies']:>8,}{r['report_stage_s']:>10}{r['peak_rss_mb']:>9,.0f}"
+        )
+    print(f"\nwritten: {out} (report_size_at_scale)\n{'OK' if payload['ok'] else 'CHECK FAILED'}")
+    if not payload["ok"]:
+        raise SystemExit(1)
+
+
+def _size_record(size: int, made: dict, page: Path, src: Path, summary, wall: float) -> dict:
+    """What one --scale run's page holds, and whether each listed row shows the input's text for its id."""
+    data = parse_report(page.read_text(encoding="utf-8"))
+    shown = []
+    for g in data["groups"]:
+        if g["kept"]:
+            shown.append((g["kept"]["id"], g["kept"]["text"]))
+        shown += [(m[0], m[1]) for m in g["members"]]
+    shown += [(p["id_a"], p["text_a"]) for p in data["borderline"]] + [
+        (p["id_b"], p["text_b"]) for p in data["borderline"]
+    ]
+    wanted = {i for i, _ in shown}
+    text_of = {}
+    for chunk in pd.read_csv(src, dtype=str, keep_default_na=False, chunksize=200_000):
+        hit = chunk[chunk["id"].isin(wanted)]
+        text_of.update(zip(hit["id"], hit["question"], strict=True))
+    members = [m for g in data["groups"] for m in g["members"]]
+    return {
+        "rows": size,
+        "corpus": made,
+        "report_bytes": page.stat().st_size,
+        "report_mb": round(page.stat().st_size / 1e6, 2),
+        "parts_bytes": {
+            k: len(json.dumps(data[k], ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+            for k in ("summary", "histogram", "whatif", "groups", "borderline")
+        },
+        "duplicate_groups": summary.duplicate_groups,
+        "groups_listed": len(data["groups"]),
+        "groups_not_inline": data["groups_not_inline"],
+        "largest_group": max((g["rows"] for g in data["groups"]), default=0),
+        "listed_rows": sum(len(g["members"]) + (g["kept"] is not None) for g in data["groups"]),
+        "listed_exact_copies": sum(m[4] is not None for m in members),
+        "members_not_listed": sum(g["more"] for g in data["groups"]),
+        "borderline_pairs": len(data["borderline"]),
+        "own_text_mismatches": sum(text_of.get(i) != t for i, t in shown),
+        "threshold": summary.threshold,
+        "unique_texts": summary.unique_texts,
+        "exact_duplicate_rows": summary.exact_duplicate_rows,
+        "similar_pairs": summary.similar_pairs,
+        "rows_marked_duplicate": summary.rows_marked_duplicate,
+        "stages_s": summary.seconds,
+        "report_stage_s": summary.seconds.get("report"),
+        "wall_s": wall,
+        "peak_rss_mb": summary.peak_rss_mb,
+    }
 
 
 def _table(p: dict) -> None:

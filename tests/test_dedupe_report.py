@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from dupq.cli import app
 from dupq.dedupe import deduplicate
-from dupq.dedupe.report import parse_report
+from dupq.dedupe.report import DATA_FILE, parse_report
+from dupq.errors import InputError
+from tests.conftest import REPO
 from tests.test_dedupe_rethreshold import _questions
 
 THRESHOLD = 0.985
@@ -41,7 +43,7 @@ def run(tiny_model, tmp_path_factory):
 
 
 def test_every_group_and_score_matches_the_output_table(run):
-    res, tmp, _ = run
+    res, tmp, df = run
     page = (tmp / "report.html").read_text(encoding="utf-8")
     data = parse_report(page)
     out = pd.read_csv(tmp / "out.csv", dtype=str, keep_default_na=False)
@@ -55,7 +57,9 @@ def test_every_group_and_score_matches_the_output_table(run):
         rows = grouped[grouped["group_id"] == str(g["group_id"])]
         kept = rows[rows["is_representative"] == "True"]
         assert g["kept"]["id"] == kept["id"].item()
-        assert g["kept"]["text"].lower() == kept["question"].item().lower()
+        assert g["kept"]["text"] == kept["question"].item()  # its own text, not its key's first row's
+        texts = dict(zip(rows["id"], rows["question"], strict=True))
+        assert all(m[1] == texts[m[0]] for m in g["members"])
         members = {m[0]: m[2] for m in g["members"]}
         expected = dict(
             zip(
@@ -66,7 +70,8 @@ def test_every_group_and_score_matches_the_output_table(run):
         )
         assert members == pytest.approx(expected, abs=1e-6)
         assert all(m[3] == g["kept"]["id"] for m in g["members"])
-    assert any(m[0] == "q-copy" and m[2] == 1.0 for g in data["groups"] for m in g["members"])
+    copy = [m for g in data["groups"] for m in g["members"] if m[0] == "q-copy"]
+    assert [[m[0], m[1], m[4]] for m in copy] == [["q-copy", df.loc[0, "question"].upper(), "q0"]]
 
 
 def test_the_numbers_equal_the_summary_json_and_the_what_ifs_equal_fresh_runs(run, tiny_model):
@@ -136,6 +141,144 @@ def test_the_page_is_self_contained_and_dupq_report_rewrites_it(run, tmp_path):
     assert parse_report((tmp_path / "again.html").read_text(encoding="utf-8")) == parse_report(page)
     r = CliRunner().invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "x.html")])
     assert r.exit_code == 2 and "report-data.json" in r.output
+
+
+def test_every_grouped_row_of_the_sample_is_in_the_report_with_its_own_text(tiny_model_dir, tmp_path):
+    """Issue 28: a reviewer deciding about a row must see that row. The grouped rows come from the output
+    table (whatever the exact-duplicate key joins), and each must be listed with its own id and its own
+    text — as ``dupq report WORKDIR`` writes it too — and its text be in the page unescaped."""
+    sample = REPO / "data" / "sample_questions.csv"
+    r = CliRunner().invoke(
+        app,
+        ["dedupe", str(sample), "-t", "question", "--id-column", "id", "--model", str(tiny_model_dir),
+         "--threshold", "0.99", "-o", str(tmp_path / "out.csv"), "--workdir", str(tmp_path / "work"),
+         "--report", str(tmp_path / "r.html"), "--quiet"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "work"), "-o", str(tmp_path / "again.html")])
+    assert r.exit_code == 0, r.output
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    grouped = out[out["group_id"] != ""]
+    grouped = grouped[grouped.groupby("group_id")["id"].transform("size") >= 2]
+    by_id = grouped.set_index("id")
+    for name in ("r.html", "again.html"):
+        page = (tmp_path / name).read_text(encoding="utf-8")
+        data = parse_report(page)
+        assert data["groups_not_inline"] == {"groups": 0, "rows": 0}
+        shown = {}
+        for g in data["groups"]:
+            for row_id, text in [(g["kept"]["id"], g["kept"]["text"])] + [(m[0], m[1]) for m in g["members"]]:
+                assert row_id not in shown, row_id  # each row once, under its own id
+                shown[row_id] = text
+            for m in g["members"]:
+                if m[4] is not None:  # an exact copy names a row of its own group with the same score
+                    assert by_id.loc[m[4], "group_id"] == str(g["group_id"])
+                    assert m[2] == pytest.approx(
+                        1.0 if m[4] == g["kept"]["id"] else float(by_id.loc[m[4], "score"])
+                    )
+        assert shown == dict(zip(grouped["id"], grouped["question"], strict=True))
+        for text in grouped["question"]:
+            assert json.dumps(text, ensure_ascii=False).replace("</", "<\\/") in page
+            if json.dumps(text, ensure_ascii=False)[1:-1] == text:
+                assert text in page  # as it is: not HTML-escaped, nothing stripped
+    # the sample has exact duplicates that differ from their key's first row: they are listed as such
+    copies = [(m, g["kept"]) for g in data["groups"] for m in g["members"] if m[4] is not None]
+    assert any(m[1] != (kept["text"] if m[4] == kept["id"] else shown[m[4]]) for m, kept in copies)
+    assert "exact: same key as row " in page
+
+
+def test_a_kept_row_chosen_among_exact_copies_shows_its_own_text(tiny_model, tmp_path):
+    """With ``--keep column:…`` the row standing for a text is not always its first row: the kept row,
+    and the borderline pair's side, show the text of the row whose id they show."""
+    df = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "q": ["What causes inflation?", "WHAT CAUSES INFLATION??", "What causes inflation in 2020?", "x"],
+            "updated": [1, 5, 3, 2],
+        }
+    )
+    deduplicate(
+        df,
+        text_column="q",
+        id_column="id",
+        model=tiny_model,
+        threshold=0.0,
+        keep="column:updated:desc",
+        report=tmp_path / "r.html",
+        show_progress=False,
+    )
+    data = parse_report((tmp_path / "r.html").read_text(encoding="utf-8"))
+    kept = {g["kept"]["id"]: g["kept"]["text"] for g in data["groups"]}
+    texts = dict(zip(df["id"], df["q"], strict=True))
+    assert kept == {k: texts[k] for k in kept} and "b" in kept
+    assert [m[:2] + m[4:] for g in data["groups"] for m in g["members"] if m[0] == "a"] == [
+        ["a", "What causes inflation?", "b"]
+    ]
+    sides = [(p["id_a"], p["text_a"], p["copies_a"]) for p in data["borderline"]]
+    sides += [(p["id_b"], p["text_b"], p["copies_b"]) for p in data["borderline"]]
+    assert sides and all(t == texts[i] for i, t, _ in sides)
+    assert {(i, c) for i, _, c in sides if i in ("a", "b")} == {("b", 1)}  # the key's rows: b stands for a
+
+
+def test_rows_matched_to_an_existing_base_are_listed_with_their_own_texts(tiny_model, tmp_path):
+    """A group of rows that duplicate a base row has no kept row in this table: its members are still
+    each row as it is, the exact copy marked as such, and ``duplicate_of`` names the base row."""
+    base = pd.DataFrame({"id": ["b1", "b2"], "q": ["How do I reset my password?", "Best pizza in Rome"]})
+    new = pd.DataFrame(
+        {
+            "id": ["n1", "n2", "n3"],
+            "q": ["how do I reset my password", "HOW DO I RESET MY PASSWORD??", "Cats?"],
+        }
+    )
+    deduplicate(
+        new,
+        text_column="q",
+        id_column="id",
+        against=base,
+        model=tiny_model,
+        threshold=0.999,
+        report=tmp_path / "r.html",
+        show_progress=False,
+    )
+    data = parse_report((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert [(g["kept"], g["rows"]) for g in data["groups"]] == [(None, 2)]
+    assert [[m[0], m[1], m[3], m[4]] for m in data["groups"][0]["members"]] == [
+        ["n1", "how do I reset my password", "b1", None],
+        ["n2", "HOW DO I RESET MY PASSWORD??", "b1", "n1"],
+    ]
+
+
+def test_report_data_of_an_older_dupq_is_not_rendered(tmp_path):
+    """A version-1 data file listed exact duplicates with their key's first text: rendering it would show
+    rows as they are not, so ``dupq report`` asks for a re-run (which re-uses the work directory)."""
+    (tmp_path / DATA_FILE).write_text(json.dumps({"version": 1, "summary": {}}), encoding="utf-8")
+    r = CliRunner().invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "x.html")])
+    assert r.exit_code == 2 and "version 1" in r.output and "re-run" in r.output
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_row_texts_reads_back_only_what_it_must(tmp_path):
+    """Own texts: first rows of a key from the scan, the others from the file, across chunk borders; a
+    file changed since the scan is refused rather than shown."""
+    from dupq.dedupe.rowtext import row_texts
+    from dupq.dedupe.scan import Source, scan
+
+    texts = ["Why?", "why", "Other question", "WHY??", "", "other question!"]
+    path = tmp_path / "q.csv"
+    pd.DataFrame({"q": texts}).to_csv(path, index=False)
+    sc = scan(Source(path, "q", None, 2, None, None), show_progress=False)
+    assert sc.counts.sum() == 5
+    got = row_texts(sc, [5, 0, 3, 3, 1])
+    assert got == {r: texts[r] for r in (0, 1, 3, 5)}
+    assert row_texts(sc, []) == {}
+    with pytest.raises(ValueError, match="no text"):
+        row_texts(sc, [4])
+    pd.DataFrame({"q": texts[:3] + ["a different question"] + texts[4:]}).to_csv(path, index=False)
+    first_rows = [int(r) for r in sc.first_row]
+    assert row_texts(sc, first_rows) == {r: texts[r] for r in first_rows}  # the file is not read
+    with pytest.raises(InputError, match="changed") as err:
+        row_texts(sc, [3])
+    assert err.value.row == 4
 
 
 def test_texts_cannot_break_out_of_the_data_block(tiny_model, tmp_path):

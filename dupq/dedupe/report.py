@@ -11,6 +11,11 @@ decisions of the run; the groups, largest first, each with its kept row and ever
 duplicate" and export the marks as a CSV that ``dupq dedupe --decisions`` and ``dupq train
 --extra-pairs`` read.
 
+Every row the page names is shown with its own id and its own text, as it is in the input: an exact
+duplicate ("What causes inflation??" of "What causes inflation?") is a member of its own, marked "exact:
+same key as row 74", not folded into its key's first row — a reviewer deciding about a row must see that
+row, and case or punctuation can carry meaning an exact-key rule ignores (:mod:`dupq.dedupe.rowtext`).
+
 Everything the page shows comes from one JSON block (``<script type="application/json"
 id="dupq-data">``), so tests compare it with the output table. The same data is saved in the work
 directory (``report-data.json``), from which ``dupq report WORKDIR`` writes the page again.
@@ -30,6 +35,7 @@ import pandas as pd
 
 from dupq.dedupe.group import LeaderLadder, degree_order, group_reps
 from dupq.dedupe.report_page import PAGE
+from dupq.dedupe.rowtext import row_texts
 from dupq.errors import InputError
 from dupq.io import atomic_write_text
 
@@ -42,6 +48,8 @@ if TYPE_CHECKING:
 
 #: Saved in the work directory by every run that keeps one; ``dupq report`` renders it.
 DATA_FILE = "report-data.json"
+#: Of the data: 2 lists each row with its own text (and ``exact_of``); 1 showed its key's first text.
+VERSION = 2
 #: Groups shown inline stop at this many, or when their JSON passes :data:`INLINE_BYTES`.
 MAX_GROUPS = 5000
 INLINE_BYTES = 2_500_000
@@ -75,7 +83,7 @@ def report_data(inp: ReportInputs) -> dict[str, Any]:
     groups, not_inline = _groups(inp.scan, rows)
     return {
         "format": "dupq-dedupe-report",
-        "version": 1,
+        "version": VERSION,
         "summary": inp.summary,
         "threshold": inp.threshold,
         "floor": inp.candidates.floor,
@@ -138,8 +146,14 @@ def _whatif(inp: ReportInputs, a, b, s, verdict) -> list[dict[str, Any]]:
 
 
 def _groups(scan: Scan, rows: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Groups of 2+ rows, largest first: kept row and members (id, text, score to the kept row); the
-    first :data:`MAX_GROUPS` (and at most :data:`INLINE_BYTES` of them) listed, the rest counted."""
+    """Groups of 2+ rows, largest first: the kept row and the members, each row with its own id and its
+    own text (an exact duplicate is listed, not folded into its key's first row, and says which row it
+    copies); the first :data:`MAX_GROUPS` (and at most :data:`INLINE_BYTES` of them) listed, the rest
+    counted.
+
+    The groups are chosen on the scan's texts (a member's size is its key's text, near enough), then
+    only the listed rows' own texts are read back (:func:`~dupq.dedupe.rowtext.row_texts`) and the byte
+    budget is applied again to what is written, so the bound holds on the real texts."""
     has = rows["group_id"].notna().to_numpy()
     gid = rows["group_id"].to_numpy()[has].astype(np.int64)
     sizes = np.bincount(gid) if len(gid) else np.zeros(0, np.int64)
@@ -153,35 +167,73 @@ def _groups(scan: Scan, rows: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[
     pos, grank = positions[listed], rank[gid[listed]]
     order = np.argsort(grank, kind="stable")
     bounds = np.searchsorted(grank[order], np.arange(len(top) + 1))
-    ids = scan.row_ids
     rep_flag = rows["is_representative"].to_numpy()
     score = rows["score"].to_numpy()
-    dup = rows["duplicate_of"].astype(object).to_numpy()
+    standing = np.full(scan.n_rows, -1, dtype=np.int64)  # the row whose id names each row's key
+    standing[scan.row_uid >= 0] = scan.rep_row[scan.row_uid[scan.row_uid >= 0]]
+    view = _RowView(scan, score, rows["duplicate_of"].astype(object).to_numpy(), standing)
 
-    def row_id(r: int) -> Any:
-        return ids[r] if ids is not None else r
-
-    out, used = [], 0
+    plan, used = [], 0
     for i, g in enumerate(top.tolist()):
         if used > INLINE_BYTES:
             break
         members = pos[order[bounds[i] : bounds[i + 1]]].tolist()
-        kept = [r for r in members if rep_flag[r]]
-        others = sorted((r for r in members if not rep_flag[r]), key=lambda r: (-score[r], r))
-        entry = {
-            "group_id": g,
-            "rows": int(sizes[g]),
-            "kept": {"id": row_id(kept[0]), "text": scan.texts[scan.row_uid[kept[0]]]} if kept else None,
-            "members": [
-                [row_id(r), scan.texts[scan.row_uid[r]], float(score[r]), _plain(dup[r])]
-                for r in others[:MAX_MEMBERS]
-            ],
-            "more": max(0, len(others) - MAX_MEMBERS),
-        }
+        kept = next((r for r in members if rep_flag[r]), None)
+        # best score first; the rows of one key together, the row standing for it first
+        others = sorted(
+            (r for r in members if not rep_flag[r]),
+            key=lambda r: (-score[r], standing[r], standing[r] != r, r),
+        )
+        plan.append((g, kept, others[:MAX_MEMBERS], max(0, len(others) - MAX_MEMBERS)))
+        used += len(json.dumps(view.entry(int(sizes[g]), *plan[-1]), ensure_ascii=False))
+    view.own = row_texts(
+        scan, [r for _, kept, listed, _ in plan for r in ([kept] if kept is not None else []) + listed]
+    )
+    out, used = [], 0
+    for step in plan:
+        if used > INLINE_BYTES:
+            break
+        entry = view.entry(int(sizes[step[0]]), *step)
         used += len(json.dumps(entry, ensure_ascii=False))
         out.append(entry)
     rest = multi[len(out) :]
     return out, {"groups": int(len(rest)), "rows": int(sizes[rest].sum())}
+
+
+class _RowView:
+    """How the report writes one group: ``kept`` ``{id, text}`` and ``members`` ``[id, text, score to the
+    kept row, duplicate_of, exact_of]`` — ``exact_of`` the id of the row standing for the member's
+    exact-duplicate key when that is another row (the member is an exact copy of it), else null."""
+
+    def __init__(self, scan: Scan, score: np.ndarray, dup: np.ndarray, standing: np.ndarray) -> None:
+        self.scan, self.score, self.dup, self.standing = scan, score, dup, standing
+        self.own: dict[int, str] | None = None  # rows' own texts; before they are read, their key's
+
+    def row_id(self, r: int) -> Any:
+        ids = self.scan.row_ids
+        return ids[r] if ids is not None else r
+
+    def text(self, r: int) -> str:
+        return self.own[r] if self.own is not None else self.scan.texts[self.scan.row_uid[r]]
+
+    def entry(self, rows: int, g: int, kept: int | None, listed: list[int], more: int) -> dict[str, Any]:
+        standing = self.standing
+        return {
+            "group_id": g,
+            "rows": rows,
+            "kept": {"id": self.row_id(kept), "text": self.text(kept)} if kept is not None else None,
+            "members": [
+                [
+                    self.row_id(r),
+                    self.text(r),
+                    round(float(self.score[r]), 6),
+                    _plain(self.dup[r]),
+                    self.row_id(int(standing[r])) if standing[r] != r else None,
+                ]
+                for r in listed
+            ],
+            "more": more,
+        }
 
 
 def _plain(value: Any) -> Any:
@@ -191,22 +243,29 @@ def _plain(value: Any) -> Any:
 
 
 def _borderline(inp: ReportInputs, a, b, s) -> list[dict[str, Any]]:
-    """The pairs nearest the threshold on either side, and whether the run put them in one group."""
+    """The pairs nearest the threshold on either side, and whether the run put them in one group. Each
+    side is the row standing for its text (its id, and that row's own text), and ``copies_a``/``copies_b``
+    count the other rows with the same exact-duplicate key, which a mark on the pair covers too."""
     t = inp.threshold
+    scan = inp.scan
     near = nearest(np.abs(s.astype(np.float64) - t), BORDERLINE)
     group = inp.columns.uid_group
-    ids_a, ids_b = inp.scan.uid_id(a[near]), inp.scan.uid_id(b[near])
+    ids_a, ids_b = scan.uid_id(a[near]), scan.uid_id(b[near])
+    row_a, row_b = scan.rep_row[a[near]], scan.rep_row[b[near]]
+    own = row_texts(scan, np.concatenate([row_a, row_b]))
     return [
         {
             "id_a": _plain(ia),
             "id_b": _plain(ib),
-            "text_a": inp.scan.texts[int(a[i])],
-            "text_b": inp.scan.texts[int(b[i])],
+            "text_a": own[ra],
+            "text_b": own[rb],
+            "copies_a": int(scan.counts[a[i]]) - 1,
+            "copies_b": int(scan.counts[b[i]]) - 1,
             "score": round(float(s[i]), 6),
             "above": bool(s[i] >= np.float32(t)),
             "same_group": bool(group[a[i]] == group[b[i]]),
         }
-        for i, ia, ib in zip(near.tolist(), ids_a, ids_b, strict=True)
+        for i, ia, ib, ra, rb in zip(near.tolist(), ids_a, ids_b, row_a.tolist(), row_b.tolist(), strict=True)
     ]
 
 
@@ -293,7 +352,16 @@ def report_from_workdir(workdir: str | Path, out: str | Path) -> Path:
             "keep the report's data there)",
             file=path,
         )
-    return write_report(json.loads(path.read_text(encoding="utf-8")), out)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("version") != VERSION:
+        # an older page would show exact duplicates with their key's first text: not what a row holds
+        raise InputError(
+            f"this {DATA_FILE} has version {data.get('version')!r}, written by an older dupq whose report "
+            f"showed exact duplicates with another row's text; re-run `dupq dedupe ... --workdir {workdir}` "
+            "(the saved embeddings and pairs are re-used) to write it again",
+            file=path,
+        )
+    return write_report(data, out)
 
 
 def parse_report(html_text: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ tr.current td{background:#fff7d6;font-weight:600}.kv{display:grid;grid-template-
 input[type=search]{width:320px;padding:5px 8px}button{cursor:pointer;border:1px solid #bbb;background:#f3f4f6;
 border-radius:4px;padding:2px 8px;margin:1px;white-space:nowrap}button.on-dup{background:#c8f0d4;border-color:#3a9b5c}
 button.on-not{background:#f8d0d0;border-color:#c44}.pager{display:flex;gap:8px;align-items:center;margin:6px 0}
-.above{color:#0a6b2d}.below{color:#a33}.scroll{max-height:440px;overflow:auto}#marks{position:sticky;top:0;z-index:2}
+td.t{white-space:pre-wrap}.above{color:#0a6b2d}.below{color:#a33}.scroll{max-height:440px;overflow:auto}#marks{position:sticky;top:0;z-index:2}
 </style></head>
 <body><header><h1>__TITLE__</h1></header><main>
 <section id="summary"><h2>Run</h2><div class="kv" id="kv"></div></section>
@@ -95,10 +95,11 @@ document.getElementById("clear").onclick=()=>{marks={};save();render();drawBorde
 save();
 // borderline pairs
 const bt=document.getElementById("border-table");
+const copies=n=>n?" · and "+fmt(n)+" exact "+(n===1?"copy":"copies")+" (same key; a mark covers "+(n===1?"it":"them")+")":"";
 function drawBorder(){bt.textContent="";
   bt.append(el("tr",{},el("th",{class:"num"},"cosine"),el("th",{},"question A"),el("th",{},"question B"),el("th",{},"this run"),el("th",{},"your mark")));
   for(const p of D.borderline){bt.append(el("tr",{},el("td",{class:"num "+(p.above?"above":"below")},(!p.above&&Number(p.score.toFixed(5))>=D.threshold?"< ":"")+p.score.toFixed(5)),
-    el("td",{},p.text_a,el("div",{class:"muted"},"id "+p.id_a)),el("td",{},p.text_b,el("div",{class:"muted"},"id "+p.id_b)),
+    el("td",{class:"t"},p.text_a,el("div",{class:"muted"},"id "+p.id_a+copies(p.copies_a))),el("td",{class:"t"},p.text_b,el("div",{class:"muted"},"id "+p.id_b+copies(p.copies_b))),
     el("td",{},p.same_group?"same group":(p.above?"above, other groups":"not merged")),
     el("td",{},markButtons(p.id_a,p.id_b,p.text_a,p.text_b,p.score))));}}
 drawBorder();
@@ -109,9 +110,11 @@ function render(){list.textContent="";const pages=Math.max(1,Math.ceil(shown.len
   document.getElementById("page").textContent="page "+(page+1)+" / "+pages+" ("+fmt(shown.length)+" groups)";
   for(const g of shown.slice(page*PER,page*PER+PER)){const t=el("table",{});
     t.append(el("tr",{},el("th",{},"id"),el("th",{},"text"),el("th",{class:"num"},"score to kept"),el("th",{},"")));
-    if(g.kept)t.append(el("tr",{class:"kept"},el("td",{},g.kept.id),el("td",{},g.kept.text),el("td",{class:"num"},"kept"),el("td",{})));
-    for(const m of g.members){t.append(el("tr",{},el("td",{},m[0]),el("td",{},m[1]),el("td",{class:"num"},m[2].toFixed(4)),
-      el("td",{},g.kept&&g.kept.id!==m[0]?markButtons(g.kept.id,m[0],g.kept.text,m[1],m[2]):el("span",{class:"muted"},"dup of "+m[3]))));}
+    if(g.kept)t.append(el("tr",{class:"kept"},el("td",{},g.kept.id),el("td",{class:"t"},g.kept.text),el("td",{class:"num"},"kept"),el("td",{})));
+    for(const m of g.members){const exact=m[4]!==null&&m[4]!==undefined;t.append(el("tr",{},el("td",{},m[0]),
+      el("td",{class:"t"},m[1],exact?el("div",{class:"muted"},"exact: same key as row "+m[4]):null),el("td",{class:"num"},m[2].toFixed(4)),
+      el("td",{},!g.kept?el("span",{class:"muted"},"dup of "+m[3]):exact&&m[4]===g.kept.id?el("span",{class:"muted",title:"rows with one exact-duplicate key are one text to dedupe: a mark cannot part them"},"same key: no mark"):
+        markButtons(g.kept.id,m[0],g.kept.text,m[1],m[2]))));}
     if(g.more)t.append(el("tr",{},el("td",{colspan:4,class:"muted"},"… and "+fmt(g.more)+" more rows")));
     list.append(el("div",{class:"group","data-group":g.group_id},el("div",{class:"head"},el("span",{},"group "+g.group_id),
       el("span",{},fmt(g.rows)+" rows")),t));}}
