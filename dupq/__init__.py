@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from dupq._version import __version__
 from dupq.data import load_pairs, split_pairs
-from dupq.datamodels import (
-    EvaluationReport,
-    Match,
-    PairData,
-    QueryMatches,
-    Splits,
-)
 from dupq.dedupe import DedupeResult, DedupeSummary, deduplicate
 from dupq.embed import Embedder
 from dupq.errors import ConflictError, DupqError, EncoderLoadError, InputError, StoreError, UnknownIdError
 from dupq.evaluation import evaluate
+from dupq.evaluation.records import EvaluationReport
 from dupq.matcher import Matcher
+from dupq.matches import Match, QueryMatches
+from dupq.pairdata import PairData, Splits
 from dupq.training import TrainResult, train
 
 __all__ = [

@@ -487,7 +487,7 @@ def export_onnx_cmd(
     """Export, verify and cache MODEL for an onnx/openvino backend ahead of time (e.g. in a Docker build)."""
     import json
 
-    from dupq.backends import OPENVINO_BACKENDS, check_backend
+    from dupq.backends import OPENVINO_BACKENDS, available_backends, check_backend, make_runner
     from dupq.backends.onnx import export_onnx
     from dupq.encoder import load_encoder
 
@@ -496,7 +496,7 @@ def export_onnx_cmd(
     if backend == "auto":
         from dupq.backends.auto import cached_choice, resolve_auto
 
-        chosen = resolve_auto(encoder, force=force)
+        chosen = resolve_auto(encoder, force=force, make_runner=make_runner, available=available_backends())
         record = cached_choice(encoder) or {}
         for name, qps in sorted(record.get("questions_per_s", {}).items(), key=lambda kv: -kv[1]):
             typer.echo(f"{name:<14} {qps:>8.1f} q/s{'  <- auto' if name == chosen else ''}")

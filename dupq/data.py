@@ -1,7 +1,7 @@
 """Read labelled question pairs from the formats people actually have, and split them without leakage.
 
-Every reader returns the same canonical table (:data:`~dupq.datamodels.PAIR_COLUMNS`: ``qid1``, ``qid2``,
-``question1``, ``question2``, ``label``, ``source_row``) inside a :class:`~dupq.datamodels.PairData` that
+Every reader returns the same canonical table (:data:`~dupq.pairdata.PAIR_COLUMNS`: ``qid1``, ``qid2``,
+``question1``, ``question2``, ``label``, ``source_row``) inside a :class:`~dupq.pairdata.PairData` that
 also accounts for every input row it did not keep — a pair with an empty question, a label that is not
 0/1, or a question paired with itself is reported by row number, never silently dropped.
 
@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dupq.datamodels import PAIR_COLUMNS, PairData, RowIssue, Splits, empty_pairs
 from dupq.delimited import (
     Table,
     data_suffix,
@@ -39,6 +38,7 @@ from dupq.delimited import (
 )
 from dupq.errors import DupqError, InputError
 from dupq.io import sha256_file
+from dupq.pairdata import PAIR_COLUMNS, PairData, RowIssue, Splits, empty_pairs
 from dupq.splits import question_components, split_pairs  # noqa: F401  (dupq.data.split_pairs stays)
 from dupq.tables import read_table
 from dupq.text import is_blank, normalize, normalized_key

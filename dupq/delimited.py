@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from dupq.datamodels import RowIssue
 from dupq.errors import InputError
+from dupq.pairdata import RowIssue
 from dupq.tables import bom_encoding, decode_error
 
 logger = logging.getLogger(__name__)

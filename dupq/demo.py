@@ -48,8 +48,9 @@ def run_demo(
     _train_step(splits, data, model_dir, base_model, epochs, batch_size, device)
     _evaluate_step(splits, model_dir, base_model, out_dir, device)
     verifier_dir = _verifier_step(splits, model_dir, out_dir, device)
-    deduped, rows = _dedupe_step(data_dir, out_dir, model_dir, verifier_dir, device)
-    store = _matcher_step(rows, model_dir, verifier_dir, out_dir)
+    # What `pip install dupq` gives with no options: the stock encoder and the verifier shipped for it.
+    deduped, rows = _dedupe_step(data_dir, out_dir, base_model, device)
+    store = _matcher_step(rows, base_model, out_dir, device)
 
     paths = {
         "model": model_dir,
@@ -148,18 +149,19 @@ def _verifier_step(splits: Any, model_dir: Path, out_dir: Path, device: str | No
     return verifier_dir
 
 
-def _dedupe_step(
-    data_dir: Path, out_dir: Path, model_dir: Path, verifier_dir: Path, device: str | None
-) -> tuple[Path, Any]:
+def _dedupe_step(data_dir: Path, out_dir: Path, base_model: str, device: str | None) -> tuple[Path, Any]:
     from dupq.dedupe import deduplicate
 
-    _say("5. dedupe data/sample_questions.csv: the fine-tuned model finds candidates, the verifier decides")
+    _say(
+        "5. dedupe data/sample_questions.csv with the defaults: the stock encoder finds candidates, "
+        "the shipped verifier decides"
+    )
     deduped = out_dir / "sample_questions.deduped.csv"
     dd = deduplicate(
         data_dir / "sample_questions.csv",
         text_column="question",
         id_column="id",
-        model=model_dir,
+        model=base_model,
         threshold="auto",
         out=deduped,
         pairs_out=out_dir / "sample_questions.pairs.csv",
@@ -167,7 +169,6 @@ def _dedupe_step(
         workdir=out_dir / "dedupe_work",
         device=device,
         show_progress=False,
-        verifier=verifier_dir,
     )
     typer.echo(dd.summary.format())
     typer.echo("largest duplicate groups:")
@@ -176,22 +177,21 @@ def _dedupe_step(
     return deduped, dd.read()
 
 
-def _matcher_step(rows: Any, model_dir: Path, verifier_dir: Path, out_dir: Path) -> Any:
+def _matcher_step(rows: Any, base_model: str, out_dir: Path, device: str | None) -> Any:
     from dupq.matcher import Matcher
-    from dupq.verifier import Verifier
+    from dupq.verifier.choose import describe
 
-    _say("6. Matcher (with the verifier): index the sample questions (the rows with text), ask new ones")
+    _say("6. Matcher() with its defaults: index the sample questions (the rows with text), ask new ones")
     keep = rows[rows["status"] != "empty"]
-    # The Matcher's default is the verifier's best-F1 threshold; on the sample's 62 dev pairs that is
-    # permissive, so the demo asks for the precision-0.90 point, as dedupe does.
-    verifier = Verifier.load(verifier_dir, point="precision_0.90")
-    matcher = Matcher.from_model(model_dir, verifier=verifier)
+    matcher = Matcher(base_model, device=device)
     matcher.add(keep["question"].tolist(), ids=keep["id"].astype(int).tolist())
     store = matcher.save(out_dir / "store", overwrite=True)  # a rerun replaces it
     typer.echo(f"{len(matcher)} questions indexed (of {len(rows)} rows; blank rows skipped)")
+    typer.echo(f"decisions by {describe(matcher.verifier)}, backend {matcher.embedder.backend}")
     for query in QUERIES:
         typer.echo(f"\nQ: {query}")
         for m in matcher.match(query, k=3):
             flag = "DUPLICATE" if m.is_duplicate else "         "
-            typer.echo(f"  {flag} P(dup)={m.probability:.2f} cos={m.similarity:.3f}  [{m.id}] {m.text}")
+            p = "  -  " if m.probability is None else f"{m.probability:.2f}"
+            typer.echo(f"  {flag} P(dup)={p} cos={m.similarity:.3f} by {m.decided_by:<8} [{m.id}] {m.text}")
     return store

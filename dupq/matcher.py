@@ -30,7 +30,7 @@ Bad input, and what happens (all-or-nothing: a rejected batch changes nothing):
   (``row`` is 1-based, ``column="text"``), in ``add`` and in ``match``;
 * a text longer than the model reads (``max_seq_length`` tokens) → encoded from its beginning (the
   tokenizer truncates), a :class:`TruncationWarning` is issued, stored rows keep ``truncated=True``,
-  and a query's :class:`~dupq.datamodels.QueryMatches` has ``truncated=True``;
+  and a query's :class:`~dupq.matches.QueryMatches` has ``truncated=True``;
 * ids: non-negative ints (``-1`` is FAISS's "no result"); a duplicate id within one ``add`` or an id
   already stored → ``InputError`` (update = ``remove`` then ``add``); ``ids=None`` assigns
   ``max(stored id) + 1 …``;
@@ -58,7 +58,6 @@ import pandas as pd
 
 from dupq.card import ModelCard, has_card
 from dupq.checks import as_id, check_ids, check_metadata, check_texts
-from dupq.datamodels import Match, QueryMatches, format_matches  # noqa: F401  (format_matches: re-exported)
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, resolve_threshold
 from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
@@ -75,6 +74,8 @@ from dupq.manifest import (
     generation,
     read_manifest,
 )
+from dupq.matches import Match, QueryMatches, format_matches  # noqa: F401  (format_matches: re-exported)
+from dupq.rescore import deciding_verifier, encode_queries, rescore, same_pass
 from dupq.runtime import RWLock, torch_threads
 from dupq.tables import read_table
 from dupq.text import KEY_VERSION, text_key
@@ -132,7 +133,7 @@ class Matcher:
     ) -> None:
         self.embedder = as_embedder(model, device=device, batch_size=batch_size, backend=backend)
         self.query_threads = query_threads
-        self.verifier = _as_verifier(verifier, self.embedder, device)
+        self.verifier = deciding_verifier(verifier, self.embedder, device)
         card = ModelCard.read(self.embedder.source)
         self.calibration: dict[str, float] | None = _calibration(card.calibration if card else None)
         self.threshold = resolve_threshold(threshold, self.embedder.source, warn=False)[0]
@@ -367,82 +368,32 @@ class Matcher:
         return out[0] if single else out
 
     def _one_pass(self) -> bool:
-        """Whether queries can be encoded once for both search and verification: a late-interaction
-        verifier whose token pass runs the embedder's own model on the embedder's own backend."""
-        v = self.verifier
-        if v is None or not hasattr(v, "token_vectors"):
-            return False
-        if getattr(v, "backend", None) != self.embedder.backend:
-            return False
-        if v.encoder is self.embedder.model:
-            return True
-        if getattr(self, "_same_model", None) is None:  # fingerprints are cached on the models
-            from dupq.encoder import model_fingerprint
-
-            self._same_model = model_fingerprint(v.encoder) == self.embedder.fingerprint
-        return self._same_model
+        """Whether a query's one encoding pass serves search and verifier (:mod:`dupq.rescore`)."""
+        if getattr(self, "_same_pass", None) is None or self._same_pass[0] is not self.verifier:
+            self._same_pass = (self.verifier, same_pass(self.verifier, self.embedder))
+        return self._same_pass[1]
 
     def _encode_queries(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, Any]:
         """Query vectors and truncation flags — and, with a verifier on the same model and backend,
         the queries' token vectors from the same pass (one transformer pass per query, not two)."""
         if not self._one_pass():
             return (*self._encode(texts), None)
-        threads = self.query_threads if len(texts) < SMALL_BATCH else None
-        with self._encode_lock, torch_threads(threads):
-            tv = self.verifier.token_vectors(texts)
-        limit = self.embedder.max_seq_length
-        truncated = np.zeros(len(texts), bool)
-        at_limit = [i for i, t in enumerate(tv.tokens) if len(t) + 2 >= limit]  # + [CLS], [SEP]
-        if at_limit and limit:
-            lengths = self.embedder.token_lengths([texts[i] for i in at_limit])
-            truncated[at_limit] = np.asarray(lengths) > limit
+        with self._encode_lock, torch_threads(self.query_threads if len(texts) < SMALL_BATCH else None):
+            vecs, truncated, tokens = encode_queries(self.verifier, self.embedder, texts)
         if truncated.any():
             warnings.warn(
-                f"{int(truncated.sum())} of {len(texts)} text(s) exceed the model's {limit} tokens and "
-                "were truncated",
+                f"{int(truncated.sum())} of {len(texts)} text(s) exceed the model's "
+                f"{self.embedder.max_seq_length} tokens and were truncated",
                 TruncationWarning,
                 stacklevel=3,
             )
-        position = {t: i for i, t in enumerate(texts)}
-        return np.ascontiguousarray(tv.sentence, dtype=np.float32), truncated, (position, tv)
+        return vecs, truncated, tokens
 
     def _verify(self, results: list[QueryMatches], query_tokens: Any = None) -> None:
-        """Rescore every non-exact match with the verifier (one batch for all queries), best first.
-        ``query_tokens``: the queries' token vectors from their encoding pass, when there was one."""
-        todo = [(r, j) for r in results for j, m in enumerate(r) if not m.exact]
-        if not todo:
-            return
-        q1, q2 = [r.query for r, _ in todo], [r[j].text for r, j in todo]
-        with self._encode_lock, torch_threads(self.query_threads if len(todo) < 4 * SMALL_BATCH else None):
-            tokens = None
-            if query_tokens is not None:
-                position, qtv = query_tokens
-                from dupq.verifier.tokens import TokenVectors
-
-                ctv = self.verifier.token_vectors(q2)
-                rows = [position[q] for q in q1]
-                tokens = TokenVectors(
-                    tokens=[qtv.tokens[i] for i in rows] + ctv.tokens,
-                    content=[qtv.content[i] for i in rows] + ctv.content,
-                    sentence=np.concatenate([qtv.sentence[rows], ctv.sentence]),
-                )
-            extra = {"tokens": tokens} if tokens is not None else {}
-            scores = self.verifier.predict(q1, q2, **extra)
-        for (r, j), p, dup in zip(todo, scores.probability, scores.is_duplicate, strict=True):
-            m = r[j]
-            r[j] = Match(
-                m.id,
-                m.text,
-                float(p),
-                float(p),
-                bool(dup),
-                m.metadata,
-                m.exact,
-                similarity=m.similarity,
-                decided_by="verifier",
-            )
-        for r in results:
-            r.sort(key=lambda m: (not m.exact, -m.score))
+        """Rescore every non-exact match with the verifier (:func:`dupq.rescore.rescore`)."""
+        n = sum(not m.exact for r in results for m in r)
+        with self._encode_lock, torch_threads(self.query_threads if n < 4 * SMALL_BATCH else None):
+            rescore(self.verifier, results, query_tokens)
 
     def _match(self, i: int, score: float, thr: float, exact: bool = False) -> Match:
         text, _, _, meta = self._rows[i]
@@ -633,7 +584,7 @@ class Matcher:
         self = cls.__new__(cls)
         self.embedder = embedder
         self.query_threads = 1
-        self.verifier = _as_verifier(verifier, embedder, device)
+        self.verifier = deciding_verifier(verifier, embedder, device)
         self.calibration = _calibration(manifest.get("calibration"))
         self.threshold = check_threshold(manifest["threshold"] if threshold is None else threshold)
         self.index = index
@@ -671,23 +622,6 @@ class Matcher:
 
 
 # -- validation ---------------------------------------------------------------------------------------
-def _as_verifier(
-    verifier: Verifier | str | Path | None, embedder: Embedder, device: str | None
-) -> Verifier | None:
-    """The deciding verifier (:func:`dupq.verifier.choose.resolve_verifier`), its token pass on the
-    embedder's backend where that backend has one (ONNX), reusing the embedder's stock encoder."""
-    from dupq.backends import ONNX_BACKENDS
-    from dupq.verifier.choose import resolve_verifier
-
-    return resolve_verifier(
-        verifier,
-        embedder.source,
-        device=device,
-        backend=embedder.backend if embedder.backend in ONNX_BACKENDS else "torch",
-        encoder=embedder.model,
-    )
-
-
 def _calibration(c: Any) -> dict[str, float] | None:
     if not c:
         return None

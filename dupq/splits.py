@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dupq.datamodels import PairData, Splits
 from dupq.errors import InputError
+from dupq.pairdata import PairData, Splits
 from dupq.text import text_key
 from dupq.vectors import connected_components
 

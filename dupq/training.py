@@ -31,7 +31,7 @@ from dupq.errors import InputError
 from dupq.losses import LossSpec, build_datasets, build_loss
 
 if TYPE_CHECKING:
-    from dupq.datamodels import PairData, Splits
+    from dupq.pairdata import PairData, Splits
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ def train(
     :class:`TrainConfig` fields.
     """
     from dupq.data import load_pairs, split_pairs
-    from dupq.datamodels import PairData, Splits
+    from dupq.pairdata import PairData, Splits
 
     cfg = TrainConfig(**config)
     sources: dict[str, Any] = {}

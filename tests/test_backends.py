@@ -316,3 +316,13 @@ def test_threaded_backend_tokenising_gives_the_wrappers_ids(tiny_model, monkeypa
         assert emb._tokenize(texts).length.max() == 12
     finally:
         tiny_model.max_seq_length = old
+
+
+def test_every_backend_name_has_one_factory_and_runners_keep_the_protocol(tiny_model):
+    """The registry is declared once: every name has a factory, and a runner has the whole contract."""
+    from dupq.backends import BACKENDS, FACTORIES, Runner, make_runner
+    from dupq.backends.registry import BACKEND_CHOICES
+
+    assert set(FACTORIES) == set(BACKENDS) and set(BACKENDS) < set(BACKEND_CHOICES)
+    runner = make_runner(tiny_model, "torch")
+    assert isinstance(runner, Runner) and runner.run_tokens is None

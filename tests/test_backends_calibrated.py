@@ -25,7 +25,7 @@ from tests.optional import import_extra
 import_extra("openvino", "openvino", module_level=True)
 import_extra("nncf", "openvino", module_level=True)
 
-from dupq.backends import BACKENDS, available_backends  # noqa: E402
+from dupq.backends import BACKENDS, available_backends, make_runner  # noqa: E402
 from dupq.backends import auto as autob  # noqa: E402
 from dupq.backends import onnx as onnx_backend  # noqa: E402
 from dupq.backends import openvino as ovb  # noqa: E402
@@ -187,7 +187,7 @@ def test_auto_skips_a_backend_that_fails(model_copy, monkeypatch):
         raise DupqError("refusing the openvino export: test")
 
     monkeypatch.setattr(ovb, "export_openvino", refuse)
-    record = autob.probe(model)
+    record = autob.probe(model, make_runner=make_runner, available=available_backends())
     assert set(record["skipped"]) == {"openvino", "openvino-int8"}
     assert "refusing" in record["skipped"]["openvino"] and record["choice"] in ("torch", "onnx", "onnx-int8")
 

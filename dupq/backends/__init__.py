@@ -18,7 +18,9 @@
   GPU, ``torch``. ``$DUPQ_BACKEND`` overrides it.
 
 A runner turns texts (or padded token ids) into pooled, *not yet normalised* float32 vectors; the
-:class:`~dupq.embed.Embedder` sorts, batches, normalises and restores the input order around it.
+:class:`~dupq.embed.Embedder` sorts, batches, normalises and restores the input order around it. The
+names and the :class:`Runner` contract are declared once in :mod:`.registry`; :data:`FACTORIES` maps
+each name to the function that builds its runner.
 """
 
 from __future__ import annotations
@@ -27,45 +29,34 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from dupq.backends.registry import (
+    AUTO,
+    BACKEND_CHOICES,
+    BACKEND_ENV,
+    BACKENDS,
+    DEFAULT,
+    FAST_DEFAULT,
+    ONNX_BACKENDS,
+    OPENVINO_BACKENDS,
+    TORCH,
+    Runner,
+    check_backend,
+)
 from dupq.errors import DupqError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-#: Every backend name ``Embedder(backend=...)`` and ``--backend`` accept.
-BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
-ONNX_BACKENDS = ("onnx", "onnx-int8")
-OPENVINO_BACKENDS = ("openvino", "openvino-int8")
-DEFAULT = "default"
-#: What ``backend=`` / ``--backend`` accept: a backend, ``auto`` (the fastest verified one here) or
-#: ``default`` (see the module docstring).
-BACKEND_CHOICES = (*BACKENDS, "auto", DEFAULT)
-#: The backend ``default`` stands for on a CPU when it can.
-FAST_DEFAULT = "onnx-int8"
-#: Environment variable that names the backend ``default`` stands for.
-BACKEND_ENV = "DUPQ_BACKEND"
-
 logger = logging.getLogger(__name__)
 _noted: set[str] = set()
-
-
-@runtime_checkable
-class Runner(Protocol):
-    """Texts in, pooled float32 vectors out; ``run_ids`` (or ``None``) takes padded token ids instead."""
-
-    run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
-
-    def __call__(self, texts: list[str], batch_size: int) -> np.ndarray: ...
 
 
 def available_backends() -> list[str]:
     """Backends usable in this environment: ``torch`` always; ``onnx*`` with onnx + onnxruntime;
     ``openvino*`` with openvino + nncf as well (they convert the onnxruntime-verified ONNX export)."""
-    out = ["torch"]
+    out = [TORCH]
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -80,27 +71,20 @@ def available_backends() -> list[str]:
     return out
 
 
-def check_backend(backend: str) -> str:
-    """Return ``backend`` if known (``auto`` too), else raise a :class:`DupqError` listing the choices."""
-    if backend not in BACKEND_CHOICES:
-        raise DupqError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
-    return backend
-
-
 def resolve_backend(
     model: SentenceTransformer, name: str, *, calibration: Sequence[str] | None = None
 ) -> str:
-    """``name`` itself, or for ``auto`` the backend it stands for on this machine (probed once, cached)."""
+    """``name`` itself, or the backend ``auto`` (probed once, cached) or ``default`` stands for."""
     check_backend(name)
     if name == DEFAULT:
         return default_backend(model)
-    if name != "auto":
+    if name != AUTO:
         return name
     if _is_static(model):
-        return "torch"  # a static model has one backend worth having (see make_runner)
+        return TORCH  # a static model has one backend worth having (see make_runner)
     from dupq.backends.auto import resolve_auto
 
-    return resolve_auto(model, calibration)
+    return resolve_auto(model, calibration, make_runner=make_runner, available=available_backends())
 
 
 def default_backend(model: SentenceTransformer) -> str:
@@ -109,17 +93,17 @@ def default_backend(model: SentenceTransformer) -> str:
     if env and env != DEFAULT:
         return resolve_backend(model, check_backend(env))
     if _is_static(model) or str(getattr(model, "device", "cpu")) != "cpu":
-        return "torch"
+        return TORCH
     if FAST_DEFAULT not in available_backends():
         _note_once("onnxruntime is not installed: encoding runs on torch (pip install onnxruntime for ~3x)")
-        return "torch"
+        return TORCH
     from dupq.backends.onnx import export_onnx
 
     try:
         export_onnx(model, FAST_DEFAULT)  # verified against torch, cached: later calls reuse it
     except DupqError as exc:
         _note_once(f"the {FAST_DEFAULT} export did not verify for this model ({exc}); encoding runs on torch")
-        return "torch"
+        return TORCH
     return FAST_DEFAULT
 
 
@@ -133,36 +117,53 @@ def _is_static(model: SentenceTransformer) -> bool:
     return type(next(iter(model.children()), None)).__name__ == "StaticEmbedding"
 
 
+# -- the registry: one factory per backend family -------------------------------------------------
+def _torch_runner(model: SentenceTransformer, name: str, calibration: Sequence[str] | None) -> Runner:
+    from dupq.backends.static import StaticRunner, table_only
+    from dupq.backends.torch import TorchRunner
+
+    return StaticRunner(model) if table_only(model) else TorchRunner(model)
+
+
+def _onnx_runner(model: SentenceTransformer, name: str, calibration: Sequence[str] | None) -> Runner:
+    from dupq.backends.onnx import OnnxRunner, export_onnx
+
+    return OnnxRunner(model, export_onnx(model, name), device=str(model.device))
+
+
+def _openvino_runner(model: SentenceTransformer, name: str, calibration: Sequence[str] | None) -> Runner:
+    from dupq.backends.openvino import OpenVinoRunner, export_openvino
+
+    return OpenVinoRunner(model, export_openvino(model, name, calibration=calibration))
+
+
+#: backend name -> factory(model, name, calibration). Every name of ``BACKENDS`` has one (a test).
+FACTORIES: dict[str, Callable[..., Runner]] = {
+    TORCH: _torch_runner,
+    **dict.fromkeys(ONNX_BACKENDS, _onnx_runner),
+    **dict.fromkeys(OPENVINO_BACKENDS, _openvino_runner),
+}
+
+
 def make_runner(model: SentenceTransformer, name: str, *, calibration: Sequence[str] | None = None) -> Runner:
     """The runner for backend ``name`` over ``model`` (an export is made, verified and cached on first
     use). ``calibration``: the user's texts, which ``openvino-int8`` is post-training quantised on."""
     name = resolve_backend(model, name, calibration=calibration)
-    if name != "torch" and _is_static(model):
+    if name != TORCH and _is_static(model):
         # A static model (dupq distill --kind static) is one table look-up and a mean per question:
         # there is no transformer graph to export or quantise, and torch is already the fast path.
         raise DupqError(
             f"backend {name!r} accelerates transformers; this is a static (token-table) model, which "
             "encodes fastest as it is: use --backend torch"
         )
-    if name == "torch":
-        from dupq.backends.static import StaticRunner, table_only
-        from dupq.backends.torch import TorchRunner
-
-        return StaticRunner(model) if table_only(model) else TorchRunner(model)
-    if name in OPENVINO_BACKENDS:
-        from dupq.backends.openvino import OpenVinoRunner, export_openvino
-
-        return OpenVinoRunner(model, export_openvino(model, name, calibration=calibration))
-    from dupq.backends.onnx import OnnxRunner, export_onnx
-
-    path = export_onnx(model, name)
-    return OnnxRunner(model, path, device=str(model.device))
+    return FACTORIES[name](model, name, calibration)
 
 
 __all__ = [
     "BACKENDS",
     "BACKEND_CHOICES",
     "DEFAULT",
+    "FACTORIES",
     "ONNX_BACKENDS",
     "OPENVINO_BACKENDS",
     "Runner",

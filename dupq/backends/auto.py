@@ -26,7 +26,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,14 +115,19 @@ def _probe_texts(calibration: Sequence[str] | None) -> list[str]:
 
 
 def probe(
-    model: SentenceTransformer, calibration: Sequence[str] | None = None, *, batch_size: int = 64
+    model: SentenceTransformer,
+    calibration: Sequence[str] | None = None,
+    *,
+    batch_size: int = 64,
+    make_runner: Callable[..., Any],
+    available: Sequence[str],
 ) -> dict[str, Any]:
-    """Export, verify and time every available backend; return the record (choice, q/s, skipped)."""
-    from dupq.backends import available_backends, make_runner
-
+    """Export, verify and time every ``available`` backend (runners from ``make_runner``: the
+    package's registry hands both in, so this module never imports it back); return the record
+    (choice, q/s, skipped)."""
     texts = _probe_texts(calibration)
     runners, skipped = {}, {}
-    for name in available_backends():
+    for name in available:
         try:
             runners[name] = make_runner(model, name, calibration=calibration)
             runners[name](texts[:batch_size], batch_size)  # warm-up: first-call allocations
@@ -154,9 +159,15 @@ def probe(
 
 
 def resolve_auto(
-    model: SentenceTransformer, calibration: Sequence[str] | None = None, *, force: bool = False
+    model: SentenceTransformer,
+    calibration: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    make_runner: Callable[..., Any],
+    available: Sequence[str],
 ) -> str:
-    """The backend ``auto`` stands for: the cached choice for this model and machine, else a probe."""
+    """The backend ``auto`` stands for: the cached choice for this model and machine, else a probe
+    (:func:`probe`, with the registry's ``make_runner`` and ``available`` backends)."""
     force = force or os.environ.get("DUPQ_AUTO_REPROBE", "") not in ("", "0")
     path = _cache_file(model)
     key = _key(model, cpu_signature())
@@ -164,7 +175,7 @@ def resolve_auto(
         hit = _read_cache(path).get(key)
         if isinstance(hit, dict) and isinstance(hit.get("choice"), str):
             return hit["choice"]
-    record = probe(model, calibration)
+    record = probe(model, calibration, make_runner=make_runner, available=available)
     cache = _read_cache(path)
     cache[key] = record
     try:

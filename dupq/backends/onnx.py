@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dupq.backends.registry import ONNX_BACKENDS
 from dupq.backends.torch import model_input_names
 from dupq.encoder import model_fingerprint, model_source
 from dupq.errors import DupqError
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The backends this module runs.
-ONNX_BACKENDS = ("onnx", "onnx-int8")
 #: Bump when the export recipe changes, so caches written by an older dupq are rebuilt.
 #: 2: the graph also returns the token vectors (``token_embeddings``) for the verifier.
 #: 3: traced with eager attention (see :func:`eager_attention`).

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dupq.backends import onnx as onnx_backend
+from dupq.backends.registry import OPENVINO_BACKENDS
 from dupq.backends.torch import model_input_names
 from dupq.encoder import model_fingerprint, model_source
 from dupq.errors import DupqError
@@ -58,8 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The backends this module runs.
-OPENVINO_BACKENDS = ("openvino", "openvino-int8")
 #: Bump when the conversion recipe changes, so IR written by an older dupq is rebuilt.
 #: 2: from the eager-attention export (one fused attention op), PTQ with the PERFORMANCE preset.
 IR_VERSION = 2

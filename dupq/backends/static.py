@@ -41,6 +41,7 @@ class StaticRunner:
     Embedder skips its sort by token length, which would tokenise every text a second time."""
 
     run_ids = None
+    run_tokens = None  # a static model has no contextual token vectors
     length_sorted = False
 
     def __init__(self, model: SentenceTransformer, threads: int | None = None) -> None:

@@ -42,6 +42,7 @@ class TorchRunner:
     def __init__(self, model: SentenceTransformer) -> None:
         self.model = model
         self.run_ids = None
+        self.run_tokens = None  # the verifier's torch token pass runs the model itself (verifier.tokens)
         if plain_text_transformer(model):
             self.input_names = model_input_names(model)
             self.run_ids = self._run_ids

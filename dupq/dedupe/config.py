@@ -13,7 +13,7 @@ from dupq.dedupe.keep import KeepRule, parse_keep
 from dupq.errors import InputError
 
 #: Exact (flat) search up to this many unique texts; the cell join above (dupq.dedupe.join; pair recall
-#: against exact search measured in benchmarks/join.py and benchmarks/dedupe.py).
+#: against exact search measured in benchmarks/dedupe.py and benchmarks/ray_search.py).
 EXACT_SEARCH_MAX = 20_000
 #: Neighbours looked at per text (more are fetched by range search when all k are above the threshold).
 DEFAULT_K = 32

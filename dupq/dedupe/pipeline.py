@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,9 +45,6 @@ from dupq.dedupe.write import (
 from dupq.encoder import resolve_threshold
 from dupq.io import atomic_write_json
 from dupq.verifier.choose import choose_verifier, describe
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from dupq.datamodels import EvaluationReport
 from dupq.evaluation.calibration import f1_curve
 from dupq.evaluation.metrics import QuestionSet, classification_metrics
+from dupq.evaluation.records import EvaluationReport
 from dupq.evaluation.scorers import TFIDF
 
 #: t-SNE is an illustration, not a metric: cap its cost.

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dupq.datamodels import EvaluationReport, SystemResult
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import check_threshold
 from dupq.errors import EncoderLoadError, InputError, StoreError
 from dupq.evaluation.calibration import Calibration, best_f1_threshold, calibrate
 from dupq.evaluation.metrics import QuestionSet, check_pairs, classification_metrics, retrieval_from_vectors
+from dupq.evaluation.records import EvaluationReport, SystemResult
 from dupq.evaluation.scorers import (
     FINE_TUNED,
     TFIDF,
@@ -333,7 +333,7 @@ def load_eval_data(
     """
     path = Path(data)
     if path.is_dir():
-        from dupq.datamodels import pairs_from_tsv
+        from dupq.pairdata import pairs_from_tsv
 
         if split not in ("train", "dev", "test"):
             raise InputError(f"unknown split {split!r}; choose train, dev or test", file=path)

@@ -4,7 +4,7 @@ A verifier directory must be safe to load and must not depend on the scikit-lear
 trained it, so the head is never pickled: the fitted model is exported to named numpy arrays
 (``head.npz``, loaded with ``allow_pickle=False``) and scored here with numpy alone.
 
-Two kinds, chosen by measurement on dev (``benchmarks/verifier.py``):
+Two kinds, chosen by measurement on dev (``benchmarks/verifier_heads.py``):
 
 * ``gbdt`` — scikit-learn's ``HistGradientBoostingClassifier``; its trees are flattened into arrays;
 * ``mlp`` — a small ReLU network (``MLPClassifier``) on standardised features.
