@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dupq.backends import onnx as onnx_backend
+import dupq.backends.onnx as onnx_backend
 from dupq.backends.registry import OPENVINO_BACKENDS
 from dupq.backends.torch import model_input_names
 from dupq.encoder import model_fingerprint, model_source
