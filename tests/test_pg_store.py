@@ -15,7 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import numpy as np
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -45,13 +47,17 @@ def pg(tmp_path_factory):
         server.cleanup()
 
 
-@pytest.fixture()
-def url(pg) -> str:
-    """A connection string to a fresh, empty database on the test server."""
+def _new_database(pg) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return pg.get_uri(database=name)
+
+
+@pytest.fixture()
+def url(pg) -> str:
+    """A connection string to a fresh, empty database on the test server."""
+    return _new_database(pg)
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +243,142 @@ def test_a_writer_killed_mid_batch_leaves_no_partial_batch(url, embedder, tiny_m
     assert len(m) == 10
     assert not any("batch question" in m.get(i)["text"] for i in m.ids)
     assert len(m.add(["after the crash?"])) == 1 and len(m) == 11
+
+
+def test_index_build_and_copy_between_directory_and_database(pg, url, embedder, tiny_model_dir, tmp_path):
+    qs = sample_questions(40, seed=8)
+    (tmp_path / "q.csv").write_text("question\n" + "\n".join(qs) + "\n")
+    env = {"DUPQ_TEST_STORE": url, "DUPQ_TEST_STORE2": _new_database(pg)}
+    run = CliRunner(env=env).invoke
+    model = ["--model", str(tiny_model_dir)]
+    r = run(
+        cli_app,
+        [
+            "index",
+            "build",
+            str(tmp_path / "q.csv"),
+            "-t",
+            "question",
+            "--store",
+            "env:DUPQ_TEST_STORE",
+            *model,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "stored 40 questions in the PostgreSQL store" in r.output and url not in r.output
+    r = run(
+        cli_app,
+        [
+            "index",
+            "build",
+            str(tmp_path / "q.csv"),
+            "-t",
+            "question",
+            "--store",
+            "env:DUPQ_TEST_STORE",
+            *model,
+        ],
+    )
+    assert r.exit_code == 2 and "already holds 40" in r.output  # a second build never doubles the store
+    # database -> directory -> another database: same ids, same vectors, same answers
+    assert run(cli_app, ["index", "copy", "env:DUPQ_TEST_STORE", str(tmp_path / "dir")]).exit_code == 0
+    r = run(cli_app, ["index", "copy", str(tmp_path / "dir"), "env:DUPQ_TEST_STORE2"])
+    assert r.exit_code == 0 and "copied 40" in r.output, r.output
+    stores = [
+        Matcher.load(url, embedder),
+        Matcher.load(tmp_path / "dir", embedder),
+        Matcher.load(env["DUPQ_TEST_STORE2"], embedder),
+    ]
+    assert stores[0].ids == stores[1].ids == stores[2].ids == list(range(40))
+    query = "how to learn python and java code?"
+    answers = [[(m.id, round(m.score, 4)) for m in s.match(query, k=5)] for s in stores]
+    assert answers[0] == answers[1] == answers[2]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_four_serve_workers_on_one_store_lose_no_write(url, embedder, tiny_model_dir):
+    Matcher(embedder, store=url).add(sample_questions(20, seed=5))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dupq.cli",
+            "serve",
+            "--store",
+            "env:DUPQ_TEST_STORE",
+            "--workers",
+            "4",
+            "--port",
+            str(port),
+            "--model",
+            str(tiny_model_dir),
+        ],
+        env=_env(DUPQ_TEST_STORE=url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.5)
+        workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "python" in c.name()]
+        assert len(workers) >= 4, workers
+
+        import concurrent.futures as cf
+
+        def client(c: int) -> tuple[list[int], list[int], list[int]]:
+            acked, deleted, codes = [], [], []
+            with httpx.Client(base_url=base, timeout=60) as http:
+                for j in range(10):
+                    body = {
+                        "questions": [{"text": f"client {c} asks question {j} part {p}?"} for p in range(2)]
+                    }
+                    r = http.post("/questions", json=body)
+                    codes.append(r.status_code)
+                    if r.status_code == 201:
+                        assert r.json()["saved"] is True
+                        acked += r.json()["ids"]
+                    codes.append(
+                        http.post(
+                            "/match", json={"questions": [f"client {c} question {j}?"], "k": 3}
+                        ).status_code
+                    )
+                    if j % 3 == 2:
+                        r = http.delete(f"/questions/{acked[-1]}")
+                        codes.append(r.status_code)
+                        if r.status_code == 200:
+                            deleted.append(acked[-1])
+            return acked, deleted, codes
+
+        with cf.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(client, range(8)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+    codes = [c for _, _, cs in results for c in cs]
+    assert set(codes) <= {200, 201}, sorted(set(codes))  # no 409 conflict, no 5xx
+    acked = [i for a, _, _ in results for i in a]
+    deleted = {i for _, d, _ in results for i in d}
+    assert len(acked) == len(set(acked)) == 8 * 10 * 2
+    assert set(Matcher.load(url, embedder).ids) == (set(range(20)) | set(acked)) - deleted

@@ -14,7 +14,7 @@ from dupq.stores.file import FileStore
 
 __all__ = ["FileStore", "Hit", "QuestionStore", "Row", "is_database", "open_database", "open_store"]
 
-_DB_PARAMS = {"ef_search", "M", "ef_construction", "table"}
+_DB_PARAMS = {"ef_search", "M", "ef_construction", "table", "pool_size"}
 
 
 def open_database(spec: str, **params: Any) -> Any:

@@ -30,7 +30,7 @@ Why it is built this way:
   transaction.
 * **Secrets.** The connection string is never logged or put in an error message (:mod:`dupq.stores.dsn`).
 
-Connections: a small pool (one per concurrent caller, at most :data:`MAX_IDLE` kept idle), autocommit
+Connections: a small pool per process (at most :data:`POOL_SIZE`; more callers wait), autocommit
 outside explicit transactions, so reads see every committed write at once.
 """
 
@@ -41,6 +41,7 @@ import logging
 import os
 import queue
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -65,8 +66,9 @@ HNSW_EF_CONSTRUCTION = 64
 EF_SEARCH = 100
 #: A batch at least this large into an *empty* table drops the HNSW index, copies, and builds it once.
 BULK_MIN = 20_000
-#: Idle connections kept per store (more concurrent callers open more, closed when they return).
-MAX_IDLE = 16
+#: Connections one store (one process) opens at most; more concurrent callers wait for one. Bounded so
+#: that N server workers never exceed the server's ``max_connections`` (100 by default): 4 x 8 = 32.
+POOL_SIZE = 8
 #: Testing aid: seconds an ``add`` pauses halfway through its COPY (lets a test kill a writer mid-batch).
 _SLOW_ADD_ENV = "DUPQ_SLOW_ADD"
 #: Testing aid: a file an ``add`` creates when it reaches that halfway point.
@@ -137,6 +139,7 @@ class PostgresStore:
         M: int | None = None,  # noqa: N803  (the name every HNSW paper and dupq.index use)
         ef_construction: int | None = None,
         connect_timeout: int = 10,
+        pool_size: int = POOL_SIZE,
     ) -> None:
         self._psycopg = _driver()
         if not isinstance(table, str) or not _TABLE.fullmatch(table):
@@ -155,6 +158,7 @@ class PostgresStore:
         if self.index.params["ef_search"] < 1:
             raise InputError(f"ef_search must be positive, got {ef_search}", column="ef_search")
         self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(max(1, int(pool_size)))
         with self._conn() as conn:
             self.meta: dict[str, Any] | None = self._read_meta(conn)
 
@@ -188,12 +192,19 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _conn(self) -> Iterator[Any]:
+        with self._slots:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            with self._pooled(conn):
+                yield conn
+
+    @contextlib.contextmanager
+    def _pooled(self, conn: Any) -> Iterator[None]:
+        """Back to the pool after use if still healthy and idle, else closed."""
         try:
-            conn = self._pool.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
-        try:
-            yield conn
+            yield
         except self._psycopg.OperationalError as exc:
             conn.close()
             raise StoreError(
@@ -205,7 +216,7 @@ class PostgresStore:
                 and not conn.broken
                 and conn.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
             )
-            if reusable and self._pool.qsize() < MAX_IDLE:
+            if reusable:
                 self._pool.put(conn)
             elif not conn.closed:
                 conn.close()
