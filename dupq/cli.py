@@ -315,7 +315,6 @@ def index_build(
         None,
         "--store",
         "-s",
-        envvar="DUPQ_STORE",
         help="Instead of --out: a PostgreSQL store (postgresql://…, env:NAME, file:PATH), created if absent.",
     ),
     id_column: str | None = typer.Option(None, "--id-column", help="Integer id column [default: 0, 1, …]."),

@@ -406,7 +406,8 @@ class PostgresStore:
                         _mark_halfway()
                         time.sleep(slow)
             if bulk:
-                conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+                # the whole graph in memory while it is built (else pgvector builds on disk, much slower)
+                conn.execute(f"SET LOCAL maintenance_work_mem = '{_graph_mb(n, vectors.shape[1])}MB'")
                 conn.execute(self._hnsw_ddl())
         return new
 
@@ -516,6 +517,11 @@ class PostgresStore:
                     np.stack([_as_array(r[5]) for r in rows]),
                     [Row(r[1], r[2], bool(r[3]), r[4]) for r in rows],
                 )
+
+
+def _graph_mb(n: int, dim: int) -> int:
+    """Memory for an HNSW build of ``n`` vectors of ``dim``: vectors + neighbour lists, with headroom."""
+    return int(min(8192, max(256, n * (4 * dim + 64 * HNSW_M) * 1.3 / 2**20)))
 
 
 def _as_array(v: Any) -> np.ndarray:
