@@ -25,7 +25,8 @@ JSON says so (``vectors``). Queries are other real texts, encoded for real.
     python benchmarks/stores.py --sizes 100000 --http
     python benchmarks/stores.py --sizes 1000000 --no-file-store
 
-Prints a table per size and merges its rows into ``benchmarks/results/stores.json`` (by size, store).
+Prints a table per size and merges its rows into ``benchmarks/results/stores.json`` (by size, store,
+index settings).
 """
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ def run_pg(size, vectors, rows, queries, qtexts, truth, embedder, args, tmp: Pat
     server = pgserver.get_server(tmp / "pg", cleanup_mode="delete")
     try:
         url = server.get_uri()
+        if args.shared_buffers:
+            _restart_with(server, url, shared_buffers=args.shared_buffers)
         m = Matcher(embedder, store=url)
         t0 = time.perf_counter()
         m.store.add(vectors, rows, list(range(size)))  # one COPY, one HNSW build (BULK_MIN)
@@ -242,7 +245,7 @@ def run_pg(size, vectors, rows, queries, qtexts, truth, embedder, args, tmp: Pat
             table_bytes = conn.execute("SELECT pg_total_relation_size('dupq_questions')").fetchone()[0]
             hnsw_bytes = conn.execute("SELECT pg_relation_size('dupq_questions_hnsw')").fetchone()[0]
             conn.execute("VACUUM ANALYZE dupq_questions")
-        postmaster = psutil.Process(server.get_pid())
+        postmaster = psutil.Process(server.get_postmaster_info().pid)
         server_rss = sum(p.memory_info().rss for p in [postmaster, *postmaster.children()])
         out = {
             "store": "postgresql",
@@ -252,6 +255,7 @@ def run_pg(size, vectors, rows, queries, qtexts, truth, embedder, args, tmp: Pat
             "disk_bytes": int(table_bytes),
             "hnsw_index_bytes": int(hnsw_bytes),
             "server_rss_bytes": int(server_rss),
+            "shared_buffers": args.shared_buffers or "128MB (pgserver's default)",
             "ef_search": {},
         }
         for ef in args.ef_search:
@@ -275,6 +279,19 @@ def run_pg(size, vectors, rows, queries, qtexts, truth, embedder, args, tmp: Pat
         server.cleanup()
 
 
+def _restart_with(server, url: str, **settings: str) -> None:
+    """``ALTER SYSTEM SET`` and restart (``pg_ctl restart`` keeps pgserver's socket options)."""
+    import psycopg
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for k, v in settings.items():
+            conn.execute(f"ALTER SYSTEM SET {k} = '{v}'")
+    pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user)
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)  # the new postmaster's pid
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000])
@@ -289,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--http", action="store_true", help="also HTTP throughput, 1 and 4 workers")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--http-seconds", type=float, default=30)
+    ap.add_argument(
+        "--shared-buffers", default=None, help="PostgreSQL shared_buffers (e.g. 3GB) [default: 128MB]"
+    )
     ap.add_argument("--tmp", default=None, help="where stores and the database go [default: a temp dir]")
     args = ap.parse_args(argv)
     load0 = load_average()
@@ -313,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(tmp, ignore_errors=True)
             row["backend"] = embedder.backend
             print(json.dumps(row, indent=1), flush=True)
-            results = [r for r in results if (r["size"], r["store"]) != (size, kind)] + [row]
+            same = (size, kind, row["index"])
+            results = [r for r in results if (r["size"], r["store"], r["index"]) != same] + [row]
             write_result(
                 RESULTS,
                 "stores.py",
@@ -323,6 +344,20 @@ def main(argv: list[str] | None = None) -> int:
                     "with recombinations of them (benchmarks/matcher.py pad_vectors); queries: "
                     f"{args.queries} held-out real texts, encoded",
                     "k": K,
+                    "notes": [
+                        "search_* and recall@5: the store's search alone, one query at a time (the database "
+                        "store over a unix socket); match_*: Matcher.match(k=5) end to end, query encoding "
+                        "with the backend in each row included",
+                        "single_adds_per_s: one question per add call, vector precomputed (one transaction "
+                        "each for PostgreSQL)",
+                        "http: dupq serve (torch backend), clients sending single-question POST /match with "
+                        "10% POST /questions, benchmarks/server_load.py's client; the file store is served "
+                        "with --persist interval (saving the whole store per write would dominate), the "
+                        "PostgreSQL store commits every write",
+                        "file store memory: index_bytes (serialised FAISS index) and rss_growth_bytes of "
+                        "this process; PostgreSQL: disk_bytes = pg_total_relation_size of the table (heap, "
+                        "TOAST, HNSW and key indexes), server_rss_bytes of its processes",
+                    ],
                     "rows": sorted(results, key=lambda r: (r["size"], r["store"])),
                 },
                 load_at_start=load0,

@@ -382,3 +382,24 @@ def test_four_serve_workers_on_one_store_lose_no_write(url, embedder, tiny_model
     deleted = {i for _, d, _ in results for i in d}
     assert len(acked) == len(set(acked)) == 8 * 10 * 2
     assert set(Matcher.load(url, embedder).ids) == (set(range(20)) | set(acked)) - deleted
+
+
+def test_ef_search_is_tunable_and_a_large_k_still_gets_k_matches(url, embedder):
+    m = Matcher(embedder, store=url, index_params={"ef_search": 10})
+    m.add(sample_questions(120, seed=9))
+    with m.store._conn() as conn:
+        assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "10"
+    # HNSW returns at most ef_search rows; a k above it widens the beam for that query
+    assert len(m.match("how to learn python?", k=30)) == 30
+    with pytest.raises(InputError, match="ef_search"):
+        Matcher(embedder, store=url, index_params={"ef_search": -1})
+    with pytest.raises(InputError, match="unknown PostgreSQL store parameter"):
+        Matcher(embedder, store=url, index_params={"nprobe": 8})
+
+
+def test_opening_a_database_without_a_store_and_serving_a_directory_with_workers(url, embedder, tmp_path):
+    with pytest.raises(StoreError, match="no dupq store"):
+        Matcher.load(url, embedder)
+    Matcher(embedder).save(tmp_path / "store")
+    r = CliRunner().invoke(cli_app, ["serve", "--store", str(tmp_path / "store"), "--workers", "2"])
+    assert r.exit_code == 2 and "needs a PostgreSQL store" in r.output
