@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: on a CPU-only machine this takes the CPU wheel, never a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,onnx,openvino,ray,distill]'
+	$(BIN)/pip install --quiet -e '.[dev,onnx,openvino,ray,distill,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)

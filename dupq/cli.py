@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 import typer
@@ -311,7 +309,15 @@ app.add_typer(index_app, name="index")
 def index_build(
     table: str = typer.Argument(..., help="Questions file: .csv, .tsv, .parquet or .jsonl."),
     text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
-    out: str = typer.Option(..., "--out", "-o", help="Store directory to create (replaced atomically)."),
+    out: str | None = typer.Option(
+        None, "--out", "-o", help="Store directory to create (replaced atomically)."
+    ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        "-s",
+        help="Instead of --out: a PostgreSQL store (postgresql://…, env:NAME, file:PATH), created if absent.",
+    ),
     id_column: str | None = typer.Option(None, "--id-column", help="Integer id column [default: 0, 1, …]."),
     metadata_column: list[str] = typer.Option(
         [], "--metadata-column", help="Column kept as metadata (repeat)."
@@ -320,11 +326,16 @@ def index_build(
     index_kind: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: model's]."),
 ) -> None:
-    """Encode every question of TABLE and write a new store to --out."""
+    """Encode every question of TABLE and write a new store to --out (or into --store)."""
+    from dupq.errors import InputError
 
-    m = _build_store(
+    if (out is None) == (store is None):
+        raise InputError("give exactly one of --out DIRECTORY and --store postgresql://…")
+    from dupq.cli_index import build_store
+
+    m = build_store(
         table,
-        out,
+        out or store,
         text_column=text_column,
         id_column=id_column,
         metadata_columns=metadata_column,
@@ -332,12 +343,15 @@ def index_build(
         index_kind=index_kind,
         threshold=threshold,
     )
-    typer.echo(f"stored {len(m)} questions in {out} (index {m.index.kind}, threshold {m.threshold:.3f})")
+    where = out or f"the PostgreSQL store {m.store.where}"  # never the connection string (a secret)
+    typer.echo(f"stored {len(m)} questions in {where} (index {m.index.kind}, threshold {m.threshold:.3f})")
 
 
 @index_app.command("add")
 def index_add(
-    store: str = typer.Argument(..., help="Store directory written by `dupq index build`."),
+    store: str = typer.Argument(
+        ..., help="Store directory written by `dupq index build`, or postgresql://…, env:NAME, file:PATH."
+    ),
     tables: list[str] = typer.Argument(..., help="One or more questions files to append."),
     text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
     id_column: str | None = typer.Option(None, "--id-column", help="Integer id column [default: next ids]."),
@@ -348,7 +362,9 @@ def index_add(
 ) -> None:
     """Append TABLES to STORE (all-or-nothing: the store is saved once every table was accepted)."""
 
-    m, added = _add_to_store(
+    from dupq.cli_index import add_to_store
+
+    m, added = add_to_store(
         store,
         tables,
         text_column=text_column,
@@ -356,13 +372,37 @@ def index_add(
         metadata_columns=metadata_column,
         model=model,
     )
-    typer.echo(f"added {added} questions; {store} now holds {len(m)} (index {m.index.kind})")
+    where = getattr(m.store, "where", None) or store
+    typer.echo(f"added {added} questions; {where} now holds {len(m)} (index {m.index.kind})")
+
+
+@index_app.command("copy")
+def index_copy(
+    source: str = typer.Argument(
+        ..., help="Store to copy: a directory, or postgresql://…, env:NAME, file:PATH."
+    ),
+    dest: str = typer.Argument(
+        ..., help="Where to: a new directory, or a PostgreSQL store (empty or absent)."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the source's own]."),
+) -> None:
+    """Copy a store to another, vectors and all (no re-encoding): directory <-> PostgreSQL."""
+    from dupq.cli_index import copy_store
+
+    copied = copy_store(source, dest, model=model)
+    typer.echo(f"copied {copied} questions")
 
 
 @app.command("match")
 def match_cmd(
     questions: list[str] = typer.Argument(..., help="One or more new questions."),
-    store: str = typer.Option(..., "--store", "-s", help="Store directory."),
+    store: str = typer.Option(
+        ...,
+        "--store",
+        "-s",
+        envvar="DUPQ_STORE",
+        help="Store directory, or postgresql://…, env:NAME, file:PATH.",
+    ),
     k: int = typer.Option(5, "-k", "--k", help="Matches per question."),
     threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: store's]."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
@@ -387,7 +427,13 @@ def match_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    store: str = typer.Option(..., "--store", "-s", help="Store directory."),
+    store: str = typer.Option(
+        ...,
+        "--store",
+        "-s",
+        envvar="DUPQ_STORE",
+        help="Store directory, or a PostgreSQL store: postgresql://…, env:NAME, file:PATH [env: DUPQ_STORE].",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
@@ -408,6 +454,9 @@ def serve_cmd(
     verifier: str = VERIFIER_OPTION,
     no_verifier: bool = NO_VERIFIER_OPTION,
     backend: str = BACKEND_OPTION,
+    workers: int = typer.Option(
+        1, "--workers", help="Server processes (more than 1 needs a PostgreSQL store)."
+    ),
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
     from dupq.server import read_token, serve
@@ -425,6 +474,7 @@ def serve_cmd(
         max_in_flight=max_in_flight,
         verifier=None if no_verifier else verifier,
         backend=backend,
+        workers=workers,
     )
 
 
@@ -515,49 +565,6 @@ def export_onnx_cmd(
     typer.echo(str(path))
     mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]
     typer.echo(f"probe cosine vs torch: mean {mean:.4f}, min {low:.4f}")
-
-
-# -- index helpers (each one library call sequence) ----------------------------------------------
-def _build_store(
-    table: str | Path,
-    out: str | Path,
-    *,
-    text_column: str,
-    id_column: str | None = None,
-    metadata_columns: Sequence[str] | None = None,
-    model: str | Path | None = None,
-    index_kind: str = "auto",
-    threshold: float | None = None,
-) -> Any:
-    """``dupq index build``: a new store at ``out`` from one table."""
-    from dupq.matcher import Matcher
-
-    matcher = Matcher(model, threshold=threshold, index_kind=index_kind)
-    matcher.add_table(table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns)
-    matcher.save(out, overwrite=True)  # "build" replaces whatever store was at --out
-    return matcher
-
-
-def _add_to_store(
-    store: str | Path,
-    tables: Sequence[str | Path],
-    *,
-    text_column: str,
-    id_column: str | None = None,
-    metadata_columns: Sequence[str] | None = None,
-    model: str | Path | None = None,
-) -> tuple[Any, int]:
-    """``dupq index add``: append tables to a store (saved once, after every table was accepted)."""
-    from dupq.matcher import Matcher
-
-    matcher = Matcher.load(store, model)
-    before = len(matcher)
-    for table in tables:
-        matcher.add_table(
-            table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns
-        )
-    matcher.save(store)
-    return matcher, len(matcher) - before
 
 
 def main() -> None:

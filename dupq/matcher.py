@@ -40,7 +40,6 @@ Bad input, and what happens (all-or-nothing: a rejected batch changes nothing):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -60,7 +59,7 @@ from dupq.card import ModelCard, has_card
 from dupq.checks import as_id, check_ids, check_metadata, check_texts
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, resolve_threshold
-from dupq.errors import ConflictError, InputError, StoreError, UnknownIdError
+from dupq.errors import InputError, StoreError, UnknownIdError
 from dupq.index import VectorIndex
 from dupq.io import atomic_dir, atomic_write_json, recover_dir, sha256_file, store_lock
 from dupq.manifest import (
@@ -76,7 +75,8 @@ from dupq.manifest import (
 )
 from dupq.matches import Match, QueryMatches, format_matches  # noqa: F401  (format_matches: re-exported)
 from dupq.rescore import deciding_verifier, encode_queries, rescore, same_pass
-from dupq.runtime import RWLock, torch_threads
+from dupq.runtime import torch_threads
+from dupq.stores import FileStore, QuestionStore, Row, is_database, open_database, open_store
 from dupq.tables import read_table
 from dupq.text import KEY_VERSION, text_key
 
@@ -116,6 +116,11 @@ class Matcher:
     (its own threshold, best F1 on its dev split), and the cosine is kept as ``similarity``.
     ``backend``: how texts are encoded — ``"default"`` (``onnx-int8`` on a CPU where it is installed
     and verifies, else torch; see :mod:`dupq.backends`), or any name of ``dupq.backends.BACKEND_CHOICES``.
+    ``store``: where the questions live (:mod:`dupq.stores`): ``None`` — in memory, saved to a directory
+    with :meth:`save` (the embedded default); a PostgreSQL connection string (``postgresql://…``, or
+    ``env:NAME`` / ``file:PATH`` naming one) — a pgvector table shared by any number of processes, every
+    write committed before it returns (``index_params``: ``ef_search``, ``M``, ``ef_construction``,
+    ``table``). A database store built with another model is refused.
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class Matcher:
         query_threads: int | None = 1,
         verifier: Verifier | str | Path | None = "auto",
         backend: str = "default",
+        store: str | QuestionStore | None = None,
     ) -> None:
         self.embedder = as_embedder(model, device=device, batch_size=batch_size, backend=backend)
         self.query_threads = query_threads
@@ -137,13 +143,21 @@ class Matcher:
         card = ModelCard.read(self.embedder.source)
         self.calibration: dict[str, float] | None = _calibration(card.calibration if card else None)
         self.threshold = resolve_threshold(threshold, self.embedder.source, warn=False)[0]
-        self.index = VectorIndex(self.embedder.dim, kind=index_kind, **(index_params or {}))
-        self._rows: dict[int, tuple[str, str, bool, dict | None]] = {}  # id -> (text, key, truncated, meta)
-        self._by_key: dict[str, list[int]] = {}
-        self._lock = RWLock()
+        self.store: QuestionStore = open_store(
+            store,
+            dim=self.embedder.dim,
+            fingerprint=self.embedder.fingerprint,
+            model_source=self.embedder.source,
+            threshold=self.threshold,
+            calibration=self.calibration,
+            index_kind=index_kind,
+            index_params=index_params,
+        )
+        stored = getattr(self.store, "meta", None) or {}
+        if threshold is None and stored.get("threshold") is not None:
+            self.threshold = check_threshold(stored["threshold"])  # the store's, as Matcher.load does
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
-        self._next_id = 0
         self._generations: dict[str, str] = {}  # store directory -> manifest hash we loaded / saved there
 
     @classmethod
@@ -160,6 +174,12 @@ class Matcher:
                 stacklevel=2,
             )
         return cls(model_dir, **kwargs)
+
+    @property
+    def index(self) -> Any:
+        """The store's index (``kind``, ``requested_kind``, ``params``; a :class:`VectorIndex` for the
+        file store)."""
+        return self.store.index
 
     # -- scoring ------------------------------------------------------------------------------------
     def probability(self, score: float) -> float | None:
@@ -204,25 +224,11 @@ class Matcher:
         if not texts:
             return [], []
         vecs, truncated = self._encode(texts, show_progress=show_progress)
-        with self._lock.write():
-            if ids is None:
-                start = self._next_id
-                ids = list(range(start, start + len(texts)))
-            else:
-                present = [i for i in ids if i in self._rows]
-                if present:
-                    raise ConflictError(
-                        f"{len(present)} id(s) already stored, e.g. {present[:5]} "
-                        "(remove them first to replace)",
-                        row=ids.index(present[0]) + 1,
-                        column="id",
-                    )
-            self.index.add(vecs, np.asarray(ids, dtype=np.int64))
-            for j, (i, t) in enumerate(zip(ids, texts, strict=True)):
-                key = text_key(t)
-                self._rows[i] = (t, key, bool(truncated[j]), metadata[j] if metadata else None)
-                self._by_key.setdefault(key, []).append(i)
-            self._next_id = max(self._next_id, max(ids) + 1)
+        rows = [
+            Row(t, text_key(t), bool(truncated[j]), metadata[j] if metadata else None)
+            for j, t in enumerate(texts)
+        ]
+        ids = self.store.add(vecs, rows, ids)
         return list(ids), [bool(t) for t in truncated]
 
     def remove(self, ids: int | Iterable[int], *, missing_ok: bool = False) -> int:
@@ -235,20 +241,7 @@ class Matcher:
                 checked.append(as_id(v))
             except ValueError as exc:
                 raise InputError(str(exc), row=r, column="id") from None
-        wanted = list(dict.fromkeys(checked))
-        with self._lock.write():
-            unknown = [i for i in wanted if i not in self._rows]
-            if unknown and not missing_ok:
-                raise UnknownIdError(unknown)
-            hit = [i for i in wanted if i in self._rows]
-            self.index.remove(hit)
-            for i in hit:
-                _, key, _, _ = self._rows.pop(i)
-                same = self._by_key[key]
-                same.remove(i)
-                if not same:
-                    del self._by_key[key]
-        return len(hit)
+        return self.store.remove(list(dict.fromkeys(checked)), missing_ok=missing_ok)
 
     def add_table(
         self,
@@ -322,8 +315,7 @@ class Matcher:
         thr = self.threshold if threshold is None else check_threshold(threshold)
         check_texts(queries)
         keys = [text_key(q) for q in queries]
-        with self._lock.read():
-            exact = [list(self._by_key.get(key, ())) for key in keys]
+        exact = self.store.exact(keys)
         need = [i for i, hits in enumerate(exact) if not (exact_first and hits)]
         vecs = np.zeros((0, self.embedder.dim), np.float32)
         truncated = np.zeros(len(queries), bool)
@@ -332,32 +324,20 @@ class Matcher:
             vecs, trunc, query_tokens = self._encode_queries([queries[i] for i in need])
             truncated[need] = trunc
         out: list[QueryMatches] = []
-        with self._lock.read():
-            # No query can get more than every stored question: a huge k (10**8) must not make FAISS
-            # allocate an n-by-k result matrix (gigabytes) for a store of a few thousand.
-            search_k = max(1, min(int(k), len(self.index)))
-            if len(need) and len(self.index):
-                scores, found = self.index.search(vecs, search_k)
-            else:
-                scores = np.full((len(need), search_k), -np.inf, np.float32)
-                found = np.full((len(need), search_k), -1, np.int64)
-            row_of = {q: r for r, q in enumerate(need)}
-            for qi, query in enumerate(queries):
-                results: list[Match] = []
-                seen: set[int] = set()
-                for i in sorted(exact[qi]):
-                    if i in self._rows:  # not removed between the two locks
-                        results.append(self._match(i, 1.0, thr, exact=True))
-                        seen.add(i)
-                if qi in row_of:
-                    r = row_of[qi]
-                    for s, i in zip(scores[r], found[r], strict=True):
-                        i = int(i)
-                        if i < 0 or i in seen or i not in self._rows:
-                            continue
-                        results.append(self._match(i, float(s), thr))
-                        seen.add(i)
-                out.append(QueryMatches(results[:k], query=query, truncated=bool(truncated[qi])))
+        hits = self.store.search(vecs, int(k)) if need else []
+        row_of = {q: r for r, q in enumerate(need)}
+        for qi, query in enumerate(queries):
+            results: list[Match] = []
+            seen: set[int] = set()
+            for hit in exact[qi]:
+                results.append(self._match(hit.id, hit.row, 1.0, thr, exact=True))
+                seen.add(hit.id)
+            if qi in row_of:
+                for hit in hits[row_of[qi]]:
+                    if hit.id not in seen:
+                        results.append(self._match(hit.id, hit.row, hit.score, thr))
+                        seen.add(hit.id)
+            out.append(QueryMatches(results[:k], query=query, truncated=bool(truncated[qi])))
         if self.verifier is not None:
             self._verify(out, query_tokens)
         if only_duplicates:
@@ -395,8 +375,8 @@ class Matcher:
         with self._encode_lock, torch_threads(self.query_threads if n < 4 * SMALL_BATCH else None):
             rescore(self.verifier, results, query_tokens)
 
-    def _match(self, i: int, score: float, thr: float, exact: bool = False) -> Match:
-        text, _, _, meta = self._rows[i]
+    def _match(self, i: int, row: Row, score: float, thr: float, exact: bool = False) -> Match:
+        text, meta = row.text, row.metadata
         score = min(score, 1.0)
         return Match(
             id=i,
@@ -412,42 +392,34 @@ class Matcher:
 
     def get(self, id_: int) -> dict[str, Any]:
         """The stored question ``id_`` (``UnknownIdError`` if absent)."""
-        with self._lock.read():
-            if id_ not in self._rows:
-                raise UnknownIdError([id_])
-            text, _, truncated, meta = self._rows[id_]
-        return {"id": id_, "text": text, "truncated": truncated, "metadata": meta}
+        row = self.store.get(id_)
+        if row is None:
+            raise UnknownIdError([id_])
+        return {"id": id_, "text": row.text, "truncated": row.truncated, "metadata": row.metadata}
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.store)
 
     def __contains__(self, id_: object) -> bool:
-        return id_ in self._rows
+        return id_ in self.store
 
     @property
     def ids(self) -> list[int]:
-        with self._lock.read():
-            return sorted(self._rows)
+        return self.store.ids()
 
     def stats(self) -> dict[str, Any]:
         """Counts and configuration (what ``GET /stats`` returns)."""
-        with self._lock.read():
-            return {
-                "count": len(self._rows),
-                "distinct_normalised_texts": len(self._by_key),
-                "truncated": sum(1 for r in self._rows.values() if r[2]),
-                "index_kind": self.index.kind,
-                "index_requested_kind": self.index.requested_kind,
-                "index_params": dict(self.index.params),
-                "dim": self.embedder.dim,
-                "metric": "cosine",
-                "model_source": self.embedder.source,
-                "model_fingerprint": self.embedder.fingerprint,
-                "max_seq_length": self.embedder.max_seq_length,
-                "threshold": self.threshold,
-                "calibrated": self.calibration is not None,
-                "verifier": None if self.verifier is None else self.verifier.source,
-            }
+        return {
+            **self.store.stats(),
+            "dim": self.embedder.dim,
+            "metric": "cosine",
+            "model_source": self.embedder.source,
+            "model_fingerprint": self.embedder.fingerprint,
+            "max_seq_length": self.embedder.max_seq_length,
+            "threshold": self.threshold,
+            "calibrated": self.calibration is not None,
+            "verifier": None if self.verifier is None else self.verifier.source,
+        }
 
     def _encode(self, texts: list[str], show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         threads = self.query_threads if len(texts) < SMALL_BATCH else None
@@ -490,24 +462,9 @@ class Matcher:
         return directory
 
     def _write_store(self, directory: Path, delay: float) -> None:
-        with self._lock.read(), atomic_dir(directory) as tmp:
-            self.index.save(tmp / INDEX_FILE)
-            _pause(delay)
-            ids = sorted(self._rows)
-            rows = [self._rows[i] for i in ids]
-            table = pd.DataFrame(
-                {
-                    "id": pd.Series(ids, dtype="int64"),
-                    "text": pd.Series([r[0] for r in rows], dtype=object),
-                    "key": pd.Series([r[1] for r in rows], dtype=object),
-                    "truncated": pd.Series([r[2] for r in rows], dtype=bool),
-                    "metadata": pd.Series(
-                        [None if r[3] is None else json.dumps(r[3], ensure_ascii=False) for r in rows],
-                        dtype=object,
-                    ),
-                }
-            )
-            table.to_parquet(tmp / QUESTIONS_FILE, index=False)
+        store = self._file_store()
+        with store.reading(), atomic_dir(directory) as tmp:
+            files = store.write(tmp / INDEX_FILE, tmp / QUESTIONS_FILE, pause=lambda: _pause(delay))
             _pause(delay)
             manifest = {
                 "format": STORE_FORMAT,
@@ -520,10 +477,7 @@ class Matcher:
                 "key_version": KEY_VERSION,
                 "dim": self.embedder.dim,
                 "metric": "cosine (inner product of L2-normalised vectors)",
-                "count": len(ids),
-                "next_id": self._next_id,
-                "index_kind": self.index.kind,
-                "index_requested_kind": self.index.requested_kind,
+                **files,  # count, next_id, index_kind, index_requested_kind
                 "threshold": self.threshold,
                 "calibration": self.calibration,
                 "files": {
@@ -533,6 +487,17 @@ class Matcher:
             }
             atomic_write_json(tmp / MANIFEST_FILE, manifest)
             _pause(delay)
+
+    def _file_store(self) -> FileStore:
+        """The store :meth:`save` writes: the Matcher's own file store, or — for a database store — a
+        file store copied from it (vectors and all, no re-encoding: the way from PostgreSQL to a
+        directory)."""
+        if isinstance(self.store, FileStore):
+            return self.store
+        copy = FileStore(self.embedder.dim)
+        for ids, vecs, rows in self.store.export():
+            copy.add(vecs, rows, ids)
+        return copy
 
     @classmethod
     def load(
@@ -549,8 +514,23 @@ class Matcher:
 
         ``model`` defaults to the model the store was built with (its recorded directory, else the
         embedded default). A store from another model, or with a missing/short/altered file, raises
-        :class:`StoreError`.
+        :class:`StoreError`. ``directory`` may also name a PostgreSQL store (``postgresql://…``,
+        ``env:NAME``, ``file:PATH``): its model fingerprint, model and threshold come from the database.
         """
+        if is_database(directory):
+            db = open_database(str(directory))
+            if db.meta is None:
+                db.close()
+                raise StoreError(
+                    f"no dupq store (table {db.table}) in the PostgreSQL database at {db.where}; "
+                    "create it with `dupq index build --store …` or Matcher(model, store=…)"
+                )
+            if model is None:
+                src = db.meta.get("model_source")
+                model = src if src and Path(src).is_dir() else None
+            return cls(
+                model, threshold=threshold, device=device, verifier=verifier, backend=backend, store=db
+            )
         directory = recover_dir(Path(directory))
         # Every file is read under the store's shared lock: a save (exclusive) by another process or
         # thread can neither swap the directory midway nor be caught between its two renames.
@@ -577,40 +557,21 @@ class Matcher:
             )
         if embedder.dim != manifest["dim"]:
             raise StoreError(f"{directory}: dimension {manifest['dim']} != encoder's {embedder.dim}")
-        if len(table) != manifest["count"] or len(index) != manifest["count"]:
-            raise StoreError(
-                f"{directory}: manifest count {manifest['count']}, questions {len(table)}, index {len(index)}"
-            )
+        count, next_id, key_version = (
+            manifest["count"],
+            manifest.get("next_id"),
+            manifest.get("key_version", 1),
+        )
+        store = FileStore.from_files(directory, index, table, count, next_id, key_version)
         self = cls.__new__(cls)
         self.embedder = embedder
         self.query_threads = 1
         self.verifier = deciding_verifier(verifier, embedder, device)
         self.calibration = _calibration(manifest.get("calibration"))
         self.threshold = check_threshold(manifest["threshold"] if threshold is None else threshold)
-        self.index = index
-        self._rows = {}
-        self._by_key = {}
-        # a store saved under another exact-key rule is re-keyed from its texts (they are stored)
-        rekey = manifest.get("key_version", 1) != KEY_VERSION
-        for i, text, key, trunc, meta in zip(
-            table["id"].tolist(),
-            table["text"].tolist(),
-            table["key"].tolist(),
-            table["truncated"].tolist(),
-            table["metadata"].tolist(),
-            strict=True,
-        ):
-            if rekey:
-                key = text_key(text)
-            # a null metadata cell may come back as None or NaN depending on the pandas version
-            self._rows[int(i)] = (text, key, bool(trunc), json.loads(meta) if isinstance(meta, str) else None)
-            self._by_key.setdefault(key, []).append(int(i))
-        if set(self._rows) != set(index.ids.tolist()):
-            raise StoreError(f"{directory}: the index and the questions table hold different ids")
-        self._lock = RWLock()
+        self.store = store
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
-        self._next_id = int(manifest.get("next_id", max(self._rows, default=-1) + 1))
         self._generations = {str(directory.resolve()): stored_generation}
         return self
 

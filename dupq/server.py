@@ -35,11 +35,17 @@ Persistence (``store_dir`` given), chosen with ``persist``:
 A store changed on disk by another process since the server loaded it (``dupq index add``) is never
 overwritten: the save fails and the request is answered 409 (``store_conflict``); restart the server
 to serve the new store.
+
+A PostgreSQL store (``--store postgresql://…``, ``env:NAME``, ``file:PATH``; :mod:`dupq.stores`) has no
+save: every write is committed before it is answered (``"saved": true``), and ``workers`` > 1 runs that
+many server processes on it (uvicorn's workers, each with its own Matcher and connection pool), which
+add, delete and match at once without conflicts. A store directory is owned by one process: one worker.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 from pathlib import Path
@@ -56,6 +62,7 @@ from dupq.errors import ConflictError, DupqError, InputError, StoreConflictError
 from dupq.matcher import Matcher
 from dupq.server_state import PERSIST_MODES as PERSIST_MODES  # re-exported: it was defined here
 from dupq.server_state import AppContext, TooLarge, Unauthorized
+from dupq.stores import is_database
 
 logger = logging.getLogger(__name__)
 
@@ -367,6 +374,8 @@ def _add_service_routes(app: FastAPI, ctx: AppContext) -> None:
 
     @app.post("/save", summary="Save the store now", dependencies=ctx.writer_dependencies())
     def save_now() -> dict:
+        if getattr(ctx.matcher.store, "durable", False):  # a database store: nothing to save
+            return {"saved": True, "store_dir": None, "count": len(ctx.matcher)}
         if ctx.store is None:
             return JSONResponse(_err("no_store", "the server was started without a store directory"), 409)
         ctx.save()
@@ -398,6 +407,20 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+#: The environment variable that hands :func:`serve`'s settings to its worker processes (it may hold a
+#: connection string: an environment, unlike a command line, is not visible to other users).
+_WORKER_CONFIG_ENV = "DUPQ_SERVE_WORKER_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in each worker process of ``serve(workers=N)``: settings from the env."""
+    cfg = json.loads(os.environ[_WORKER_CONFIG_ENV])
+    store, model, create = cfg.pop("store"), cfg.pop("model"), cfg.pop("create")
+    chosen = {"verifier": cfg.pop("verifier", "auto"), "backend": cfg.pop("backend", "default")}
+    matcher = Matcher(model, store=store, **chosen) if create else Matcher.load(store, model, **chosen)
+    return create_app(matcher, None, **cfg)
+
+
 def serve(
     store_dir: str | Path,
     *,
@@ -411,6 +434,7 @@ def serve(
     insecure: bool = False,
     verifier: Any = "auto",
     backend: str = "default",
+    workers: int = 1,
     **app_kwargs: Any,
 ) -> None:
     """Load (or, with ``create``, start) the store at ``store_dir`` and serve it with uvicorn.
@@ -418,6 +442,7 @@ def serve(
     Binding an address other than loopback needs a ``token`` (writes need it), or ``insecure=True``.
     ``verifier``/``backend``: as for :class:`~dupq.matcher.Matcher` (the shipped verifier and the
     fast backend by default).
+    ``store_dir`` may name a PostgreSQL store (:mod:`dupq.stores.dsn`); only then may ``workers`` > 1.
     """
     import uvicorn
 
@@ -426,6 +451,42 @@ def serve(
             f"refusing to serve on {host} without a token: anyone who can reach it could add, delete "
             "and overwrite questions. Give --token-file FILE (or set DUPQ_TOKEN), or --insecure to "
             "accept that."
+        )
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}", column="workers")
+    if is_database(store_dir):
+        store_spec = str(store_dir)
+        # opened (and, with create, made) once here: a bad store fails before any worker starts
+        first = (
+            Matcher(model, store=store_spec, verifier=verifier, backend=backend)
+            if create
+            else Matcher.load(store_spec, model, verifier=verifier, backend=backend)
+        )
+        if workers == 1:
+            app = create_app(first, None, token=token, **app_kwargs)
+            uvicorn.run(app, host=host, port=port, log_level="info")
+            return
+        first.store.close()
+        os.environ[_WORKER_CONFIG_ENV] = json.dumps(
+            {
+                "store": store_spec,
+                "model": None if model is None else str(model),
+                "create": False,
+                "token": token,
+                # a directory or "auto"/"default"/None: what each worker resolves for itself
+                "verifier": None if verifier is None else str(getattr(verifier, "source", verifier)),
+                "backend": backend,
+                **app_kwargs,
+            }
+        )
+        uvicorn.run(
+            "dupq.server:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info"
+        )
+        return
+    if workers != 1:
+        raise DupqError(
+            f"--workers {workers} needs a PostgreSQL store: a store directory is owned by one process "
+            "(see docs/deployment.md)"
         )
     store = Path(store_dir)
     if (

@@ -126,6 +126,8 @@ class AppContext:
         return True
 
     def after_write(self) -> bool:
+        if getattr(self.matcher.store, "durable", False):
+            return True  # a database store: committed before the Matcher returned
         self.dirty = True
         if self.persist != "write" or self.store is None:
             return False
