@@ -62,8 +62,11 @@ def encode_tokens(
     toks: list[np.ndarray | None] = [None] * len(uniq)
     masks: list[np.ndarray | None] = [None] * len(uniq)
     sent = np.zeros((len(uniq), embedding_dim(model)), dtype=np.float32)
-    was_training = model.training
-    model.eval()
+    # the torch forward needs eval mode; an exported runner does not touch the torch model, and
+    # eval()/train() walk every submodule (~2 ms a call, paid twice per Matcher query otherwise)
+    was_training = model.training and runner is None
+    if was_training:
+        model.eval()
     try:
         with (
             tqdm(total=len(uniq), desc="token vectors", unit="q", disable=not show_progress) as bar,
