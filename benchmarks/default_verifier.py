@@ -276,7 +276,7 @@ def fit_default(feats: dict, out_dir: Path | None, command: str) -> dict:
         "head": {"kind": "gbdt", "monotonic": "cosine +1", "fit_seconds": round(fit_seconds, 2),
                  "train_pairs": int(len(y_tr)), "trained_on": head_sets},
         "guard": {**guard.to_dict(), **guard_record},
-        "operating_points": {k: points[k] for k in (MATCH_POINT, "dedupe", DEDUPE_POINT, "best_accuracy")},
+        "points": {k: points[k] for k in (MATCH_POINT, "dedupe", DEDUPE_POINT, "best_accuracy")},
         "results": results,
         "dedupe_trade": trade,
         "dedupe_trade_note": "test splits; recall = share of duplicate pairs decided duplicate, "

@@ -31,8 +31,11 @@ from dupq.evaluation.calibration import (
     best_f1_threshold,
     calibrate,
     f1_curve,
-    operating_points,
 )
+
+# Re-exported under its own name but kept out of ``__all__``: the name is also a
+# model-card key, and dupq.card owns every spelling of those (issue 26).
+from dupq.evaluation.calibration import operating_points as operating_points
 from dupq.evaluation.metrics import (
     REQUIRED_COLUMNS,
     RETRIEVAL_KS,
@@ -85,7 +88,6 @@ __all__ = [
     "evaluate",
     "f1_curve",
     "load_eval_data",
-    "operating_points",
     "pair_similarities",
     "retrieval_from_vectors",
     "retrieval_metrics",
