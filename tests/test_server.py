@@ -51,6 +51,7 @@ def test_match_add_delete_and_stats(matcher, tmp_path, embedder):
             "probability": None,
             "is_duplicate": True,
             "exact": True,
+            "decided_by": "exact",  # which stage decided (issue 23)
             "metadata": {"n": 3},
         }
         assert len(res[1]["matches"]) == 3 and res[1]["query"] == "a brand new question?"
