@@ -52,7 +52,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._record import load_average, write_result  # noqa: E402
+from benchmarks._record import load_average, provenance, write_result  # noqa: E402
 from benchmarks.matcher import corpus, pad_vectors  # noqa: E402
 from dupq.embed import Embedder  # noqa: E402
 from dupq.matcher import Matcher  # noqa: E402
@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             row["backend"] = embedder.backend
+            # each row its own provenance: rows of several runs (sizes) share one file
+            row["run"] = provenance("stores.py", argv, load_at_start=load0)
             print(json.dumps(row, indent=1), flush=True)
             same = (size, kind, row["index"])
             results = [r for r in results if (r["size"], r["store"], r["index"]) != same] + [row]
