@@ -7,6 +7,9 @@ the model carries a calibration) and a duplicate flag at the model's threshold.
 
 Design points, each with a reason:
 
+* **Where the questions live is a store** (:mod:`dupq.stores`): the in-memory FAISS file store (default,
+  one process, the persistence below) or PostgreSQL + pgvector (``store="postgresql://…"``: shared by many
+  processes, every write a transaction). The code below is the same on both.
 * **Exact duplicates by hash first.** A query whose :func:`dupq.text.normalize` form equals a stored
   question's is answered from a dict, score 1.0, without running the model (``exact_first=True``):
   re-posts are the most common duplicate and cost nothing to find.
