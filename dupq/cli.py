@@ -449,6 +449,9 @@ def serve_cmd(
     workers: int = typer.Option(
         1, "--workers", help="Server processes (more than 1 needs a PostgreSQL store)."
     ),
+    ef_search: int | None = typer.Option(
+        None, "--ef-search", help="PostgreSQL store: HNSW search beam [default: 200]; larger finds more."
+    ),
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
     from dupq.server import read_token, serve
@@ -465,6 +468,7 @@ def serve_cmd(
         insecure=insecure,
         max_in_flight=max_in_flight,
         workers=workers,
+        ef_search=ef_search,
     )
 
 
