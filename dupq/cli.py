@@ -457,6 +457,9 @@ def serve_cmd(
     workers: int = typer.Option(
         1, "--workers", help="Server processes (more than 1 needs a PostgreSQL store)."
     ),
+    ef_search: int | None = typer.Option(
+        None, "--ef-search", help="PostgreSQL store: HNSW search beam [default: 200]; larger finds more."
+    ),
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
     from dupq.server import read_token, serve
@@ -475,6 +478,7 @@ def serve_cmd(
         verifier=None if no_verifier else verifier,
         backend=backend,
         workers=workers,
+        ef_search=ef_search,
     )
 
 

@@ -512,16 +512,18 @@ class Matcher:
         device: str | None = None,
         verifier: Verifier | str | Path | None = "auto",
         backend: str = "default",
+        index_params: dict[str, Any] | None = None,
     ) -> Matcher:
         """Open a store written by :meth:`save` (``verifier`` as for the constructor; not stored).
 
         ``model`` defaults to the model the store was built with (its recorded directory, else the
         embedded default). A store from another model, or with a missing/short/altered file, raises
         :class:`StoreError`. ``directory`` may also name a PostgreSQL store (``postgresql://…``,
-        ``env:NAME``, ``file:PATH``): its model fingerprint, model and threshold come from the database.
+        ``env:NAME``, ``file:PATH``): its model fingerprint, model and threshold come from the database,
+        and ``index_params`` may set its search beam (``{"ef_search": 400}``).
         """
         if is_database(directory):
-            db = open_database(str(directory))
+            db = open_database(str(directory), **(index_params or {}))
             if db.meta is None:
                 db.close()
                 raise StoreError(
@@ -532,8 +534,15 @@ class Matcher:
                 src = db.meta.get("model_source")
                 model = src if src and Path(src).is_dir() else None
             return cls(
-                model, threshold=threshold, device=device, verifier=verifier, backend=backend, store=db
+                model,
+                threshold=threshold,
+                device=device,
+                verifier=verifier,
+                backend=backend,
+                store=db,
             )
+        if index_params:
+            raise InputError("index_params on load apply to a PostgreSQL store (a directory keeps its own)")
         directory = recover_dir(Path(directory))
         # Every file is read under the store's shared lock: a save (exclusive) by another process or
         # thread can neither swap the directory midway nor be caught between its two renames.

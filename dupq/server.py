@@ -415,9 +415,18 @@ _WORKER_CONFIG_ENV = "DUPQ_SERVE_WORKER_CONFIG"
 def app_from_env() -> FastAPI:
     """uvicorn's app factory in each worker process of ``serve(workers=N)``: settings from the env."""
     cfg = json.loads(os.environ[_WORKER_CONFIG_ENV])
-    store, model, create = cfg.pop("store"), cfg.pop("model"), cfg.pop("create")
+    store, model, create, params = (
+        cfg.pop("store"),
+        cfg.pop("model"),
+        cfg.pop("create"),
+        cfg.pop("index_params"),
+    )
     chosen = {"verifier": cfg.pop("verifier", "auto"), "backend": cfg.pop("backend", "default")}
-    matcher = Matcher(model, store=store, **chosen) if create else Matcher.load(store, model, **chosen)
+    matcher = (
+        Matcher(model, store=store, index_params=params, **chosen)
+        if create
+        else Matcher.load(store, model, index_params=params, **chosen)
+    )
     return create_app(matcher, None, **cfg)
 
 
@@ -435,6 +444,7 @@ def serve(
     verifier: Any = "auto",
     backend: str = "default",
     workers: int = 1,
+    ef_search: int | None = None,
     **app_kwargs: Any,
 ) -> None:
     """Load (or, with ``create``, start) the store at ``store_dir`` and serve it with uvicorn.
@@ -442,7 +452,8 @@ def serve(
     Binding an address other than loopback needs a ``token`` (writes need it), or ``insecure=True``.
     ``verifier``/``backend``: as for :class:`~dupq.matcher.Matcher` (the shipped verifier and the
     fast backend by default).
-    ``store_dir`` may name a PostgreSQL store (:mod:`dupq.stores.dsn`); only then may ``workers`` > 1.
+    ``store_dir`` may name a PostgreSQL store (:mod:`dupq.stores.dsn`); only then may ``workers`` > 1, and
+    ``ef_search`` set its HNSW search beam.
     """
     import uvicorn
 
@@ -457,10 +468,11 @@ def serve(
     if is_database(store_dir):
         store_spec = str(store_dir)
         # opened (and, with create, made) once here: a bad store fails before any worker starts
+        params = {"ef_search": int(ef_search)} if ef_search is not None else None
         first = (
-            Matcher(model, store=store_spec, verifier=verifier, backend=backend)
+            Matcher(model, store=store_spec, index_params=params, verifier=verifier, backend=backend)
             if create
-            else Matcher.load(store_spec, model, verifier=verifier, backend=backend)
+            else Matcher.load(store_spec, model, index_params=params, verifier=verifier, backend=backend)
         )
         if workers == 1:
             app = create_app(first, None, token=token, **app_kwargs)
@@ -472,6 +484,7 @@ def serve(
                 "store": store_spec,
                 "model": None if model is None else str(model),
                 "create": False,
+                "index_params": params,
                 "token": token,
                 # a directory or "auto"/"default"/None: what each worker resolves for itself
                 "verifier": None if verifier is None else str(getattr(verifier, "source", verifier)),
@@ -483,6 +496,8 @@ def serve(
             "dupq.server:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info"
         )
         return
+    if ef_search is not None:
+        raise DupqError("--ef-search applies to a PostgreSQL store (a store directory keeps its own)")
     if workers != 1:
         raise DupqError(
             f"--workers {workers} needs a PostgreSQL store: a store directory is owned by one process "

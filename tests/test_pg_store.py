@@ -320,6 +320,8 @@ def test_four_serve_workers_on_one_store_lose_no_write(url, embedder, tiny_model
             str(port),
             "--model",
             str(tiny_model_dir),
+            "--ef-search",
+            "50",
         ],
         env=_env(DUPQ_TEST_STORE=url),
         stdout=subprocess.PIPE,
@@ -338,6 +340,7 @@ def test_four_serve_workers_on_one_store_lose_no_write(url, embedder, tiny_model
                 pass
             assert time.monotonic() < deadline, "server did not come up"
             time.sleep(0.5)
+        assert httpx.get(f"{base}/stats").json()["index_params"]["ef_search"] == 50
         workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "python" in c.name()]
         assert len(workers) >= 4, workers
 
