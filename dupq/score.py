@@ -138,7 +138,7 @@ def score_pairs(
     ):
         table[names[name]] = values
     if out is not None:
-        from dupq.dedupe.write import write_frame  # the one CSV/TSV/Parquet/JSONL writer, atomic
+        from dupq.tablewriter import write_frame  # the one CSV/TSV/Parquet/JSONL writer, atomic
 
         write_frame(table, Path(out))
     return ScoreResult(
