@@ -139,7 +139,7 @@ def score_pairs(
     thr = matcher.threshold if threshold is None else float(threshold)
     status = np.full(len(df), "ok", dtype=object)
     for col in (q2, q1):  # the first column named wins when both are blank
-        blank = df[col].map(is_blank).to_numpy()
+        blank = np.asarray([is_blank(v) for v in df[col].tolist()], dtype=bool)
         status[blank] = f"missing_text:{col}"
     ok = np.flatnonzero(status == "ok").astype(np.int64)
     a = [str(v) for v in df[q1].to_numpy(dtype=object)[ok]]

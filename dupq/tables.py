@@ -229,7 +229,9 @@ class TableFile:
         reader: Any = None
         try:
             with open_text(self.path, self.encoding) as fh:
-                reader = csv.reader(fh, delimiter=self.sep, quoting=self.quoting)
+                # strict: an unclosed quote, or text after a closing one, is an error naming the line
+                # (lenient parsing glues the following rows into one field, silently)
+                reader = csv.reader(fh, delimiter=self.sep, quoting=self.quoting, strict=True)
                 next(reader, None)  # the header (self.columns)
                 for rec in reader:
                     if len(rec) != width:
@@ -252,7 +254,7 @@ class TableFile:
             line = reader.line_num if reader is not None else 0
             raise InputError(
                 f"cannot parse near line {line} (delimiter {self.sep!r}): {exc}; fix the row (an "
-                "unclosed quote?), or pass --sep/--encoding",
+                "unclosed quote, or text after a closing quote?), or pass --sep/--encoding",
                 file=self.path,
                 row=start + len(records) + 1,
             ) from exc
