@@ -96,6 +96,13 @@ class ChunkWriter:
         self._fh: IO[str] | None = None if fmt == "parquet" else _open_for_writing(self.path, compression)
 
     def write(self, df: pd.DataFrame) -> None:
+        if self.first:
+            names = [str(c) for c in df.columns]
+            dupes = sorted({c for c in names if names.count(c) > 1})
+            if dupes:  # JSON objects would keep one of them; the reader would refuse the others
+                raise InputError(
+                    f"duplicate column name(s) {dupes}; rename them", file=self.name, column=dupes[0]
+                )
         if self.fmt in ("csv", "tsv"):
             quoting = csv.QUOTE_ALL if _has_carriage_return(df) else csv.QUOTE_MINIMAL
             df.to_csv(
