@@ -281,15 +281,9 @@ class TableFile:
         )
 
     def _frame(self, records: list[list[str]], start: int) -> pd.DataFrame:
-        columns = list(zip(*records, strict=True))
+        # every record is as wide as the header (checked above); the names are unique (check_columns)
         index = pd.RangeIndex(start, start + len(records))
-        return pd.DataFrame(
-            {
-                name: pd.Series(col, index=index, dtype=str)
-                for name, col in zip(self.columns, columns, strict=True)
-            },
-            index=index,
-        )
+        return pd.DataFrame(records, columns=self.columns, index=index, dtype=str)
 
     # -- Parquet ---------------------------------------------------------------------------------------
     def _parquet_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
