@@ -1,9 +1,10 @@
 """The one table reader: CSV / TSV / Parquet / JSON Lines (or a JSON array), a directory of Parquet
 shards, or a Hugging Face dataset saved with ``save_to_disk`` — streamed in chunks.
 
-``dupq dedupe``, ``dupq index build`` / :meth:`Matcher.add_table <dupq.matcher.Matcher.add_table>`,
-``dupq data`` (Parquet/JSON input) and result files read back by their users all go through
-:class:`TableFile`, so one file reads the same everywhere, under one set of rules:
+``dupq dedupe``, ``dupq score``, ``dupq index build`` / :meth:`Matcher.add_table
+<dupq.matcher.Matcher.add_table>`, ``dupq data`` (Parquet/JSON input) and result files read back by
+their users all go through :class:`TableFile`, so one file reads the same everywhere, under one set
+of rules:
 
 * **compression** (``.gz``, ``.bz2``, ``.xz``, ``.zip``, ``.zst``): every rule below looks at the
   decompressed text (:func:`open_bytes`), never at the compressed bytes;
@@ -23,10 +24,11 @@ shards, or a Hugging Face dataset saved with ``save_to_disk`` — streamed in ch
   column is decoded as UTF-8 (never written back as ``b'…'``);
 * **header names** are kept as written: an empty name stays empty (not ``Unnamed: 3``);
 * **errors** name the file and the row: a row with more *or fewer* fields than the header (pandas
-  would shift the columns, take the extra field for an index, or fill the short row's last columns
-  with its neighbours' values), duplicate column names (pandas would rename one ``question.1``), a
-  duplicate key in a JSON object (``json`` keeps the last), an undecodable byte, a line that is not
-  a JSON object. A table with no rows is still a table: its columns come back with no rows.
+  would shift the columns, take the extra field for an index, or give a short row's missing last
+  fields empty values, so that its values sit under the wrong names), an unclosed quote (lenient
+  parsing glues the next rows into one field), duplicate column names (pandas would rename one
+  ``question.1``), a duplicate key in a JSON object (``json`` keeps the last), an undecodable byte,
+  a line that is not a JSON object. A table with no rows is still a table: its columns come back with no rows.
 
 The writer (:mod:`dupq.tablewriter`) is the reader's mirror: what it writes, the
 reader gives back unchanged (``tests/test_table_roundtrip.py`` checks it on random tables).
