@@ -93,6 +93,7 @@ def find_columns(
                 f"no question columns found (tried {', '.join('/'.join(p) for p in TEXT_COLUMN_PAIRS)}); "
                 f"name them with --question1/--question2. Columns: {list(df.columns)}",
                 file=file,
+                column=question1 or question2 or TEXT_COLUMN_PAIRS[0][0],
             )
         question1, question2 = question1 or pair[0], question2 or pair[1]
     for col in (question1, question2, label):

@@ -181,6 +181,8 @@ case(
     stdout="n/a",
 )
 case("empty.csv", b"", "dedupe", error="the file is empty")
+# found by benchmarks/table_fuzz.py: JSON Lines without records has no columns; the error names the one sought
+case("empty_pairs.jsonl", b"", "score", error="column 'question1': no question columns found")
 case("not_a_table.csv", (HERE / "empty.parquet").read_bytes(), "dedupe", error="looks like a binary file")
 case("unclosed_quote.csv", text('id,question\n1,"How do I\n2,What?\n'), "dedupe", error="cannot parse")
 case(
