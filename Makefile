@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The venv first on PATH: notebook kernels and subprocess servers started by tests use its python.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint format quora-model default-verifier bench-quality bench-encode bench-matcher bench-dedupe report-check clean
+.PHONY: install demo test lint format quora-model default-verifier bench-quality bench-encode bench-matcher bench-dedupe bench-table-fuzz report-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-matcher: $(STAMP)
 
 bench-dedupe: $(STAMP)
 	$(BIN)/python benchmarks/dedupe.py
+
+# Issue 24's property test, nightly size: 10,000 random tables per check (writer+reader, dedupe, score);
+# counts in benchmarks/results/table_fuzz.json. `make test` runs a bounded version (tests/test_table_roundtrip.py).
+bench-table-fuzz: $(STAMP)
+	$(BIN)/python benchmarks/table_fuzz.py
 
 # The dedupe review report of a 100k-row run, opened in headless Chromium (Debian's `chromium`, driven by
 # Playwright from the [report] extra; no browser download): its numbers against the summary JSON, the

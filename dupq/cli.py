@@ -32,6 +32,13 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except DupqError as exc:
             _fail(exc)
+        except OSError as exc:
+            # A file the command could not read or write (permissions, a full disk, a directory where
+            # a file was expected): the system's reason and the path, in one line, not a traceback.
+            if exc.filename is None:
+                raise
+            where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+            _fail(RuntimeError(f"{where}: {exc.strerror or exc}"))
 
 
 app = typer.Typer(
@@ -161,13 +168,13 @@ def train(
     warmup_ratio: float = typer.Option(0.1, help="Linear warm-up share of the steps."),
     scheduler: str = typer.Option("linear", help="Learning-rate schedule (transformers names)."),
     max_seq_length: int = typer.Option(128, help="Tokens per question; longer ones are truncated."),
-    eval_steps: int | None = typer.Option(None, help="Evaluate on dev every N steps [default: ~5 per run]."),
+    eval_steps: int | None = typer.Option(None, help="Evaluate on dev every N steps (default: ~5 per run)."),
     patience: int = typer.Option(3, help="Early stopping: evaluations without dev-AP gain (0 = off)."),
     dev: float = typer.Option(0.1, help="Dev share (component split)."),
     test: float = typer.Option(0.1, help="Test share (component split)."),
     max_train_pairs: int | None = typer.Option(None, help="Subsample the train split (quick runs)."),
     seed: int = typer.Option(42, help="Seed for split, sampling and initialisation."),
-    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N [default: cuda when present]."),
+    device: str | None = typer.Option(None, help="cpu | cuda | cuda:N (default: cuda when present)."),
     resume: str | None = typer.Option(None, help="Resume from a checkpoint dir, or 'last'."),
     no_tensorboard: bool = typer.Option(False, "--no-tensorboard", help="Do not write TensorBoard logs."),
     kind: str = typer.Option(
@@ -234,7 +241,7 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="Which split of a split directory to evaluate."),
     fmt: str = typer.Option("auto", "--format", help="Pair-file format (see `dupq.data.load_pairs`)."),
     out: str | None = typer.Option(
-        None, "--out", help="Report directory [default: evaluation/<model>-<data>]."
+        None, "--out", help="Report directory (default: evaluation/<model>-<data>)."
     ),
     threshold: float | None = typer.Option(
         None, "--threshold", help="Decision threshold on the cosine (default: the model's dupq.json)."
@@ -289,7 +296,7 @@ def evaluate(
 def demo(
     out: str = typer.Option("demo_output", "--out", "-o", help="Where the model, report and store go."),
     epochs: float = typer.Option(2.0, help="Fine-tuning epochs on the sample pairs."),
-    device: str | None = typer.Option(None, help="cpu | cuda [default: cuda when present]."),
+    device: str | None = typer.Option(None, help="cpu | cuda (default: cuda when present)."),
 ) -> None:
     """Run the whole pipeline offline on the bundled samples: split, train, evaluate, dedupe, match."""
     from dupq.demo import run_demo
@@ -318,13 +325,13 @@ def index_build(
         "-s",
         help="Instead of --out: a PostgreSQL store (postgresql://…, env:NAME, file:PATH), created if absent.",
     ),
-    id_column: str | None = typer.Option(None, "--id-column", help="Integer id column [default: 0, 1, …]."),
+    id_column: str | None = typer.Option(None, "--id-column", help="Integer id column (default: 0, 1, …)."),
     metadata_column: list[str] = typer.Option(
         [], "--metadata-column", help="Column kept as metadata (repeat)."
     ),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model directory [default: MiniLM]."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model directory (default: MiniLM)."),
     index_kind: str = typer.Option("auto", "--index", "--index-kind", help="auto, flat, hnsw or ivf."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: model's]."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold (default: model's)."),
 ) -> None:
     """Encode every question of TABLE and write a new store to --out (or into --store)."""
     from dupq.errors import InputError
@@ -345,6 +352,7 @@ def index_build(
     )
     where = out or f"the PostgreSQL store {m.store.where}"  # never the connection string (a secret)
     typer.echo(f"stored {len(m)} questions in {where} (index {m.index.kind}, threshold {m.threshold:.3f})")
+    _echo_skipped(table, m.skipped_rows)
 
 
 @index_app.command("add")
@@ -354,17 +362,17 @@ def index_add(
     ),
     tables: list[str] = typer.Argument(..., help="One or more questions files to append."),
     text_column: str = typer.Option(..., "--text-column", "-t", help="Column holding the questions."),
-    id_column: str | None = typer.Option(None, "--id-column", help="Integer id column [default: next ids]."),
+    id_column: str | None = typer.Option(None, "--id-column", help="Integer id column (default: next ids)."),
     metadata_column: list[str] = typer.Option(
         [], "--metadata-column", help="Column kept as metadata (repeat)."
     ),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the store's own)."),
 ) -> None:
     """Append TABLES to STORE (all-or-nothing: the store is saved once every table was accepted)."""
 
     from dupq.cli_index import add_to_store
 
-    m, added = add_to_store(
+    m, added, skipped = add_to_store(
         store,
         tables,
         text_column=text_column,
@@ -374,6 +382,8 @@ def index_add(
     )
     where = getattr(m.store, "where", None) or store
     typer.echo(f"added {added} questions; {where} now holds {len(m)} (index {m.index.kind})")
+    for table, rows in skipped.items():
+        _echo_skipped(table, rows)
 
 
 @index_app.command("copy")
@@ -384,7 +394,7 @@ def index_copy(
     dest: str = typer.Argument(
         ..., help="Where to: a new directory, or a PostgreSQL store (empty or absent)."
     ),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the source's own]."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the source's own)."),
 ) -> None:
     """Copy a store to another, vectors and all (no re-encoding): directory <-> PostgreSQL."""
     from dupq.cli_index import copy_store
@@ -404,8 +414,8 @@ def match_cmd(
         help="Store directory, or postgresql://…, env:NAME, file:PATH.",
     ),
     k: int = typer.Option(5, "-k", "--k", help="Matches per question."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold [default: store's]."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Cosine threshold (default: store's)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the store's own)."),
     verifier: str = VERIFIER_OPTION,
     no_verifier: bool = NO_VERIFIER_OPTION,
     backend: str = BACKEND_OPTION,
@@ -436,14 +446,14 @@ def serve_cmd(
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model [default: the store's own]."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model (default: the store's own)."),
     persist: str = typer.Option("write", "--persist", help="write | interval | manual (see dupq.server)."),
     save_interval: float = typer.Option(30.0, "--save-interval", help="Seconds between saves (interval)."),
     create: bool = typer.Option(False, "--create", help="Start an empty store if --store does not exist."),
     token_file: str | None = typer.Option(
         None,
         "--token-file",
-        help="File whose first line is the bearer token that writes and /save need [default: $DUPQ_TOKEN].",
+        help="File whose first line is the bearer token that writes and /save need (default: $DUPQ_TOKEN).",
     ),
     insecure: bool = typer.Option(
         False, "--insecure", help="Allow a non-loopback --host without a token (anyone may write)."
@@ -458,7 +468,7 @@ def serve_cmd(
         1, "--workers", help="Server processes (more than 1 needs a PostgreSQL store)."
     ),
     ef_search: int | None = typer.Option(
-        None, "--ef-search", help="PostgreSQL store: HNSW search beam [default: 200]; larger finds more."
+        None, "--ef-search", help="PostgreSQL store: HNSW search beam (default: 200); larger finds more."
     ),
 ) -> None:
     """Serve STORE over HTTP: POST /match, POST /questions, DELETE /questions/{id}, /health, /stats, /docs."""
@@ -487,16 +497,19 @@ def serve_cmd(
 def score(
     pairs: str = typer.Argument(..., help="Pair file (CSV/TSV/Parquet/JSONL), labelled or not."),
     out: str = typer.Option(..., "--out", "-o", help="Output file: every input row + score columns."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Bi-encoder dir [default: MiniLM-L6]."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Bi-encoder dir (default: MiniLM-L6)."),
     verifier: str = VERIFIER_OPTION,
     no_verifier: bool = NO_VERIFIER_OPTION,
     backend: str = BACKEND_OPTION,
-    question1: str | None = typer.Option(None, "--question1", help="First text column [default: detected]."),
-    question2: str | None = typer.Option(None, "--question2", help="Second text column [default: detected]."),
-    label: str | None = typer.Option(None, "--label", help="Label column [default: detected, if any]."),
+    question1: str | None = typer.Option(None, "--question1", help="First text column (default: detected)."),
+    question2: str | None = typer.Option(None, "--question2", help="Second text column (default: detected)."),
+    label: str | None = typer.Option(None, "--label", help="Label column (default: detected, if any)."),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Decision threshold [default: model's]."
+        None, "--threshold", help="Decision threshold (default: model's)."
     ),
+    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (default: detected)."),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding (default: detected)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Score every pair of PAIRS; with labels, print AP / accuracy / F1.
 
@@ -514,6 +527,9 @@ def score(
         question2=question2,
         label=label,
         threshold=threshold,
+        sep=sep,
+        encoding=encoding,
+        show_progress=not quiet,
     )
     typer.echo(result.format_summary())
 
@@ -569,6 +585,13 @@ def export_onnx_cmd(
     typer.echo(str(path))
     mean, low = meta["probe_mean_cosine"], meta["probe_min_cosine"]
     typer.echo(f"probe cosine vs torch: mean {mean:.4f}, min {low:.4f}")
+
+
+def _echo_skipped(table: str | Path, rows: list[int]) -> None:
+    """Say which rows were skipped for having no text (as dedupe's ``empty``): none is lost unsaid."""
+    if rows:
+        shown = ", ".join(map(str, rows[:20])) + (" …" if len(rows) > 20 else "")
+        typer.echo(f"skipped {len(rows)} row(s) of {table} without text (rows {shown})")
 
 
 def main() -> None:

@@ -48,19 +48,22 @@ def add_to_store(
     id_column: str | None = None,
     metadata_columns: Sequence[str] | None = None,
     model: str | Path | None = None,
-) -> tuple[Any, int]:
-    """``dupq index add``: append tables to a store (saved once, after every table was accepted)."""
+) -> tuple[Any, int, dict[str, list[int]]]:
+    """``dupq index add``: append tables to a store (saved once, after every table was accepted);
+    also the rows without text each table skipped."""
     from dupq.matcher import Matcher
 
     matcher = Matcher.load(store, model)
     before = len(matcher)
+    skipped: dict[str, list[int]] = {}
     for table in tables:
         matcher.add_table(
             table, text_column=text_column, id_column=id_column, metadata_columns=metadata_columns
         )
+        skipped[str(table)] = matcher.skipped_rows
     if not matcher.store.durable:  # a database store committed every table already
         matcher.save(store)
-    return matcher, len(matcher) - before
+    return matcher, len(matcher) - before, skipped
 
 
 def copy_store(source: str | Path, dest: str | Path, *, model: str | Path | None = None) -> int:

@@ -35,7 +35,7 @@ def distill(
         5_000, "--calibration-texts", help="Texts mined for label-free calibration (no --pairs)."
     ),
     seed: int = typer.Option(42, "--seed", help="Seed for sampling, shuffling and initialisation."),
-    device: str | None = typer.Option(None, "--device", help="cpu | cuda [default: cuda when present]."),
+    device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: cuda when present)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Distil a faster student of MODEL into --out, with its own calibrated thresholds in dupq.json."""

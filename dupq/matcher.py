@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from dupq.card import ModelCard, has_card
-from dupq.checks import as_id, check_ids, check_metadata, check_texts
+from dupq.checks import as_id, check_ids, check_metadata, check_texts, read_questions
 from dupq.embed import Embedder, as_embedder
 from dupq.encoder import DEFAULT_THRESHOLD, check_threshold, resolve_threshold
 from dupq.errors import InputError, StoreError, UnknownIdError
@@ -80,7 +80,6 @@ from dupq.matches import Match, QueryMatches, format_matches  # noqa: F401  (for
 from dupq.rescore import deciding_verifier, encode_queries, rescore, same_pass
 from dupq.runtime import torch_threads
 from dupq.stores import FileStore, QuestionStore, Row, is_database, open_database, open_store
-from dupq.tables import read_table
 from dupq.text import KEY_VERSION, text_key
 
 if TYPE_CHECKING:
@@ -161,6 +160,7 @@ class Matcher:
             self.threshold = check_threshold(stored["threshold"])  # the store's, as Matcher.load does
         self._encode_lock = threading.Lock()
         self._save_lock = threading.Lock()
+        self.skipped_rows: list[int] = []  # rows without text that the last add_table skipped
         self._generations: dict[str, str] = {}  # store directory -> manifest hash we loaded / saved there
 
     @classmethod
@@ -258,38 +258,19 @@ class Matcher:
     ) -> list[int]:
         """Add every row of a CSV/TSV/Parquet/JSONL file (read by :func:`dupq.tables.read_table`).
 
-        Errors name the file, the 1-based data row and the column. Every row is stored or the whole
-        file is rejected: a blank text, a non-integer or repeated id is an ``InputError``.
+        Errors name the file, the 1-based data row and the column. Rows without text (blank, or only
+        punctuation) are skipped, as ``dupq dedupe`` marks them ``empty``: their 1-based rows are in
+        :attr:`skipped_rows` (and logged), so none is lost unsaid. Every other row is stored, or the
+        whole file is rejected: a text that is not a string, a non-integer or repeated id is an
+        ``InputError``.
         """
-        columns = [text_column] + ([id_column] if id_column else []) + list(metadata_columns or [])
-        df = read_table(path, columns=columns, **read_kwargs)
-        texts = df[text_column].tolist()
+        q = read_questions(path, text_column, id_column, metadata_columns, **read_kwargs)
+        self.skipped_rows = q.skipped_rows
         try:
-            check_texts(texts)
+            return self.add(q.texts, q.ids, q.metadata, show_progress=show_progress)
         except InputError as exc:
-            raise InputError(exc.reason, file=path, row=exc.row, column=text_column) from None
-        ids = None
-        if id_column:
-            ids = []
-            for r, v in enumerate(df[id_column].tolist(), start=1):
-                try:
-                    ids.append(as_id(v))
-                except ValueError as exc:
-                    raise InputError(str(exc), file=path, row=r, column=id_column) from None
-            seen: dict[int, int] = {}
-            for r, i in enumerate(ids, start=1):
-                if i in seen:
-                    raise InputError(
-                        f"id {i} repeats row {seen[i]}", file=path, row=r, column=id_column
-                    ) from None
-                seen[i] = r
-        meta = None
-        if metadata_columns:
-            meta = [{c: row[c] for c in metadata_columns} for row in df.to_dict("records")]
-        try:
-            return self.add(texts, ids, meta, show_progress=show_progress)
-        except InputError as exc:
-            raise InputError(exc.reason, file=path, row=exc.row, column=id_column or exc.column) from None
+            row = q.rows[exc.row - 1] if exc.row and exc.row <= len(q.rows) else exc.row
+            raise InputError(exc.reason, file=path, row=row, column=id_column or exc.column) from None
 
     # -- reads --------------------------------------------------------------------------------------
     def match(
@@ -578,6 +559,7 @@ class Matcher:
         self = cls.__new__(cls)
         self.embedder = embedder
         self.query_threads = 1
+        self.skipped_rows = []
         self.verifier = deciding_verifier(verifier, embedder, device)
         self.calibration = _calibration(manifest.get("calibration"))
         self.threshold = check_threshold(manifest["threshold"] if threshold is None else threshold)

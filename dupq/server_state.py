@@ -171,13 +171,16 @@ class AppContext:
 
     def writer_dependencies(self) -> list:
         """``dependencies=`` for the write endpoints: the bearer token, when one is set."""
-        expected = f"Bearer {self.token}".encode() if self.token is not None else None
+        expected = self.token.encode() if self.token is not None else None
 
         def require_token(request: Request) -> None:
             if expected is None:
                 return
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+            header = request.headers.get("authorization", "").strip()
+            scheme, _, credentials = header.partition(" ")
+            # RFC 7235: the scheme is case-insensitive ("bearer", "BEARER"); the token is not.
+            given = credentials.strip().encode() if scheme.lower() == "bearer" else header.encode()
+            if not hmac.compare_digest(given, expected) or scheme.lower() != "bearer":
                 raise Unauthorized(
                     "this endpoint needs 'Authorization: Bearer <token>'"
                     if not given
@@ -187,9 +190,14 @@ class AppContext:
         return [Depends(require_token)]
 
     def stats(self) -> dict:
+        """``GET /stats``, which anyone who reaches the port may read: the store, model and verifier
+        by their directory *names* only (full paths tell a stranger about the host's file system)."""
         out = self.matcher.stats()
+        for key in ("model_source", "verifier"):
+            if out.get(key):
+                out[key] = Path(str(out[key])).name
         out.update(
-            store_dir=str(self.store) if self.store else None,
+            store_dir=Path(self.store).name if self.store else None,
             persist=self.persist if self.store else None,
             unsaved_changes=self.dirty,
             saves=self.saves,

@@ -1,22 +1,37 @@
 """The one table reader: CSV / TSV / Parquet / JSON Lines (or a JSON array), a directory of Parquet
 shards, or a Hugging Face dataset saved with ``save_to_disk`` — streamed in chunks.
 
-``dupq dedupe``, ``dupq index build`` / :meth:`Matcher.add_table <dupq.matcher.Matcher.add_table>`,
-``dupq data`` (Parquet/JSON input) and result files read back by their users all go through
-:class:`TableFile`, so one file reads the same everywhere, under one set of rules:
+``dupq dedupe``, ``dupq score``, ``dupq index build`` / :meth:`Matcher.add_table
+<dupq.matcher.Matcher.add_table>`, ``dupq data`` (Parquet/JSON input) and result files read back by
+their users all go through :class:`TableFile`, so one file reads the same everywhere, under one set
+of rules:
 
-* **text encoding** (:func:`detect_encoding`): a byte-order mark wins (UTF-8, UTF-16); otherwise
-  UTF-8 when the whole file decodes, else cp1252 / latin-1 with a warning. Labelled pairs
-  (:mod:`dupq.data`) take the same byte-order marks but refuse the legacy fallback, naming the line
-  (:func:`decode_error`): mojibake in training data would silently hurt;
+* **compression** (``.gz``, ``.bz2``, ``.xz``, ``.zip``, ``.zst``): every rule below looks at the
+  decompressed text (:func:`open_bytes`), never at the compressed bytes;
+* **text encoding** (:func:`detect_encoding`): a byte-order mark wins (UTF-8, UTF-32, UTF-16);
+  otherwise UTF-8 when the whole file decodes. A file that is not UTF-8 is read as cp1252 / latin-1
+  (with a warning) only when it looks like one: a file that is UTF-8 but for a few bytes, or whose
+  high bytes come in runs (Shift-JIS, GBK …), is refused naming the line and byte offset, because
+  any guess would turn correct text into mojibake reported as ``ok``. ``--encoding`` overrides.
+  Labelled pairs (:mod:`dupq.data`) refuse every legacy fallback (:func:`decode_error`);
 * **delimiter**: by suffix (``.tsv`` tab), else the most frequent of ``, ; TAB |`` in the header;
-* **quoting**: CSV quoting for CSV; for TSV only when the file really uses it (a field opens with a
-  quote and the whole file parses that way, as dupq's own TSV output does), else quotes are plain
-  characters (the Quora/GLUE convention);
-* **values** stay strings: "NA" or "null" is a question, not a missing value;
-* **errors** name the file and the row: a row with more fields than the header (pandas would shift
-  the columns or take the extra field for an index), duplicate column names (pandas would rename one
-  ``question.1``), an undecodable byte, a line that is not a JSON object.
+* **quoting**: CSV quoting for CSV; for TSV only when the file really uses it — it parses that way
+  and some quoted field needed the quotes (it holds a tab, a line break or a doubled quote, as in
+  dupq's own TSV output) — else quotes are plain characters (the Quora/GLUE convention: a question
+  ``"Fully quoted"`` keeps its quotes);
+* **values** stay as they were: text stays strings ("NA" or "null" is a question, not a missing
+  value); JSON and Parquet integers with a null stay integers (never ``2.0``); a Parquet ``binary``
+  column is decoded as UTF-8 (never written back as ``b'…'``);
+* **header names** are kept as written: an empty name stays empty (not ``Unnamed: 3``);
+* **errors** name the file and the row: a row with more *or fewer* fields than the header (pandas
+  would shift the columns, take the extra field for an index, or give a short row's missing last
+  fields empty values, so that its values sit under the wrong names), an unclosed quote (lenient
+  parsing glues the next rows into one field), duplicate column names (pandas would rename one
+  ``question.1``), a duplicate key in a JSON object (``json`` keeps the last), an undecodable byte,
+  a line that is not a JSON object. A table with no rows is still a table: its columns come back with no rows.
+
+The writer (:mod:`dupq.tablewriter`) is the reader's mirror: what it writes, the
+reader gives back unchanged (``tests/test_table_roundtrip.py`` checks it on random tables).
 """
 
 from __future__ import annotations
@@ -25,8 +40,8 @@ import codecs
 import csv
 import json
 import logging
+import os
 import re
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,13 +49,21 @@ from typing import Any
 import pandas as pd
 
 from dupq.errors import InputError
+from dupq.textfiles import (  # noqa: F401 -- bom_encoding, decode_error: also read from here (dupq.delimited)
+    bom_encoding,
+    compression,
+    decode_error,
+    detect_encoding,
+    open_bytes,
+    open_text,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Rows per chunk when streaming.
 DEFAULT_CHUNK_ROWS = 16_384
-_COMPRESSED = {".gz", ".bz2", ".zip", ".xz", ".zst"}
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# A question may be long (a pasted log): the csv module's default limit (128 KiB) would refuse it.
+csv.field_size_limit(2**31 - 1)
 
 
 def detect_format(path: str | Path) -> str:
@@ -48,7 +71,7 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
     suffix = suffixes[-1] if suffixes else ""
-    if suffix in _COMPRESSED and len(suffixes) > 1:
+    if compression(path) and len(suffixes) > 1:
         suffix = suffixes[-2]
     if suffix in {".parquet", ".pq"}:
         return "parquet"
@@ -57,71 +80,20 @@ def detect_format(path: str | Path) -> str:
     if suffix in {".tsv", ".csv"}:
         return suffix[1:]
     try:  # unknown suffix (.txt or none): sniff the first line for a tab
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open_text(path, "utf-8", errors="replace") as fh:
             first = fh.readline()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", file=path) from exc
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", file=path) from exc
     return "tsv" if "\t" in first else "csv"
-
-
-def bom_encoding(head: bytes) -> str | None:
-    """The encoding a byte-order mark at the start of ``head`` announces, if any."""
-    return next((enc for bom, enc in _BOMS if head.startswith(bom)), None)
-
-
-def decode_error(path: Path, data: bytes, exc: UnicodeDecodeError, encoding: str | None) -> InputError:
-    """The one message for undecodable text: the line and bytes, and what to do."""
-    line = data[: exc.start].count(b"\n") + 1
-    bad = data[exc.start : exc.start + 4]
-    return InputError(
-        f"not valid {encoding or 'UTF-8'} text at line {line} (byte offset {exc.start}: {bad!r}); "
-        "re-save the file as UTF-8 or pass its encoding (encoding='latin-1', CLI --encoding)",
-        file=path,
-    )
-
-
-def detect_encoding(path: Path) -> str:
-    """The text encoding of ``path`` (rules in the module docstring); binary files are refused.
-
-    The check streams the file once (a few seconds per GB) so that a bad byte in row 900,000 does not
-    abort a run after hours of work.
-    """
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSED:
-        return "utf-8"  # compressed: pandas decompresses; assume UTF-8
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
-        bom = bom_encoding(head)
-        if bom is not None and bom != "utf-8-sig":
-            return bom
-        if b"\x00" in head:
-            raise InputError("looks like a binary file, not CSV/TSV text", file=path)
-        fh.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            while block := fh.read(1 << 20):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-            return "utf-8-sig"  # also reads plain UTF-8; strips a BOM
-        except UnicodeDecodeError:
-            pass
-    logger.warning("%s is not UTF-8; reading it as cp1252/latin-1", path)
-    try:
-        with open(path, "rb") as fh:
-            while block := fh.read(1 << 20):
-                block.decode("cp1252")
-        return "cp1252"
-    except UnicodeDecodeError:
-        return "latin-1"
 
 
 def detect_delimiter(path: Path, encoding: str) -> str:
     """The most frequent of ``, ; TAB |`` in the header line (headers rarely quote), else comma."""
     try:
-        with open(path, encoding=encoding, errors="replace", newline="") as fh:
+        with open_text(path, encoding, errors="replace") as fh:
             header = fh.readline()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", file=path) from exc
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", file=path) from exc
     counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else ","
@@ -151,6 +123,8 @@ class TableFile:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError("no such file", file=self.path)
+        if not self.path.is_dir() and not os.access(self.path, os.R_OK):
+            raise InputError("cannot read: permission denied", file=self.path)
         self.chunk_rows = max(1, int(chunk_rows))
         if self.path.is_dir():
             fmt = fmt or detect_directory(self.path)
@@ -159,6 +133,11 @@ class TableFile:
         self.quoting = csv.QUOTE_MINIMAL
         self._json_columns: list[str] | None = None
         if self.fmt in ("csv", "tsv"):
+            if encoding is not None:
+                try:
+                    codecs.lookup(encoding)
+                except LookupError:
+                    raise InputError(f"unknown encoding {encoding!r}", file=self.path) from None
             self.encoding = encoding or detect_encoding(self.path)
             self.sep = sep or ("\t" if self.fmt == "tsv" else detect_delimiter(self.path, self.encoding))
             if self.sep == "\t" and not _uses_csv_quoting(self.path, self.encoding):
@@ -184,19 +163,36 @@ class TableFile:
                 cols.update(dict.fromkeys(str(c) for c in chunk.columns))
             self._json_columns = list(cols)
             return self._json_columns
-        if self.path.suffix.lower() not in _COMPRESSED:
-            try:
-                with open(self.path, encoding=self.encoding, newline="") as fh:
-                    header = next(csv.reader(fh, delimiter=self.sep, quoting=self.quoting), [])
-                check_columns([h.lstrip("\ufeff") for h in header], self.path)
-            except (OSError, UnicodeDecodeError, csv.Error):
-                pass  # unreadable: pandas says why below
-        for _, chunk in self._csv_chunks(nrows=1):
-            return [str(c) for c in chunk.columns]
-        return []
+        return check_columns(self._csv_header(), self.path)
+
+    def _csv_header(self) -> list[str]:
+        """The header record as written (pandas would rename an empty name ``Unnamed: 3`` and a repeated
+        one ``question.1``), read from the decompressed text."""
+        assert self.encoding is not None and self.sep is not None
+        try:
+            with open_text(self.path, self.encoding) as fh:
+                header = next(csv.reader(fh, delimiter=self.sep, quoting=self.quoting), None)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"cannot decode the header as {self.encoding}: {exc.reason}", file=self.path
+            ) from exc
+        except (csv.Error, EOFError, OSError) as exc:
+            raise InputError(f"cannot read the header: {exc}", file=self.path) from exc
+        if not header:
+            raise InputError("the file is empty (no header row)", file=self.path)
+        return [h.lstrip("\ufeff") if i == 0 else h for i, h in enumerate(header)]
 
     def chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
-        """``(first row position, chunk)`` over the whole table, in order."""
+        """``(first row position, chunk)`` over the whole table, in order; a table without rows gives one
+        empty chunk with its columns, so that what is written from it still has its header."""
+        empty = True
+        for start, chunk in self._chunks():
+            empty = False
+            yield start, chunk
+        if empty:
+            yield 0, pd.DataFrame({c: pd.Series([], dtype=object) for c in self.columns})
+
+    def _chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
         if self.fmt == "parquet":
             yield from self._parquet_chunks()
         elif self.fmt == "parquet-dir":
@@ -222,58 +218,74 @@ class TableFile:
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
 
     # -- delimited text ------------------------------------------------------------------------------
-    def _csv_chunks(self, nrows: int | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
-        kwargs: dict[str, Any] = {
-            "sep": self.sep,
-            "dtype": str,
-            "keep_default_na": False,
-            "encoding": self.encoding,
-            "index_col": False,  # an extra field is an error below, never an index
-            "quoting": self.quoting,
-            "chunksize": self.chunk_rows if nrows is None else None,
-            "nrows": nrows,
-        }
+    def _csv_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Rows parsed by the csv module, so that each row's field count is known: a row with more *or
+        fewer* fields than the header is refused, naming it (pandas fills a short row's last columns
+        with empty strings — a tag read as the question — and cannot tell that from real empty fields).
+        A blank line holds no row, except in a one-column table, where it is a row with an empty value
+        (dedupe reports it ``empty``)."""
+        assert self.encoding is not None and self.sep is not None
+        width = len(self.columns)
         start = 0
+        records: list[list[str]] = []
+        reader: Any = None
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                if nrows is not None:
-                    yield 0, pd.read_csv(self.path, **kwargs)
-                    return
-                with pd.read_csv(self.path, **kwargs) as reader:
-                    for chunk in reader:
-                        yield start, chunk
-                        start += len(chunk)
-        except pd.errors.EmptyDataError as exc:
-            raise InputError("the file is empty (no header row)", file=self.path) from exc
-        except pd.errors.ParserWarning as exc:  # pandas would drop the extra fields of a row
-            raise self._wide_row_error() from exc
-        except pd.errors.ParserError as exc:
-            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            with open_text(self.path, self.encoding) as fh:
+                # strict: an unclosed quote, or text after a closing one, is an error naming the line
+                # (lenient parsing glues the following rows into one field, silently)
+                reader = csv.reader(fh, delimiter=self.sep, quoting=self.quoting, strict=True)
+                next(reader, None)  # the header (self.columns)
+                for rec in reader:
+                    if len(rec) != width:
+                        if not rec:
+                            if width > 1:
+                                continue
+                            rec = [""]
+                        else:
+                            raise self._width_error(
+                                len(rec), width, start + len(records) + 1, reader.line_num
+                            )
+                    records.append(rec)
+                    if len(records) >= self.chunk_rows:
+                        yield start, self._frame(records, start)
+                        start += len(records)
+                        records = []
+            if records:
+                yield start, self._frame(records, start)
+        except csv.Error as exc:
+            line = reader.line_num if reader is not None else 0
             raise InputError(
-                f"cannot parse (delimiter {self.sep!r}): {msg}; fix the row, or pass --sep/--encoding",
+                f"cannot parse near line {line} (delimiter {self.sep!r}): {exc}; fix the row (an "
+                "unclosed quote, or text after a closing quote?), or pass --sep/--encoding",
                 file=self.path,
-                row=_parser_row(exc),
+                row=start + len(records) + 1,
             ) from exc
         except UnicodeDecodeError as exc:
             raise InputError(
-                f"cannot decode as {self.encoding}: {exc}; pass --encoding", file=self.path, row=start + 1
+                f"cannot decode as {self.encoding}: {exc.reason} "
+                f"(bytes {exc.object[exc.start : exc.start + 4]!r}); pass --encoding",
+                file=self.path,
+                row=start + len(records) + 1,
             ) from exc
+        except (OSError, EOFError) as exc:  # a truncated archive
+            raise InputError(f"cannot read: {exc}", file=self.path, row=start + len(records) + 1) from exc
 
-    def _wide_row_error(self) -> InputError:
-        """The first row with more fields than the header, named (found with the csv module)."""
-        with open(self.path, encoding=self.encoding, newline="") as fh:
-            reader = csv.reader(fh, delimiter=self.sep, quoting=self.quoting)
-            width = len(next(reader, []))
-            for row, record in enumerate(reader, start=1):
-                if len(record) > width:
-                    return InputError(
-                        f"{len(record)} fields, but the header has {width} (delimiter {self.sep!r}); "
-                        "quote the text or fix the row",
-                        file=self.path,
-                        row=row,
-                    )
-        return InputError(f"rows do not match the header's {width} fields", file=self.path)
+    def _width_error(self, fields: int, width: int, row: int, line: int) -> InputError:
+        if fields > width:
+            fix = "quote the text or fix the row"
+        else:
+            fix = "its values would land in the wrong columns: add the missing fields (empty ones are fine)"
+        return InputError(
+            f"{fields} {'field' if fields == 1 else 'fields'} on line {line}, but the header has {width} "
+            f"(delimiter {self.sep!r}); {fix}",
+            file=self.path,
+            row=row,
+        )
+
+    def _frame(self, records: list[list[str]], start: int) -> pd.DataFrame:
+        # every record is as wide as the header (checked above); the names are unique (check_columns)
+        index = pd.RangeIndex(start, start + len(records))
+        return pd.DataFrame(records, columns=self.columns, index=index, dtype=str)
 
     # -- Parquet ---------------------------------------------------------------------------------------
     def _parquet_chunks(self) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -283,8 +295,7 @@ class TableFile:
         try:
             pf = pq.ParquetFile(self.path)
             for batch in pf.iter_batches(batch_size=self.chunk_rows):
-                chunk = batch.to_pandas()
-                chunk.index = pd.RangeIndex(start, start + len(chunk))
+                chunk = arrow_to_frame(batch, self.path, start)
                 yield start, chunk
                 start += len(chunk)
         except InputError:
@@ -297,7 +308,7 @@ class TableFile:
         start = 0
         for shard in _parquet_shards(self.path)[0]:
             part = TableFile(shard, fmt="parquet", chunk_rows=self.chunk_rows)
-            for _, chunk in part.chunks():
+            for _, chunk in part._chunks():
                 chunk.index = pd.RangeIndex(start, start + len(chunk))
                 yield start, chunk
                 start += len(chunk)
@@ -342,7 +353,18 @@ class TableFile:
             yield start, self._json_frame(records, start)
 
     def _json_records(self) -> Iterator[tuple[int, Any]]:
-        with open(self.path, encoding="utf-8-sig", errors="strict") as fh:
+        try:
+            yield from self._json_records_checked()
+        except _DuplicateKey as exc:
+            raise InputError(
+                f"key {exc.key!r} appears twice in one JSON object (only its last value would be kept)",
+                file=self.path,
+                row=exc.row,
+                column=exc.key,
+            ) from None
+
+    def _json_records_checked(self) -> Iterator[tuple[int, Any]]:
+        with open_text(self.path, "utf-8-sig") as fh:
             try:
                 first = fh.read(1)
                 while first.isspace():
@@ -350,7 +372,7 @@ class TableFile:
                 fh.seek(0)
                 if first == "[":  # a JSON array: read whole (such files are small)
                     try:
-                        data = json.load(fh)
+                        data = json.load(fh, object_pairs_hook=_unique_keys)
                     except json.JSONDecodeError as exc:
                         raise InputError(f"not valid JSON: {exc}", file=self.path) from None
                     yield from enumerate(data, start=1)
@@ -362,20 +384,81 @@ class TableFile:
                         continue  # a blank line is not a record
                     row += 1
                     try:
-                        yield row, json.loads(line)
+                        obj = json.loads(line, object_pairs_hook=_unique_keys)
+                    except _DuplicateKey as exc:
+                        exc.row = row
+                        raise
                     except json.JSONDecodeError as exc:
                         raise InputError(
                             f"line {lineno} is not valid JSON: {exc.msg}", file=self.path, row=row
                         ) from None
+                    yield row, obj
             except UnicodeDecodeError as exc:
                 raise InputError(f"not UTF-8 text: {exc}", file=self.path) from exc
 
     def _json_frame(self, records: list[dict], start: int) -> pd.DataFrame:
-        df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-        if self._json_columns is not None:
-            df = df.reindex(columns=self._json_columns)
-        df.index = pd.RangeIndex(start, start + len(df))
-        return df
+        """Object columns holding the values as parsed: ``[1, null, 2]`` stays ``1, None, 2`` (pandas
+        would make it ``1.0, NaN, 2.0``, and an id ``2.0``); a key a record lacks is ``None``; a record
+        ``{}`` is still a row."""
+        names = self._json_columns
+        if names is None:
+            names = list(dict.fromkeys(k for r in records for k in r))
+        index = pd.RangeIndex(start, start + len(records))
+        return pd.DataFrame(
+            {c: pd.Series([r.get(c) for r in records], index=index, dtype=object) for c in names},
+            index=index,
+        )
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key, self.row = key, None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json`` hook: a JSON object as a dict, refusing a repeated key (``json`` keeps the last)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return obj
+
+
+def arrow_to_frame(batch: Any, path: Path | None, start: int) -> pd.DataFrame:
+    """An Arrow record batch as a DataFrame whose values are the stored ones.
+
+    ``ignore_metadata``: a pandas index saved in the file (``id``) stays a column, as the schema lists
+    it (pandas would move it to the index, and ``id`` would be missing); ``integer_object_nulls``: an
+    integer column with a null keeps integers (not ``2.0``); ``binary`` columns are decoded as UTF-8
+    (never written back as ``b'…'``), refusing bytes that are not text, naming the row.
+    """
+    import pyarrow as pa
+
+    chunk = batch.to_pandas(integer_object_nulls=True, ignore_metadata=True)
+    for name, typ in zip(batch.schema.names, batch.schema.types, strict=True):
+        if pa.types.is_binary(typ) or pa.types.is_large_binary(typ) or pa.types.is_fixed_size_binary(typ):
+            chunk[name] = pd.Series(_decode_binary(chunk[name].tolist(), path, start, name), dtype=object)
+    chunk.index = pd.RangeIndex(start, start + len(chunk))
+    return chunk
+
+
+def _decode_binary(values: list[Any], path: Path | None, start: int, column: str) -> list[Any]:
+    out: list[Any] = []
+    for i, v in enumerate(values):
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            try:
+                v = bytes(v).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"binary value is not UTF-8 text (byte offset {exc.start}: "
+                    f"{bytes(v)[exc.start : exc.start + 4]!r})",
+                    file=path,
+                    row=start + i + 1,
+                    column=column,
+                ) from None
+        out.append(v)
+    return out
 
 
 def detect_directory(path: Path) -> str:
@@ -428,24 +511,42 @@ def read_table(
     return TableFile(path, fmt=fmt, sep=sep, encoding=encoding).read(columns)
 
 
-def _parser_row(exc: Exception) -> int | None:
-    m = re.search(r"line (\d+)", str(exc))
-    return int(m.group(1)) - 1 if m else None  # physical line (header = 1) -> data row
-
-
 _QUOTED_FIELD = re.compile(r'(?:^|\t)"', re.M)
 
 
 def _uses_csv_quoting(path: Path, encoding: str | None) -> bool:
-    """True when a TSV file quotes fields CSV-style: some field opens with a quote, and the whole file
-    parses strictly that way with every record as wide as the header."""
+    """True when a TSV file quotes fields CSV-style: some field opens with a quote, the whole file parses
+    strictly that way with every record as wide as the header, and the quotes were needed somewhere —
+    a quoted field holds a tab, a line break or a doubled quote (as a CSV writer makes them), or every
+    header field is quoted (a quote-everything writer). Otherwise a question ``"Fully quoted"`` is
+    text with its quotes (Quora/GLUE TSV), not a quoted field."""
+    enc = encoding or "utf-8"
     try:
-        with open(path, encoding=encoding, errors="replace", newline="") as fh:
-            if not any(_QUOTED_FIELD.search(line) for line in fh):
-                return False
-            fh.seek(0)
+        opens = needed = False
+        with open_text(path, enc, errors="replace") as fh:
+            for i, line in enumerate(fh):
+                if _QUOTED_FIELD.search(line):
+                    opens = True
+                    if '""' in line or (i == 0 and _all_quoted(line)):
+                        needed = True
+                        break
+        if not opens:
+            return False
+        with open_text(path, enc, errors="replace") as fh:
             reader = csv.reader(fh, delimiter="\t", strict=True)
             width = len(next(reader, []))
-            return all(len(rec) == width for rec in reader if rec)
-    except (csv.Error, OSError):
+            for rec in reader:
+                if not rec:
+                    continue
+                if len(rec) != width:
+                    return False
+                if not needed and any("\t" in f or "\n" in f or "\r" in f for f in rec):
+                    needed = True
+        return needed
+    except (csv.Error, OSError, EOFError, InputError):
         return False
+
+
+def _all_quoted(line: str) -> bool:
+    fields = line.rstrip("\r\n").split("\t")
+    return all(len(f) >= 2 and f.startswith('"') and f.endswith('"') for f in fields)

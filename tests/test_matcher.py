@@ -377,13 +377,15 @@ def test_add_table_errors_name_file_row_column(embedder, tmp_path):
     with pytest.raises(InputError, match="column 'text_col'") as err:
         m.add_table(good, text_column="text_col")
     assert err.value.file == str(good)
+    # a row without text is skipped and reported (issue 24: as dedupe's "empty"), never an error
     blank = tmp_path / "blank.csv"
-    blank.write_text("id,question\n1,How?\n2,\n")
-    with pytest.raises(InputError, match=r"blank.csv, row 2, column 'question': question is empty"):
-        m.add_table(blank, text_column="question", id_column="id")
-    rep = tmp_path / "rep.tsv"
-    rep.write_text("id\tquestion\n1\ta?\n1\tb?\n")
-    with pytest.raises(InputError, match=r"row 2, column 'id': id 1 repeats row 1"):
+    blank.write_text("id,question\n1,How?\n2,\n3,  \n4,?!\n")
+    other = Matcher(embedder)
+    assert other.add_table(blank, text_column="question", id_column="id") == [1]
+    assert other.skipped_rows == [2, 3, 4] and len(other) == 1
+    rep = tmp_path / "rep.tsv"  # rows named as in the file, after a skipped one
+    rep.write_text("id\tquestion\n1\ta?\n2\t\n1\tb?\n")
+    with pytest.raises(InputError, match=r"row 3, column 'id': id 1 repeats row 1"):
         m.add_table(rep, text_column="question", id_column="id")
     clash = tmp_path / "clash.csv"
     clash.write_text("id,question\n50,new one?\n10,already there?\n")

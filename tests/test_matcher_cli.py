@@ -47,12 +47,20 @@ def test_index_build_add_match(tiny_model_dir, tmp_path):
     assert out[0]["matches"][0]["id"] == 3 and out[0]["matches"][0]["metadata"] == {"topic": "health"}
 
     # errors: one line naming file/row/column, exit code 2, store unchanged
+    # a row without text is skipped and reported, as dedupe marks it "empty" (issue 24)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("id,question\n5,\n")
+    r = runner.invoke(
+        app, ["index", "add", str(store), str(blank), "--text-column", "question", "--id-column", "id"]
+    )
+    assert r.exit_code == 0 and "added 0 questions" in r.output, r.output
+    assert "skipped 1 row(s) of" in r.output and "blank.csv without text (rows 1)" in r.output
     bad = tmp_path / "bad.csv"
-    bad.write_text("id,question\n5,\n")
+    bad.write_text("id,question\nfive,What is it?\n")
     r = runner.invoke(
         app, ["index", "add", str(store), str(bad), "--text-column", "question", "--id-column", "id"]
     )
-    assert r.exit_code == 2 and "bad.csv, row 1, column 'question': question is empty" in r.output
+    assert r.exit_code == 2 and "bad.csv, row 1, column 'id'" in r.output, r.output
     r = runner.invoke(app, ["index", "add", str(store), str(more), "--text-column", "nope"])
     assert r.exit_code == 2 and "more.tsv" in r.output and "column 'nope'" in r.output
     r = runner.invoke(

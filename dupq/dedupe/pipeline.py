@@ -43,7 +43,9 @@ from dupq.dedupe.write import (
     write_table,
 )
 from dupq.encoder import resolve_threshold
+from dupq.errors import InputError
 from dupq.io import atomic_write_json
+from dupq.tablewriter import check_not_input
 from dupq.verifier.choose import choose_verifier, describe
 
 logger = logging.getLogger(__name__)
@@ -155,9 +157,12 @@ def deduplicate(
 def run(data: str | Path | pd.DataFrame, cfg: DedupeConfig) -> DedupeResult:
     """Run the pipeline on ``data`` under ``cfg``; keep the work directory when there is something to
     resume from, remove it otherwise."""
-    for target in (cfg.out, cfg.pairs_out):
+    inputs = [data, cfg.against, cfg.decisions]
+    for target, option in ((cfg.out, "--out"), (cfg.pairs_out, "--pairs"), (cfg.summary_out, "--summary")):
         if target is not None:
-            output_format(target)  # fail before hours of encoding, not after
+            if option != "--summary":
+                output_format(target)  # fail before hours of encoding, not after
+            check_not_input(target, inputs, option)
     timer = StageTimer()
     workdir, cleanup = resolve_workdir(cfg.workdir, cfg.out)
     try:
@@ -551,16 +556,26 @@ def _summary(
 
 
 def resolve_workdir(workdir: str | Path | None, out: Path | None) -> tuple[Path, bool]:
-    """The work directory and whether to delete it after a successful run."""
+    """The work directory and whether to delete it after a successful run; one that cannot be created
+    (an unwritable output directory) is an :class:`InputError` naming it, before any work."""
     if workdir is not None:
-        path = Path(workdir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path, False
+        return _make_dir(Path(workdir), "--workdir"), False
     if out is not None:
-        path = out.parent / f".{out.name}.dupq-work"
-        path.mkdir(parents=True, exist_ok=True)
-        return path, True
+        return _make_dir(out.parent / f".{out.name}.dupq-work", "--out"), True
     return Path(tempfile.mkdtemp(prefix="dupq-dedupe-")), True
+
+
+def _make_dir(path: Path, option: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create the work directory: {exc.strerror or exc}; choose a writable {option}",
+            file=path,
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"the work directory is not writable; choose a writable {option}", file=path)
+    return path
 
 
 class StageTimer:

@@ -14,6 +14,10 @@ from dupq.dedupe.scan import EMPTY, STATUS_EMPTY, STATUS_OK, STATUS_TRUNCATED, S
 from dupq.errors import InputError
 from dupq.io import atomic_path
 
+# The one table writer lives in dupq.tablewriter (score and dedupe share it); re-exported here.
+from dupq.tablewriter import ChunkWriter, output_format, write_frame  # noqa: F401
+from dupq.textfiles import compression
+
 if TYPE_CHECKING:
     from dupq.dedupe.group import Groups
     from dupq.dedupe.scan import Scan, Source
@@ -105,27 +109,6 @@ class OutputColumns:
         return out
 
 
-_FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".txt": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
-
-
-def output_format(path: Path) -> str:
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(
-            f"cannot tell the output format from the suffix {path.suffix!r}; use one of {sorted(_FORMATS)}"
-        )
-    return fmt
-
-
 #: Leading characters that make a spreadsheet treat a cell as a formula (OWASP's CSV-injection list).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -164,10 +147,17 @@ def write_table(
     ``(rows written to out, rows written to dropped)``."""
     counts = [0, 0]
     with atomic_path(out) as tmp, contextlib.ExitStack() as stack:
-        writers = [ChunkWriter(tmp, output_format(out))]
+        writers = [ChunkWriter(tmp, output_format(out), compression=compression(out), name=out)]
         stack.callback(writers[0].close)
         if dropped is not None:
-            writers.append(ChunkWriter(stack.enter_context(atomic_path(dropped)), output_format(dropped)))
+            writers.append(
+                ChunkWriter(
+                    stack.enter_context(atomic_path(dropped)),
+                    output_format(dropped),
+                    compression=compression(dropped),
+                    name=dropped,
+                )
+            )
             stack.callback(writers[1].close)
         with tqdm(total=columns.scan.n_rows, desc="writing", unit=" rows", disable=not show_progress) as bar:
             for start, chunk in source.chunks():
@@ -181,60 +171,6 @@ def write_table(
                     counts[1] += int((~keep).sum())
                 bar.update(len(chunk))
     return counts[0], counts[1]
-
-
-def write_frame(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        writer = ChunkWriter(tmp, output_format(path))
-        try:
-            writer.write(df)
-        finally:
-            writer.close()
-
-
-class ChunkWriter:
-    """Appends DataFrames to one CSV/TSV/Parquet/JSONL file (the schema comes from the first chunk)."""
-
-    def __init__(self, path: Path, fmt: str) -> None:
-        self.path, self.fmt = path, fmt
-        self.first = True
-        self._pq = None
-        self._schema = None
-        # Kept open across write() calls and closed by close() (the caller's try/finally).
-        self._fh = None if fmt == "parquet" else open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-
-    def write(self, df: pd.DataFrame) -> None:
-        if self.fmt in ("csv", "tsv"):
-            df.to_csv(self._fh, index=False, header=self.first, sep="\t" if self.fmt == "tsv" else ",")
-        elif self.fmt == "jsonl":
-            if len(df):
-                text = df.to_json(orient="records", lines=True, force_ascii=False)
-                self._fh.write(text if text.endswith("\n") else text + "\n")
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            if self._pq is None:
-                table = pa.Table.from_pandas(df, preserve_index=False)
-                self._schema = table.schema
-                self._pq = pq.ParquetWriter(self.path, self._schema)
-            else:
-                table = pa.Table.from_pandas(df, schema=self._schema, preserve_index=False)
-            self._pq.write_table(table)
-        self.first = False
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        if self._pq is not None:
-            self._pq.close()
-            self._pq = None
-        elif self.fmt == "parquet" and self.first:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.table({}), self.path)
 
 
 def pairs_frame(scan, base_scan, pa_, pb_, ps_, matched, match_score) -> pd.DataFrame:
