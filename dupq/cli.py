@@ -442,7 +442,7 @@ def serve_cmd(
         "--store",
         "-s",
         envvar="DUPQ_STORE",
-        help="Store directory, or a PostgreSQL store: postgresql://…, env:NAME, file:PATH [env: DUPQ_STORE].",
+        help="Store directory, or a PostgreSQL store: postgresql://…, env:NAME, file:PATH.",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
