@@ -1,4 +1,4 @@
-# dupq — the two commands a person needs: `make demo` and `make test`.
+# dupq — the two commands a person needs: `make demo` and `make test` (`make docs` builds the site).
 # Both create (or reuse) .venv and install the project from its own files.
 PYTHON ?= python3
 VENV := .venv
@@ -10,14 +10,14 @@ export TOKENIZERS_PARALLELISM ?= false
 # The venv first on PATH: notebook kernels and subprocess servers started by tests use its python.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint format quora-model default-verifier bench-quality bench-encode bench-matcher bench-dedupe report-check clean
+.PHONY: install demo test docs lint format quora-model default-verifier bench-quality bench-encode bench-matcher bench-dedupe report-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: on a CPU-only machine this takes the CPU wheel, never a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,onnx,openvino,ray,distill]'
+	$(BIN)/pip install --quiet -e '.[dev,docs,onnx,openvino,ray,distill]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +28,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check dupq tests benchmarks
 	$(BIN)/python -m pytest -q tests
+	$(MAKE) docs
+
+# The documentation site (MkDocs + Material, API reference by mkdocstrings) into site/ (git-ignored).
+# --strict: a broken link or anchor, a page missing from the nav or a missing API object fails the build.
+# Offline: nothing is downloaded at build time (mkdocs.yml: theme.font false, no social/privacy plugin).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 lint: $(STAMP)
 	$(BIN)/ruff check dupq tests benchmarks
@@ -69,4 +76,4 @@ report-check: $(STAMP)
 	nice -n 10 $(BIN)/python benchmarks/report_check.py --chromium $(CHROMIUM) --quiet
 
 clean:
-	rm -rf demo_output .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf demo_output site .pytest_cache .ruff_cache build dist *.egg-info
