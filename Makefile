@@ -45,7 +45,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix dupq tests benchmarks
 
 # The recommended Quora recipe: bi-encoder -> models/quora/, verifier -> models/quora-verifier/, and the
-# quality table (benchmarks/results/quora_model.json). Needs ../shared/data (real Quora, PAWS, MQP …).
+# quality table (benchmarks/results/quora-model.json). Needs ../shared/data (real Quora, PAWS, MQP …).
 quora-model: $(STAMP)
 	$(BIN)/python benchmarks/quora_model.py
 
@@ -68,7 +68,7 @@ bench-dedupe: $(STAMP)
 
 # The dedupe review report of a 100k-row run, opened in headless Chromium (Debian's `chromium`, driven by
 # Playwright from the [report] extra; no browser download): its numbers against the summary JSON, the
-# re-threshold time, docs/report.png and benchmarks/results/report_check.json. Needs ../shared/data.
+# re-threshold time, docs/report.png and benchmarks/results/report-check-100k.json. Needs ../shared/data.
 CHROMIUM ?= /usr/bin/chromium
 report-check: $(STAMP)
 	test -x $(CHROMIUM) || { echo "needs $(CHROMIUM): apt-get install -y chromium"; exit 1; }
