@@ -93,7 +93,7 @@ def check_citation(where: str, figure: str, file: str, path: str, scale: int, ca
 
 
 def mismatches() -> tuple[int, list[str]]:
-    """How many citations were checked, and every problem found (cited values, named result files)."""
+    """How many citations were checked, and every problem found (cited values, named result files, and\n    results missing from the index on the benchmarks page)."""
     problems: list[str] = []
     cache: dict = {}
     checked = 0
@@ -106,6 +106,10 @@ def mismatches() -> tuple[int, list[str]]:
         for name in sorted(set(RESULT_NAME.findall(page.read_text(encoding="utf-8")))):
             if not (REPO / name).is_file():
                 problems.append(f"{page.relative_to(REPO)} names {name}, which does not exist")
+    index = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    for result in sorted((REPO / "benchmarks" / "results").glob("*.json")):
+        if f"`{result.name}`" not in index:
+            problems.append(f"docs/benchmarks.md does not list {result.name} in its index of results")
     return checked, problems
 
 
