@@ -93,7 +93,8 @@ def check_citation(where: str, figure: str, file: str, path: str, scale: int, ca
 
 
 def mismatches() -> tuple[int, list[str]]:
-    """How many citations were checked, and every problem found (cited values, named result files, and\n    results missing from the index on the benchmarks page)."""
+    """How many citations were checked, and every problem found (cited values, named result files, and
+    results missing from the index on the benchmarks page)."""
     problems: list[str] = []
     cache: dict = {}
     checked = 0
