@@ -340,7 +340,7 @@ def print_table(r: dict) -> None:
         f"\n{r['size']} vectors ({r['real_texts']} real questions + {r['generated_vectors']} recombined), "
         f"dim {r['dim']}, "
         f"{r['queries']} held-out queries, k={r['k']}, faiss threads {r['faiss_threads']}, "
-        f"load avg {r['machine']['load_avg_1m']}"
+        f"load avg {os.getloadavg()[0]:.2f}"
     )
     print(
         f"query encoding alone (default model, one question): p50 {r['query_encode_p50_ms']:.1f} ms, "
