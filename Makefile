@@ -1,4 +1,4 @@
-# dupq — the two commands a person needs: `make demo` and `make test`.
+# dupq — the two commands a person needs: `make demo` and `make test` (`make docs` builds the site).
 # Both create (or reuse) .venv and install the project from its own files.
 PYTHON ?= python3
 VENV := .venv
@@ -10,14 +10,14 @@ export TOKENIZERS_PARALLELISM ?= false
 # The venv first on PATH: notebook kernels and subprocess servers started by tests use its python.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test lint format quora-model default-verifier bench-quality bench-encode bench-matcher bench-dedupe bench-table-fuzz report-check clean
+.PHONY: install demo test docs lint format quora-model default-verifier bench-quality bench-encode bench-matcher bench-dedupe bench-table-fuzz report-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: on a CPU-only machine this takes the CPU wheel, never a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,onnx,openvino,ray,distill,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,docs,onnx,openvino,ray,distill,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +28,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check dupq tests benchmarks
 	$(BIN)/python -m pytest -q tests
+	$(MAKE) docs
+
+# The documentation site (MkDocs + Material, API reference by mkdocstrings) into site/ (git-ignored).
+# --strict: a broken link or anchor, a page missing from the nav or a missing API object fails the build.
+# Offline: nothing is downloaded at build time (mkdocs.yml: theme.font false, no social/privacy plugin).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 lint: $(STAMP)
 	$(BIN)/ruff check dupq tests benchmarks
@@ -38,7 +45,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix dupq tests benchmarks
 
 # The recommended Quora recipe: bi-encoder -> models/quora/, verifier -> models/quora-verifier/, and the
-# quality table (benchmarks/results/quora_model.json). Needs ../shared/data (real Quora, PAWS, MQP …).
+# quality table (benchmarks/results/quora-model.json). Needs ../shared/data (real Quora, PAWS, MQP …).
 quora-model: $(STAMP)
 	$(BIN)/python benchmarks/quora_model.py
 
@@ -60,13 +67,13 @@ bench-dedupe: $(STAMP)
 	$(BIN)/python benchmarks/dedupe.py
 
 # Issue 24's property test, nightly size: 10,000 random tables per check (writer+reader, dedupe, score);
-# counts in benchmarks/results/table_fuzz.json. `make test` runs a bounded version (tests/test_table_roundtrip.py).
+# counts in benchmarks/results/table-fuzz.json. `make test` runs a bounded version (tests/test_table_roundtrip.py).
 bench-table-fuzz: $(STAMP)
 	$(BIN)/python benchmarks/table_fuzz.py
 
 # The dedupe review report of a 100k-row run, opened in headless Chromium (Debian's `chromium`, driven by
 # Playwright from the [report] extra; no browser download): its numbers against the summary JSON, the
-# re-threshold time, docs/report.png and benchmarks/results/report_check.json. Needs ../shared/data.
+# re-threshold time, docs/report.png and benchmarks/results/report-check-100k.json. Needs ../shared/data.
 CHROMIUM ?= /usr/bin/chromium
 report-check: $(STAMP)
 	test -x $(CHROMIUM) || { echo "needs $(CHROMIUM): apt-get install -y chromium"; exit 1; }
@@ -74,4 +81,4 @@ report-check: $(STAMP)
 	nice -n 10 $(BIN)/python benchmarks/report_check.py --chromium $(CHROMIUM) --quiet
 
 clean:
-	rm -rf demo_output .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf demo_output site .pytest_cache .ruff_cache build dist *.egg-info

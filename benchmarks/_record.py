@@ -106,7 +106,15 @@ def write_result(
     """Write a benchmark's JSON with its provenance first (atomically: a killed run leaves the old file)."""
     from dupq.io import atomic_write_text
 
-    record = {**provenance(script, argv, load_at_start=load_at_start), **payload}
+    prov = provenance(script, argv, load_at_start=load_at_start)
+    # A script's own "machine" entry (a platform string, or a dict of its own fields) never replaces the
+    # provenance: its fields are kept beside commit, CPU and load, which win.
+    own = payload.get("machine")
+    record = {**prov, **{k: v for k, v in payload.items() if k != "machine"}}
+    if isinstance(own, dict):
+        record["machine"] = {**own, **prov["machine"]}
+    elif own is not None:
+        record["machine"] = {**prov["machine"], "reported_by_script": own}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=2, default=_plain) + "\n")

@@ -16,7 +16,7 @@ Two measurements, each side by side with what a user would otherwise write:
     python benchmarks/data.py                 # QQP-sized synthetic file + shared sets
     python benchmarks/data.py --rows 100000   # smaller
 
-Writes ``benchmarks/results/data.json`` and prints a table.
+Writes ``benchmarks/results/data-splits.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from dupq.data import load_pairs, split_pairs  # noqa: E402
 from dupq.text import text_key  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-RESULTS = REPO / "benchmarks" / "results" / "data.json"
+RESULTS = REPO / "benchmarks" / "results" / "data-splits.json"
 WORDS = (
     "how what why when where which is can do does should i my the a an to in of for with best way learn "
     "python java money travel visa cook rice sleep health job career stock market india university exam "

@@ -61,7 +61,7 @@ from dupq.io import atomic_write_text  # noqa: E402
 from dupq.vectors import l2_normalize  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
-RESULTS = REPO / "benchmarks" / "results" / "dedupe.json"
+RESULTS = REPO / "benchmarks" / "results" / "dedupe-10k-all-systems.json"
 CACHE = REPO / "benchmarks" / ".cache" / "dedupe"
 SYSTEMS = ("dupq", "paraphrase_mining", "community_detection", "semhash", "semhash-static")
 
@@ -407,7 +407,7 @@ def quality_of(name: str, work: Path, pairs) -> dict | None:
 def calibrate(backend: str = "torch", out: Path | None = None) -> dict:
     """Best-F1 and precision/recall per threshold of the default model on MQP (the default threshold),
     with dupq's encoding ``backend`` (``--backend``: how far int8 moves the curve); written to
-    ``benchmarks/results/calibrate_<backend>.json`` so the README's figures trace to a run."""
+    ``benchmarks/results/calibrate-mqp-<backend>.json`` so the README's figures trace to a run."""
     from dupq.dedupe import DEFAULT_THRESHOLD
     from dupq.embed import Embedder
 
@@ -444,7 +444,7 @@ def calibrate(backend: str = "torch", out: Path | None = None) -> dict:
         "best_f1": best,
         "curve": curve,
     }
-    write_result(out or RESULTS.with_name(f"calibrate_{backend}.json"), "dedupe.py", None, payload)
+    write_result(out or RESULTS.with_name(f"calibrate-mqp-{backend}.json"), "dedupe.py", None, payload)
     return payload
 
 

@@ -62,7 +62,7 @@ from dupq.errors import DupqError  # noqa: E402
 from dupq.runtime import physical_cores  # noqa: E402
 from dupq.vectors import l2_normalize  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "encode.json"
+RESULTS = REPO / "benchmarks" / "results" / "encode-backends.json"
 
 PLAIN = "plain"
 CUDA = "torch-cuda"

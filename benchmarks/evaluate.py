@@ -20,7 +20,7 @@ cluster centre. Encoding cost is not part of this benchmark (see ``benchmarks/ma
     python benchmarks/evaluate.py                              # 10k and 50k questions
     python benchmarks/evaluate.py --sizes 5000 20000 --full-max 5000
 
-Writes ``benchmarks/results/evaluate.json`` and prints a table.
+Writes ``benchmarks/results/evaluate-retrieval.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks._record import write_result  # noqa: E402
 from dupq.vectors import l2_normalize  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "evaluate.json"
+RESULTS = REPO / "benchmarks" / "results" / "evaluate-retrieval.json"
 DIM = 384
 #: Per-dimension noise around a cluster centre: duplicates at cosine ~0.2, like hard real pairs.
 NOISE = 2.2

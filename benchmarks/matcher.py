@@ -24,7 +24,7 @@ chunks (resumable) and reused by later runs.
     python benchmarks/matcher.py --size 500000             # encode (cached) + measure
     python benchmarks/matcher.py --real 10000 --encode-only # just fill the cache
 
-Writes ``benchmarks/results/matcher.json`` and prints a table.
+Writes ``benchmarks/results/matcher-index-kinds-<size/1000>k.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from dupq.vectors import l2_normalize  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 CACHE = REPO / "benchmarks" / ".cache" / "matcher"
-RESULTS = REPO / "benchmarks" / "results" / "matcher.json"
+RESULTS = REPO / "benchmarks" / "results"
 CHUNK = 2_000
 N_QUERIES = 1000
 
@@ -215,7 +215,9 @@ def main() -> None:
     ap.add_argument("--ef-construction", type=int, default=80)
     ap.add_argument("--nlist", type=int, default=0, help="IVF cells (0: dupq's default for the size)")
     ap.add_argument("--encode-queries", type=int, default=200, help="single queries timed with encoding")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--out", type=Path, default=None, help="default: results/matcher-index-kinds-<size/1000>k.json"
+    )
     args = ap.parse_args()
     load_at_start = load_average()
 
@@ -326,6 +328,8 @@ def main() -> None:
         "flat_scaling": scaling,
         "single_queries_timed": args.single,
     }
+    if args.out is None:
+        args.out = RESULTS / f"matcher-index-kinds-{args.size // 1000}k.json"
     write_result(args.out, "matcher.py", None, result, load_at_start=load_at_start)
     print_table(result)
     print(f"\nwrote {args.out}")
@@ -336,7 +340,7 @@ def print_table(r: dict) -> None:
         f"\n{r['size']} vectors ({r['real_texts']} real questions + {r['generated_vectors']} recombined), "
         f"dim {r['dim']}, "
         f"{r['queries']} held-out queries, k={r['k']}, faiss threads {r['faiss_threads']}, "
-        f"load avg {r['machine']['load_avg_1m']}"
+        f"load avg {os.getloadavg()[0]:.2f}"
     )
     print(
         f"query encoding alone (default model, one question): p50 {r['query_encode_p50_ms']:.1f} ms, "

@@ -10,7 +10,7 @@ duplicate pairs (should stay >= 0.8).
     python benchmarks/near_miss.py                                   # default model, and models/quora*
     python benchmarks/near_miss.py --systems default quora quora+verifier quora+cross-encoder quora-augment
 
-Prints a table and writes ``benchmarks/results/near_miss.json``.
+Prints a table and writes ``benchmarks/results/near-miss.json``.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ SYSTEMS = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", nargs="+", default=["stock-cosine", "default"])
-    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "near_miss.json"))
+    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "near-miss.json"))
     args = ap.parse_args(argv)
     qs, dup_pairs, near = planted()
     rows = []

@@ -9,7 +9,8 @@ quantises activations, so the CPU's int8 (VNNI) matrix units can be used, but it
 sample of the user's own texts. Both are made from the same verified fp32 IR of the embedded
 all-MiniLM-L6-v2, run through the same Embedder path (length-sorted batches of 64), and compared on
 CPU seconds (robust on a shared machine), wall time, and cosine to fp32 torch on held-out questions
-(calibration and timed questions do not overlap). Writes ``benchmarks/results/openvino_int8.json``.
+(calibration and timed questions do not overlap). Writes
+``benchmarks/results/openvino-int8-ptq-vs-weight-only.json``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from benchmarks._record import load_average, write_result  # noqa: E402
 from benchmarks.encode import find_data_dir, load_questions  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "openvino_int8.json"
+RESULTS = REPO / "benchmarks" / "results" / "openvino-int8-ptq-vs-weight-only.json"
 
 
 def _ptq(model, fp32_xml: Path, calib: list[str], out_xml: Path) -> None:

@@ -8,7 +8,8 @@ duplicate retrieval for: TF-IDF cosine, the zero-shot model, and each fine-tuned
     python benchmarks/quality.py                               # MQP, mnrl + online-contrastive, 1 epoch
     python benchmarks/quality.py --datasets mqp semeval-cqa --losses mnrl cosine --epochs 2
 
-Prints a markdown table and writes ``benchmarks/results/quality.json``. Runs on the CPU in minutes
+Prints a markdown table and writes ``benchmarks/results/quality-finetune-losses.json``. Runs on the CPU in
+minutes
 (MNRL trains at roughly 40 pairs/s here); a GPU is used when present.
 """
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--eval-steps", type=int, default=25, help="dev evaluation (and checkpoint) interval")
     ap.add_argument("--work", default=str(REPO / "benchmarks" / ".cache" / "quality"))
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality.json"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "quality-finetune-losses.json"))
     args = ap.parse_args(argv)
 
     results = []

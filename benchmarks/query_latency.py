@@ -9,7 +9,7 @@ ONNX backends, against a store of real questions from ``../shared/data``.
     python benchmarks/query_latency.py                       # 10k stored questions, 300 queries
     python benchmarks/query_latency.py --stored 20000 --backends torch onnx-int8
 
-Prints a table and writes ``benchmarks/results/query_latency.json``.
+Prints a table and writes ``benchmarks/results/query-latency-10k.json``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stored", type=int, default=10_000, help="questions in the store")
     ap.add_argument("--queries", type=int, default=300, help="single-question queries timed per backend")
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx-int8"])
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "query_latency.json"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "query-latency-10k.json"))
     args = ap.parse_args(argv)
 
     texts = real_texts()

@@ -18,7 +18,7 @@ seen in training or tuning:
     python benchmarks/quora_model.py --stages report         # re-measure existing models
     python benchmarks/quora_model.py --loss mnrl --lr 5e-6 --tag mnrl-lr5e-6 --out-json ...
 
-Prints a markdown table and writes ``benchmarks/results/quora_model.json`` (command, git commit, CPU).
+Prints a markdown table and writes ``benchmarks/results/quora-model.json`` (command, git commit, CPU).
 """
 
 from __future__ import annotations
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--systems", nargs="+", default=["tfidf", "zero-shot", "fine-tuned", "verifier"])
     ap.add_argument("--tag", default="recipe")
-    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "quora_model.json"))
+    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "quora-model.json"))
     args = ap.parse_args(argv)
     stages = set(args.stages.split(","))
 

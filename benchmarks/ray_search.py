@@ -30,7 +30,7 @@ search on it is as meaningful as on real vectors; its duplicate structure is not
     python benchmarks/ray_search.py --vectors emb-1000000.npy               # partitions: the size rule
     python benchmarks/ray_search.py --vectors emb-100000.npy --tile 10      # 1M synthetic stress
 
-Writes ``benchmarks/results/ray_search_<n>.json`` (``--out``) and prints a table.
+Writes ``benchmarks/results/ray-search-<n>k[-tile<N>].json`` (``--out``) and prints a table.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ def main() -> None:
         info, (fa, fb) = driver_search(path, argparse.Namespace(**{**vars(args), "index": kind}))
         result.setdefault("drivers", {})[kind] = {**info, "recall": recall(fa, fb, true_q, true_j, queries)}
         print(f"driver search, index {kind}: {info['wall_s']} s", flush=True)
-    out = args.out or RESULTS / f"{name}.json"
+    out = args.out or RESULTS / f"{name.replace('_', '-')}.json"
     write_result(out, "ray_search.py", None, result, load_at_start=load_start)
     print_table(result)
     print(f"wrote {out}")

@@ -8,7 +8,7 @@ touch stays mapped, and counted in the worker's RSS, until the read ends; read p
     python benchmarks/ray_search_read.py --vectors V.npy --members members-00001.npy
 
 ``--vectors``/``--members``: a vectors ``.npy`` and a partition's ``members-P.npy`` from a
-``benchmarks/ray_search.py`` work directory. Writes ``benchmarks/results/ray_search_read.json``.
+``benchmarks/ray_search.py`` work directory. Writes ``benchmarks/results/ray-search-read-chunks.json``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vectors", type=Path, required=True)
     ap.add_argument("--members", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ray_search_read.json")
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "ray-search-read-chunks.json"
+    )
     args = ap.parse_args()
     load_start = load_average()
     ctx = multiprocessing.get_context("spawn")

@@ -11,7 +11,7 @@
    threshold used, the group count) are compared with the summary JSON; search and pages are used; a
    borderline pair is marked "not a duplicate", the marks CSV is exported through the page's button and
    applied with ``--decisions`` (the pair must end up in two groups).
-4. ``docs/report.png`` (a screenshot) and ``benchmarks/results/report_check.json`` (page size, the run's
+4. ``docs/report.png`` (a screenshot) and ``benchmarks/results/report-check-100k.json`` (page size, the run's
    and the re-threshold runs' seconds, every check) are written; a table is printed.
 
     python benchmarks/report_check.py [--size 100000] [--backend onnx-int8] [--chromium /usr/bin/chromium]
@@ -22,7 +22,8 @@ once with ``--report`` by ``--model`` (a fast one — the static student — whe
 would take ~13 min of both cores at 1M); the page's bytes, per part (groups, borderline pairs, what-if,
 histogram), the rows it lists and the report stage's seconds are recorded, and every listed row's text is
 checked against the input file (its own text, by id). The result goes into the report benchmark's JSON
-(``--out``, by default ``report_check.json``) as ``report_size_at_scale``, with its own command, commit, CPU
+(``--out``, by default ``report-check-100k.json``) as ``report_size_at_scale``, with its own command,
+commit, CPU
 and load; the rest of that file is kept as it was::
 
     python benchmarks/report_check.py --scale 100000 1000000 --model models/student-static \
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backend", default="onnx-int8")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--work", default=str(REPO / "benchmarks" / ".cache" / "report_check"))
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "report_check.json"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "report-check-100k.json"))
     ap.add_argument("--screenshot", default=str(REPO / "docs" / "report.png"))
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--scale", type=int, nargs="+", help="Only measure the page's size at these row counts.")

@@ -19,7 +19,7 @@ which measures what the client and uvicorn cost by themselves (the floor under e
 
 ``--code`` is the directory holding the ``dupq`` package to serve (its own CLI builds the store and
 serves it), so a before/after pair runs the same load against two versions. Prints a table and
-merges the run, under its label, into ``benchmarks/results/server_load.json`` with the command line,
+merges the run, under its label, into ``benchmarks/results/server-load.json`` with the command line,
 the served code's git commit, the CPU model (``lscpu``) and the load average before and after.
 The client runs on the same machine as the server, so both share its CPUs.
 """
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-fraction", type=float, default=0.1)
     ap.add_argument("--serve-args", default="", help="extra arguments for dupq serve (quoted)")
     ap.add_argument("--trivial", action="store_true", help="serve a do-nothing ASGI app (client floor)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "server_load.json"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "server-load.json"))
     args = ap.parse_args(argv)
 
     code = Path(args.code).resolve()

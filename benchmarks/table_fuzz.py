@@ -8,7 +8,7 @@ Each example ends ``ok`` (every row back once, in order, every value unchanged) 
 (a one-line error naming the file and the row or column, for a reason the table has). A failure —
 a silent change, a traceback, an undeserved error — is shrunk by Hypothesis to a minimal table, and
 recorded in ``failures`` (the run goes on with the next check). Writes
-``benchmarks/results/table_fuzz.json`` (provenance: :mod:`benchmarks._record`).
+``benchmarks/results/table-fuzz.json`` (provenance: :mod:`benchmarks._record`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from benchmarks._record import write_result  # noqa: E402
 from tests.table_fuzz import cases, check_dedupe, check_roundtrip, check_score  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "table_fuzz.json"
+RESULTS = REPO / "benchmarks" / "results" / "table-fuzz.json"
 
 
 def run_check(name: str, purpose: str, examples: int, check, *args) -> dict:

@@ -8,9 +8,9 @@ accuracy at the best-accuracy threshold of the same set's dev split. The cosine 
 
     python benchmarks/verifier_heads.py
     python benchmarks/verifier_heads.py --train-sets quora paws-qqp
-    python benchmarks/verifier_heads.py --augment --out-json benchmarks/results/verifier_heads_augment.json
+    python benchmarks/verifier_heads.py --augment --out-json benchmarks/results/verifier-heads-augment.json
 
-Prints a table and writes ``benchmarks/results/verifier_heads.json``.
+Prints a table and writes ``benchmarks/results/verifier-heads.json``.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-sets", nargs="+", default=["quora", "paws-qqp", "paws-wiki", "mqp"])
     ap.add_argument("--augment", action="store_true", help="add near-miss pairs generated from train")
-    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "verifier_heads.json"))
+    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "verifier-heads.json"))
     args = ap.parse_args(argv)
     splits = load_splits()
     feats = features(splits)

@@ -11,7 +11,7 @@ the same machine load.
 Throughput: the verifier scores the Quora test pairs (``--pairs``) with each backend in one run;
 AP and the decisions' agreement with the torch path say what int8 costs in quality.
 
-Prints p50/p99 per system and writes ``benchmarks/results/verifier_latency.json``.
+Prints p50/p99 per system and writes ``benchmarks/results/verifier-latency.json``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--pairs", type=int, default=1000, help="Quora test pairs for the throughput")
     ap.add_argument("-k", type=int, default=5)
-    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "verifier_latency.json"))
+    ap.add_argument("--out-json", default=str(REPO / "benchmarks" / "results" / "verifier-latency.json"))
     args = ap.parse_args(argv)
     qs = pd.read_csv(REPO / "data" / "sample_questions.csv", dtype=str, keep_default_na=False)
     qs = qs[qs["question"].str.strip() != ""]

@@ -24,9 +24,9 @@ Three kinds, one interface (:class:`VectorIndex`):
 :data:`AUTO_FLAT_MAX` vectors and :data:`AUTO_APPROX_KIND` above; an index that grows past the
 cut-off through :meth:`VectorIndex.add` converts itself once (a rebuild, logged).
 
-The defaults below were chosen from ``benchmarks/matcher.py`` (see ``benchmarks/results/matcher.json``
-and the README table): the cheapest measured settings that reach recall@10 >= 0.98 against exact
-search at 500k vectors, and the largest flat size that keeps single-query p99 under 25 ms.
+The defaults below were chosen from ``benchmarks/matcher.py`` (a 500k run, in the git history of
+``benchmarks/results/matcher.json``): the cheapest measured settings that reach recall@10 >= 0.98 against
+exact search at 500k vectors, and the largest flat size that keeps single-query p99 under 25 ms.
 
 Vectors must be L2-normalised float32 (what :class:`dupq.embed.Embedder` returns); ``add`` checks
 it because an un-normalised vector silently breaks "inner product = cosine". A ``VectorIndex`` is
@@ -56,8 +56,8 @@ from dupq.runtime import allowed_cpus
 logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
-# Defaults measured by benchmarks/matcher.py (results/matcher.json): all-MiniLM-L6-v2 vectors (384-d),
-# 500k stored, 1000 held-out real questions as queries, k=10, this 2-core machine under load ~7:
+# Defaults measured by benchmarks/matcher.py (git history of results/matcher.json): all-MiniLM-L6-v2
+# vectors (384-d), 500k stored, 1000 held-out real questions as queries, k=10, 2 cores under load ~7:
 #
 #   kind  setting               search p50/p99 ms   recall@10   build s
 #   flat  exact                 105.8 / 126.3       1.0000        8.9

@@ -14,6 +14,46 @@ import numpy as np
 from benchmarks._record import command_line, write_result
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+RESULTS = BENCH / "results"
+#: A result is named for what it measured (benchmark, size, configuration), in lower-case words joined by
+#: hyphens: ``dedupe-1m-openvino-int8.json``. One file per benchmark and configuration; an older run of the
+#: same configuration is replaced, not kept beside it (git history keeps it).
+RESULT_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9.]+)*\.json")
+#: Words that narrate history rather than name a measurement (a whole word of the name, or a run/version
+#: number such as ``s6`` or ``v2``, or a date).
+HISTORY_WORDS = {
+    "session",
+    "before",
+    "after",
+    "fix",
+    "fixes",
+    "rerun",
+    "repeat",
+    "retry",
+    "old",
+    "new",
+    "latest",
+    "final",
+    "fast",
+    "slow",
+    "eager",
+    "bulk",
+    "idle",
+    "probes",
+    "again",
+    "tmp",
+    "backup",
+    "copy",
+    "runs",
+}
+
+
+def history_marker(stem: str) -> str | None:
+    """The first word of a result's name that narrates history, else ``None``."""
+    for word in re.split(r"[-_.]", stem):
+        if word in HISTORY_WORDS or re.fullmatch(r"(?:session|s|v|run)\d+|\d{6,8}", word):
+            return word
+    return None
 
 
 def test_every_benchmark_writes_through_the_recorder():
@@ -24,6 +64,59 @@ def test_every_benchmark_writes_through_the_recorder():
         assert not re.search(r"\.write_text\(\s*json\.dumps", text), f"{script.name} writes JSON by hand"
         if "json.dump" in text or "atomic_write" in text:
             assert "benchmarks._record" in text, f"{script.name} writes results without their provenance"
+
+
+def _provenance_gaps(record: object) -> list[str]:
+    """What a result lacks of command, commit and CPU model (top level, as write_result writes it; or, for
+    a file that merges labelled runs, e.g. server-load.json, in every run)."""
+    if not isinstance(record, dict):
+        return ["not a JSON object"]
+    machine = record.get("machine")
+    if isinstance(machine, dict) and record.get("command"):
+        return [f"machine.{k}" for k in ("commit", "cpu") if not machine.get(k)]
+    runs = record.get("runs")
+    if isinstance(runs, dict) and runs and all(isinstance(r, dict) for r in runs.values()):
+        return [
+            f"runs/{label}/{k}"
+            for label, run in runs.items()
+            for k in ("command", "served_git_commit", "cpu_model")
+            if not run.get(k)
+        ]
+    return [k for k in ("command", "machine") if not record.get(k)]
+
+
+def test_every_result_names_what_it_measured_and_carries_its_provenance():
+    problems = []
+    for path in sorted(RESULTS.glob("*.json")):
+        if not RESULT_NAME.fullmatch(path.name):
+            problems.append(f"{path.name}: not lower-case-words-with-hyphens.json")
+        marker = history_marker(path.stem)
+        if marker:
+            problems.append(f"{path.name}: names history ({marker!r}), not what was measured")
+        gaps = _provenance_gaps(json.loads(path.read_text(encoding="utf-8")))
+        if gaps:
+            problems.append(f"{path.name}: lacks {', '.join(gaps)}")
+    assert len(list(RESULTS.glob("*.json"))) >= 10
+    assert not problems, "\n".join(problems)
+
+
+def test_history_markers_are_caught():
+    for name in (
+        "dedupe_1m_session6.json",
+        "dedupe-1m-before-memory-fixes.json",
+        "encode-idle.json",
+        "x-rerun.json",
+        "dedupe-1m-static-t0704-s6.json",
+    ):
+        assert history_marker(Path(name).stem) or not RESULT_NAME.fullmatch(name), name
+    for name in (
+        "dedupe-1m-openvino-int8.json",
+        "dedupe-1m-static-t0704.json",
+        "calibrate-mqp-onnx-int8.json",
+        "ray-search-100k-hnsw-assignments.json",
+        "default-verifier.json",
+    ):
+        assert RESULT_NAME.fullmatch(name) and not history_marker(Path(name).stem), name
 
 
 def test_write_result_records_command_commit_cpu_and_load(tmp_path):
@@ -38,6 +131,17 @@ def test_write_result_records_command_commit_cpu_and_load(tmp_path):
     assert len(m["load_avg"]) == 3 and isinstance(m["dirty"], (bool, type(None)))
     assert record["x"] == 1.5
     assert command_line("dedupe.py", []) == "python benchmarks/dedupe.py"
+
+
+def test_a_scripts_own_machine_entry_never_replaces_the_provenance(tmp_path):
+    for own in ("Linux-6.18-x86_64", {"platform": "Linux", "cpus": 2, "commit": None}):
+        record = json.loads(
+            write_result(tmp_path / "r.json", "data.py", [], {"machine": own, "x": 1}).read_text()
+        )
+        m = record["machine"]
+        assert m["cpu"] and "flags" in m and "load_avg" in m and "commit" in m
+        assert m["commit"] == write_result.__globals__["machine"]()["commit"]
+        assert record["command"] == "python benchmarks/data.py" and record["x"] == 1
 
 
 def test_mining_only_padding_keeps_the_real_duplicate_rate():

@@ -1,15 +1,19 @@
-"""The README's measured figures trace to a run: each carries a citation of the result JSON and the key it
-comes from, and this checks that the file exists and holds that value (rounded as printed).
+"""The measured figures in README.md and the documentation pages (docs/*.md) trace to a run: each carries a
+citation of the result JSON and the key it comes from, and this checks that the file exists and holds that
+value (rounded as printed).
 
 The convention, right after the figure, invisible when rendered:
 
-    precision 0.864 <!-- cite: benchmarks/results/calibrate_torch.json at_default/recall -->
+    precision 0.864 <!-- cite: benchmarks/results/calibrate-torch.json at_default/recall -->
 
 The key path is ``/``-separated: a dict key, a list index, or ``field=value`` (the list element whose
 ``field`` equals ``value``; ``a=x&b=y`` for several fields; ``%20`` for a space in a key). ``x100``
 after the path scales a fraction printed as a percentage. The figure is the last number before the
 comment on its line; it must equal the JSON value rounded to the decimals
 printed (thousands separators ignored).
+
+This is a documentation check, not a test of behaviour: it is ONE test, which collects every mismatch of
+every page and reports them together.
 """
 
 from __future__ import annotations
@@ -19,23 +23,28 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
 CITE = re.compile(r"<!-- cite: (\S+) (\S+)(?: x(\d+))? -->")
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+RESULT_NAME = re.compile(r"benchmarks/results/[\w.-]+\.json")
 
 
-def _citations() -> list[tuple[int, str, str, str, int]]:
-    """``(line number, figure as printed, file, key path, scale)`` for every citation in the README."""
+def pages() -> list[Path]:
+    """README.md and every Markdown page of the documentation site."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def citations(page: Path) -> list[tuple[str, str, str, str, int]]:
+    """``(where, figure as printed, file, key path, scale)`` for every citation on ``page``."""
     out = []
-    for n, line in enumerate(README.read_text(encoding="utf-8").splitlines(), 1):
+    rel = page.relative_to(REPO)
+    for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
         for m in CITE.finditer(line):
             before = CITE.sub("", line[: m.start()])
             numbers = NUMBER.findall(before)
-            assert numbers, f"README.md:{n}: a citation with no figure before it"
-            out.append((n, numbers[-1], m.group(1), m.group(2), int(m.group(3) or 1)))
+            out.append(
+                (f"{rel}:{n}", numbers[-1] if numbers else "", m.group(1), m.group(2), int(m.group(3) or 1))
+            )
     return out
 
 
@@ -60,24 +69,54 @@ def resolve(data: object, path: str) -> object:
     return data
 
 
-def test_the_readme_cites_its_figures():
-    assert len(_citations()) >= 40
-
-
-@pytest.mark.parametrize(("line", "figure", "file", "path", "scale"), _citations())
-def test_each_cited_figure_is_in_its_json(line, figure, file, path, scale):
+def check_citation(where: str, figure: str, file: str, path: str, scale: int, cache: dict) -> str | None:
+    """``None`` when the figure matches its JSON, else what is wrong."""
+    if not figure:
+        return f"{where}: a citation with no figure before it"
     source = REPO / file
-    assert source.is_file(), f"README.md:{line} cites {file}, which does not exist"
-    value = resolve(json.loads(source.read_text(encoding="utf-8")), path)
-    assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{file} {path} = {value!r}"
+    if not source.is_file():
+        return f"{where} cites {file}, which does not exist"
+    if file not in cache:
+        cache[file] = json.loads(source.read_text(encoding="utf-8"))
+    try:
+        value = resolve(cache[file], path)
+    except (AssertionError, IndexError, ValueError) as exc:
+        return f"{where}: {file} {path}: {exc}"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"{where}: {file} {path} = {value!r}, not a number"
     printed = Decimal(figure.replace(",", ""))
     exponent = printed.as_tuple().exponent
     held = (Decimal(repr(float(value))) * scale).quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
-    assert held == printed, f"README.md:{line} prints {figure} but {file} {path} holds {value} (x{scale})"
+    if held != printed:
+        return f"{where} prints {figure} but {file} {path} holds {value} (x{scale})"
+    return None
 
 
-def test_every_result_file_the_readme_names_exists():
-    named = set(re.findall(r"benchmarks/results/[\w.-]+\.json", README.read_text(encoding="utf-8")))
-    assert named
-    missing = sorted(n for n in named if not (REPO / n).is_file())
-    assert not missing, missing
+def mismatches() -> tuple[int, list[str]]:
+    """How many citations were checked, and every problem found (cited values, named result files, and
+    results missing from the index on the benchmarks page)."""
+    problems: list[str] = []
+    cache: dict = {}
+    checked = 0
+    for page in pages():
+        for cite in citations(page):
+            checked += 1
+            problem = check_citation(*cite, cache)
+            if problem:
+                problems.append(problem)
+        for name in sorted(set(RESULT_NAME.findall(page.read_text(encoding="utf-8")))):
+            if not (REPO / name).is_file():
+                problems.append(f"{page.relative_to(REPO)} names {name}, which does not exist")
+    index = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    for result in sorted((REPO / "benchmarks" / "results").glob("*.json")):
+        if f"`{result.name}`" not in index:
+            problems.append(f"docs/benchmarks.md does not list {result.name} in its index of results")
+    return checked, problems
+
+
+def test_every_cited_figure_in_the_readme_and_docs_is_in_its_json():
+    checked, problems = mismatches()
+    assert checked >= 40, f"only {checked} citations found"
+    assert not problems, (
+        f"{len(problems)} of {checked} citations or named results do not hold:\n" + "\n".join(problems)
+    )

@@ -10,10 +10,12 @@ missed. How many probes: the fewest (at most :data:`JOIN_PROBES`) that find :dat
 pairs at the threshold, measured in the run itself on a sample searched exactly (:func:`assign_cells`).
 
 Measured on the 1M real-derived vectors of the 1M dedupe benchmark (all-MiniLM-L6-v2 int8, threshold
-0.75, pair recall against exact search on 5,000 sampled rows, ``benchmarks/results/join_1m.json``):
+0.75, pair recall against exact search on 5,000 sampled rows,
+``benchmarks/results/search-1m-join-vs-hnsw.json``):
 4,000 cells × 32 probes found 99.5 % of the pairs where the HNSW search (M=16, efC=40, ef=128, k=32)
 found 95.2 %; inside the 1M dedupe the join's search stage took 147 s against HNSW's 298 s
-(``dedupe_1m_join_idle.json``, ``dedupe_1m_openvino_int8.json``). A fixed 32 probes was what those
+(runs of ``benchmarks/dedupe.py --sizes 1000000``, since replaced in ``benchmarks/results/``: see
+git history). A fixed 32 probes was what those
 vectors needed; the static student's at 0.80 need 12–14 for 0.99 (its 1M join: 151 → 88 s).
 
 Every pair at or above ``floor`` is listed (not only each row's ``k`` nearest), so ``complete_to`` is

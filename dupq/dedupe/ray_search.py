@@ -146,7 +146,7 @@ def read_partition(path: Path, rows: np.ndarray, chunk: int = ASSIGN_CHUNK // 4)
     """The vectors of (sorted) ``rows`` of the ``.npy`` at ``path``, read ``chunk`` rows per mapping
     into one preallocated array. A partition's rows are scattered over the whole file: read through
     one mapping, every page they touch stayed resident until the end (+1.1 GB peak for 254k rows of a
-    768 MB file, ``benchmarks/results/ray_search_read.json``); per chunk, only a chunk's pages are."""
+    768 MB file, ``benchmarks/results/ray-search-read-chunks.json``); per chunk, only a chunk's pages are."""
     mapped = MappedRows(path)
     out = np.empty((len(rows), mapped.shape[1]), dtype=mapped.dtype)
     for start in range(0, len(rows), chunk):

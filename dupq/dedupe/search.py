@@ -127,8 +127,8 @@ def candidate_pairs(
     answers another threshold from saved pairs. Searching the floor by k-NN only and ranging at the
     threshold keeps a run as cheap as a search at the threshold: on the 100k-row report check a range
     search at the floor (0.70) took the search stage from 75 s to 624 s, many real sentences there having
-    hundreds of neighbours above 0.70 (``benchmarks/results/report_check_cold.json``; the 624 s are in
-    ``report_check.json`` as of commit 77dc914). ``vindex``: an index already built over ``vectors``
+    hundreds of neighbours above 0.70 (``benchmarks/results/report-check-100k-cold.json``; the 624 s are in
+    ``report-check-100k.json`` as of commit 77dc914). ``vindex``: an index already built over ``vectors``
     by :func:`build_index` (the Ray partition search times building and searching apart).
     ``join_recall``: the join's pair-recall target (default :data:`dupq.dedupe.join.JOIN_RECALL`).
     """
