@@ -39,9 +39,6 @@ DEDUPE_CHOSEN = "dedupe"
 #: The Matcher's operating point: the best dev F1 (it suggests; a person decides).
 MATCH_POINT = "best_f1"
 
-#: Kinds of model directory a card can describe.
-KINDS = ("bi-encoder", "student", "verifier")
-
 # JSON key -> attribute, for the fields the card names (everything else goes to ``extra``).
 _FIELDS = {
     "format_version": "format_version",

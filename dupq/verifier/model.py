@@ -46,13 +46,6 @@ def default_verifier_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "verifiers" / DEFAULT_VERIFIER
 
 
-def is_default_verifier(value: object) -> bool:
-    """Whether ``value`` names the shipped verifier (``"default"`` or its directory)."""
-    if isinstance(value, str) and value == DEFAULT_VERIFIER:
-        return True
-    return isinstance(value, (str, Path)) and Path(value).resolve() == default_verifier_dir()
-
-
 class Verifier(CalibratedDecision):
     """Decides whether candidate pairs are duplicates, from the Siamese encoder's token vectors.
 
