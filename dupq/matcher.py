@@ -81,6 +81,7 @@ from dupq.rescore import deciding_verifier, encode_queries, rescore, same_pass
 from dupq.runtime import torch_threads
 from dupq.stores import FileStore, QuestionStore, Row, is_database, open_database, open_store
 from dupq.text import KEY_VERSION, text_key
+from dupq.verifier.band import VERIFY_ABOVE, VERIFY_BELOW, check_band
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -111,13 +112,17 @@ class Matcher:
     ``index_kind``/``index_params``: see :mod:`dupq.index` (``auto``: exact flat search up to
     :data:`dupq.index.AUTO_FLAT_MAX` questions, HNSW above; crossing it converts the index once, inside
     that ``add``). ``query_threads``: torch threads for query batches under :data:`SMALL_BATCH`.
-    ``verifier``: the stage that rescores every non-exact match — ``"auto"`` (default: the model
+    ``verifier``: the stage that rescores the non-exact matches whose cosine lies in its band,
+    ``[threshold - verify_below, verify_above)`` (:mod:`dupq.verifier.band`; the pairs a dedupe
+    verifies — outside it the cosine decides, as in a dedupe) — ``"auto"`` (default: the model
     directory's own verifier, else for the stock encoder the one shipped in dupq; see
     :mod:`dupq.verifier.choose`), a :class:`dupq.verifier.Verifier` or its directory, or ``None`` for
     the cosine alone. With one, ``score``, ``probability`` and ``is_duplicate`` come from the verifier
     (its own threshold, best F1 on its dev split), and the cosine is kept as ``similarity``.
     ``backend``: how texts are encoded — ``"default"`` (``onnx-int8`` on a CPU where it is installed
     and verifies, else torch; see :mod:`dupq.backends`), or any name of ``dupq.backends.BACKEND_CHOICES``.
+    ``verify_below``/``verify_above``: the verifier's band (defaults shared with dedupe;
+    ``verify_below=2, verify_above=1.01`` verifies every non-exact match).
     ``store``: where the questions live (:mod:`dupq.stores`): ``None`` — in memory, saved to a directory
     with :meth:`save` (the embedded default); a PostgreSQL connection string (``postgresql://…``, or
     ``env:NAME`` / ``file:PATH`` naming one) — a pgvector table shared by any number of processes, every
@@ -138,7 +143,10 @@ class Matcher:
         verifier: Verifier | str | Path | None = "auto",
         backend: str = "default",
         store: str | QuestionStore | None = None,
+        verify_below: float = VERIFY_BELOW,
+        verify_above: float = VERIFY_ABOVE,
     ) -> None:
+        self.verify_below, self.verify_above = check_band(verify_below, verify_above)
         self.embedder = as_embedder(model, device=device, batch_size=batch_size, backend=backend)
         self.query_threads = query_threads
         self.verifier = deciding_verifier(verifier, self.embedder, device)
@@ -323,7 +331,7 @@ class Matcher:
                         seen.add(hit.id)
             out.append(QueryMatches(results[:k], query=query, truncated=bool(truncated[qi])))
         if self.verifier is not None:
-            self._verify(out, query_tokens)
+            self._verify(out, query_tokens, thr)
         if only_duplicates:
             out = [
                 QueryMatches([m for m in r if m.is_duplicate], query=r.query, truncated=r.truncated)
@@ -353,11 +361,15 @@ class Matcher:
             )
         return vecs, truncated, tokens
 
-    def _verify(self, results: list[QueryMatches], query_tokens: Any = None) -> None:
-        """Rescore every non-exact match with the verifier (:func:`dupq.rescore.rescore`)."""
+    def _verify(
+        self, results: list[QueryMatches], query_tokens: Any = None, thr: float | None = None
+    ) -> None:
+        """Rescore the non-exact matches in the verifier's band around ``thr`` (:func:`.rescore.rescore`)."""
+        thr = self.threshold if thr is None else thr
+        band = (thr - self.verify_below, self.verify_above)
         n = sum(not m.exact for r in results for m in r)
         with self._encode_lock, torch_threads(self.query_threads if n < 4 * SMALL_BATCH else None):
-            rescore(self.verifier, results, query_tokens)
+            rescore(self.verifier, results, query_tokens, band=band)
 
     def _match(self, i: int, row: Row, score: float, thr: float, exact: bool = False) -> Match:
         text, meta = row.text, row.metadata
@@ -559,6 +571,7 @@ class Matcher:
         self = cls.__new__(cls)
         self.embedder = embedder
         self.query_threads = 1
+        self.verify_below, self.verify_above = VERIFY_BELOW, VERIFY_ABOVE
         self.skipped_rows = []
         self.verifier = deciding_verifier(verifier, embedder, device)
         self.calibration = _calibration(manifest.get("calibration"))

@@ -5,7 +5,8 @@ side. A late-interaction verifier reads the same encoder's token vectors, and it
 gives the pooled sentence vector, so when the verifier runs the Matcher's own model on the Matcher's
 own backend a query is encoded once for both the search and the verification
 (:func:`encode_queries`); the stored candidates get their token vectors in one batch
-(:func:`rescore`). Callers hold the Matcher's encode lock around both.
+(:func:`rescore`) — only those whose cosine lies in the verifier's band (:mod:`dupq.verifier.band`),
+the pairs a dedupe would verify too. Callers hold the Matcher's encode lock around both.
 """
 
 from __future__ import annotations
@@ -59,12 +60,51 @@ def encode_queries(verifier: Any, embedder: Any, texts: list[str]) -> tuple[np.n
     return np.ascontiguousarray(tv.sentence, dtype=np.float32), truncated, (position, tv)
 
 
-def rescore(verifier: Any, results: list[QueryMatches], query_tokens: Any = None) -> None:
-    """Rescore every non-exact match of ``results`` with ``verifier`` (one batch for all queries), in
-    place, best first. ``query_tokens``: the queries' token vectors from :func:`encode_queries`."""
-    todo = [(r, j) for r in results for j, m in enumerate(r) if not m.exact]
-    if not todo:
-        return
+def rescore(
+    verifier: Any,
+    results: list[QueryMatches],
+    query_tokens: Any = None,
+    *,
+    band: tuple[float, float] = (-np.inf, np.inf),
+) -> None:
+    """Rescore the non-exact matches of ``results`` whose cosine lies in ``band`` (``[low, high)``,
+    :mod:`dupq.verifier.band`) with ``verifier`` (one batch for all queries), in place, best first.
+
+    A match outside the band is decided by the cosine — a duplicate at or above ``high``, not one
+    below ``low`` — as a dedupe of the same pair would decide it; its score is then the verifier's
+    probability for the cosine alone (:meth:`~dupq.verifier.Verifier.cosine_probability`) where the
+    verifier has one, so that one list ranks on one scale. ``query_tokens``: the queries' token
+    vectors from :func:`encode_queries`."""
+    low, high = band
+    todo: list[tuple[QueryMatches, int]] = []
+    for r in results:
+        for j, m in enumerate(r):
+            if m.exact:
+                continue
+            sim = m.similarity if m.similarity is not None else m.score
+            if low <= sim < high:
+                todo.append((r, j))
+            else:
+                r[j] = _by_cosine(verifier, m, sim, accept=sim >= high)
+    if todo:
+        _verify(verifier, todo, query_tokens)
+    for r in results:
+        r.sort(key=lambda m: (not m.exact, not m.is_duplicate, -m.score))
+
+
+def _by_cosine(verifier: Any, m: Match, sim: float, *, accept: bool) -> Match:
+    """``m`` decided on its cosine beside a verifier (outside its band)."""
+    p = verifier.cosine_probability(np.asarray([sim])) if hasattr(verifier, "cosine_probability") else None
+    prob = m.probability if p is None else float(p[0])
+    score = m.score if prob is None else prob
+    return Match(
+        m.id, m.text, float(score), prob, bool(accept), m.metadata, m.exact,
+        similarity=sim, decided_by="cosine",
+    )  # fmt: skip
+
+
+def _verify(verifier: Any, todo: list[tuple[QueryMatches, int]], query_tokens: Any) -> None:
+    """The verifier's decision for each ``(results, index)`` of ``todo``, in place."""
     q1, q2 = [r.query for r, _ in todo], [r[j].text for r, j in todo]
     extra: dict[str, Any] = {}
     if query_tokens is not None:
@@ -85,5 +125,3 @@ def rescore(verifier: Any, results: list[QueryMatches], query_tokens: Any = None
             m.id, m.text, float(p), float(p), bool(dup), m.metadata, m.exact,
             similarity=m.similarity, decided_by="verifier",
         )  # fmt: skip
-    for r in results:
-        r.sort(key=lambda m: (not m.exact, -m.score))

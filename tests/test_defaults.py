@@ -75,8 +75,10 @@ def test_matcher_defaults_to_the_shipped_verifier_and_says_so(default_model):
     assert m.verifier is not None and m.verifier.source == str(SHIPPED)
     m.add(["How do I delete a local branch in git?", "What is the capital of France?"])
     hits = m.match("How do I remove a branch from the remote repository?", k=2)
-    assert {h.decided_by for h in hits} == {"verifier"}
-    assert not hits[0].is_duplicate  # local vs remote: the planted near-miss of the demo
+    by = {h.text: h.decided_by for h in hits}
+    assert by["How do I delete a local branch in git?"] == "verifier"  # in the band: verified
+    assert by["What is the capital of France?"] == "cosine"  # far below it: the cosine says no, unverified
+    assert not any(h.is_duplicate for h in hits)  # local vs remote: the planted near-miss of the demo
     assert Matcher(default_model, verifier=None).verifier is None
     same = m.match("how do i delete a local branch in git", k=1)[0]
     assert same.exact and same.decided_by == "exact"

@@ -225,7 +225,7 @@ def test_matcher_with_a_verifier_rescores_and_keeps_the_cosine(trained, tiny_mod
     out, v = trained
     stored = _pairs(40, 4)
     plain = Matcher(tiny_model_dir, device="cpu")
-    verified = Matcher(tiny_model_dir, device="cpu", verifier=out)
+    verified = Matcher(tiny_model_dir, device="cpu", verifier=out, verify_below=2.0, verify_above=1.01)
     for m in (plain, verified):
         m.add(list(dict.fromkeys(stored.question2)))
     queries = stored.question1.tolist()[:12]
@@ -246,6 +246,44 @@ def test_matcher_with_a_verifier_rescores_and_keeps_the_cosine(trained, tiny_mod
     assert verified.stats()["verifier"] == str(out)
     dups = verified.match(queries, k=3, only_duplicates=True)
     assert all(m.is_duplicate for r in dups for m in r)
+
+
+def test_the_matcher_verifies_only_its_band_and_the_cosine_decides_the_rest(trained, tiny_model_dir):
+    """The band of dupq.verifier.band: the pairs a dedupe would verify. Outside it the cosine decides
+    (a duplicate at/above verify_above, not one below the floor), scored on the verifier's scale."""
+    from dupq.errors import InputError
+    from dupq.matcher import Matcher
+
+    out, v = trained
+    stored = _pairs(40, 4)
+    m = Matcher(tiny_model_dir, device="cpu", verifier=out)
+    m.add(list(dict.fromkeys(stored.question2)))
+    queries = stored.question1.tolist()[:12]
+    first = m.match(queries, k=5, exact_first=False)
+    sims = np.array([h.similarity for r in first for h in r if not h.exact])
+    # the tiny model's cosines crowd near 1: place the band by quantiles (floor = thr - verify_below)
+    m.verify_below, thr = 0.0, float(np.quantile(sims, 0.4))
+    m.verify_above = float(np.quantile(sims, 0.85))  # the top ones accepted on the cosine
+    seen = set()
+    for q, r in zip(queries, m.match(queries, k=5, threshold=thr, exact_first=False), strict=True):
+        for h in r:
+            if h.exact:
+                continue
+            inside = thr - m.verify_below <= h.similarity < m.verify_above
+            seen.add(inside if h.similarity < m.verify_above else "above")
+            if inside:
+                assert h.decided_by == "verifier"
+                assert h.score == pytest.approx(v.predict([q], [h.text]).probability[0], abs=1e-6)
+            else:
+                assert h.decided_by == "cosine" and h.is_duplicate == (h.similarity >= m.verify_above)
+                want = v.cosine_probability(np.array([h.similarity]))
+                assert h.probability == pytest.approx(float(want[0]) if want is not None else h.probability)
+        assert [(not h.is_duplicate, -h.score) for h in r if not h.exact] == sorted(
+            (not h.is_duplicate, -h.score) for h in r if not h.exact
+        )
+    assert seen == {True, False, "above"}
+    with pytest.raises(InputError, match="verify_below"):
+        Matcher(tiny_model_dir, device="cpu", verifier=None, verify_below=-0.1)
 
 
 def test_mine_candidates_finds_each_rows_nearest_others():

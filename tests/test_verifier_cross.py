@@ -85,7 +85,7 @@ def test_matcher_and_dedupe_take_a_cross_encoder_verifier(cross, tiny_model_dir,
     out, v = cross
     stored = _pairs(30, 4)
     plain = Matcher(tiny_model_dir, device="cpu")
-    verified = Matcher(tiny_model_dir, device="cpu", verifier=out)
+    verified = Matcher(tiny_model_dir, device="cpu", verifier=out, verify_below=2.0, verify_above=1.01)
     for m in (plain, verified):
         m.add(list(dict.fromkeys(stored.question2)))
     q = stored.question1.iloc[0]

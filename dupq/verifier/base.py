@@ -64,6 +64,11 @@ class CalibratedDecision:
         """The model card as its JSON object (what ``dupq.json`` holds)."""
         return self.card.to_dict()
 
+    def cosine_probability(self, cosine: np.ndarray) -> np.ndarray | None:
+        """P(duplicate) from the cosine alone, on this verifier's scale, where it has such a path (a
+        guarded late-interaction verifier); ``None`` otherwise. Scores the pairs it does not decide."""
+        return None
+
     def calibrated(self, raw: np.ndarray) -> np.ndarray:
         """P(duplicate) from raw scores (Platt scaling fitted on dev)."""
         from scipy.special import expit

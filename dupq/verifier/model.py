@@ -182,6 +182,14 @@ class Verifier(CalibratedDecision):
             raw = self.guard.apply(raw, x)
         return self.calibrated(raw)
 
+    def cosine_probability(self, cosine: np.ndarray) -> np.ndarray | None:
+        """The guard's cosine path alone (the head given no weight), Platt-scaled like every score:
+        what this verifier says of a pair it does not decide (outside :mod:`dupq.verifier.band`)."""
+        if self.guard is None:
+            return None
+        c = np.asarray(cosine, dtype=np.float64)
+        return self.calibrated(self.guard.coef * c + self.guard.intercept)
+
     def token_vectors(self, texts: Sequence[str], *, show_progress: bool = False) -> TokenVectors:
         """One encoder pass over ``texts``: token vectors for the features and the pooled unit vector
         (the bi-encoder's own embedding, so a caller can search with it instead of encoding again)."""

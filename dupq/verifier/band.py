@@ -1,0 +1,41 @@
+"""Which candidate pairs the verifier decides: one band, shared by dedupe and the Matcher.
+
+The cosine finds candidates; the verifier decides those whose cosine lies in
+``[threshold - VERIFY_BELOW, VERIFY_ABOVE)``. Below the band a pair is not a duplicate, at or above
+it (near-identical wording) it is, both on the cosine alone. Dedupe searches from the band's floor,
+so a Matcher that verified every one of its top ``k`` would decide a pair differently from a dedupe
+of the same two questions; with one band they agree, and a query whose candidates all lie outside
+it costs no second transformer pass (``benchmarks/default_latency.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: How far below the cosine threshold candidates are still verified (dedupe searches from there).
+VERIFY_BELOW = 0.10
+#: Cosines at or above this are accepted without the verifier (near-identical wording).
+VERIFY_ABOVE = 0.98
+
+
+def in_band(
+    cosine: np.ndarray, threshold: float, below: float = VERIFY_BELOW, above: float = VERIFY_ABOVE
+) -> np.ndarray:
+    """Per cosine, whether the verifier decides it (``threshold - below <= cosine < above``)."""
+    c = np.asarray(cosine, dtype=np.float64)
+    return (c >= threshold - below) & (c < above)
+
+
+def check_band(below: float, above: float) -> tuple[float, float]:
+    """``(below, above)`` as floats, or an ``InputError`` naming the bad one. ``below`` up to 2 and
+    ``above`` 1.01 let a caller verify every candidate (any cosine is at least ``threshold - 2``)."""
+    from dupq.errors import InputError
+
+    if not 0.0 <= below <= 2.0:
+        raise InputError(f"verify_below must be in [0, 2], got {below}", column="verify_below")
+    if not -1.0 <= above <= 1.01:
+        raise InputError(
+            f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {above}",
+            column="verify_above",
+        )
+    return float(below), float(above)
