@@ -1,6 +1,9 @@
 """``dupq dedupe`` and ``dupq report``: the batch-dedupe commands (registered on the app in :mod:`dupq.cli`).
 
-Heavy imports happen inside the commands so that ``dupq --help`` stays fast.
+The options of ``dupq dedupe`` are not written here: they are the fields of
+:class:`~dupq.dedupe.config.DedupeConfig` that have flags, turned into typer options by
+:func:`~dupq.cli_options.option_parameters`, so their flags, defaults and help are declared once.
+The pipeline itself is imported inside the command.
 """
 
 from __future__ import annotations
