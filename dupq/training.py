@@ -13,7 +13,6 @@ TensorBoard, multi-GPU) while dupq adds what duplicate detection needs on top:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -29,11 +28,14 @@ from dupq.card import DEDUPE_POINT, ModelCard, decision_fields
 from dupq.encoder import embedding_dim, load_encoder, resolve_device
 from dupq.errors import InputError
 from dupq.losses import LossSpec, build_datasets, build_loss
+from dupq.trainpairs import augmented, frame_fingerprint, with_extra_pairs
 
 if TYPE_CHECKING:
     from dupq.pairdata import PairData, Splits
 
 logger = logging.getLogger(__name__)
+
+_with_extra_pairs = with_extra_pairs  # its name before dupq.trainpairs (tests/test_dedupe_decisions.py)
 
 #: Average-precision points a fine-tuned model may lose against its base model, on dev or on a
 #: general set, before ``train`` warns: a model that gains in-domain and loses elsewhere regressed.
@@ -328,8 +330,8 @@ def train(
     generated hard negatives and noise positives to the train split only (:mod:`dupq.augment`).
     ``general`` names labelled pair files from other domains to check for forgetting (see
     :func:`train_model`). ``extra_pairs`` names more labelled pair files for the train split only —
-    e.g. the review marks a dedupe report exports — see :func:`_with_extra_pairs`. ``config`` holds
-    :class:`TrainConfig` fields.
+    e.g. the review marks a dedupe report exports — see :func:`dupq.trainpairs.with_extra_pairs`.
+    ``config`` holds :class:`TrainConfig` fields.
     """
     from dupq.data import load_pairs, split_pairs
     from dupq.pairdata import PairData, Splits
@@ -366,9 +368,9 @@ def train(
         "split_sizes": {k: int(len(getattr(splits, k))) for k in ("train", "dev", "test")},
     }
     if extra_pairs:
-        train_pairs, extra["extra_pairs"] = _with_extra_pairs(train_pairs, splits, extra_pairs)
+        train_pairs, extra["extra_pairs"] = with_extra_pairs(train_pairs, splits, extra_pairs)
     if augment is not None:
-        train_pairs, extra["augment"] = _augmented(train_pairs, augment, cfg.seed)
+        train_pairs, extra["augment"] = augmented(train_pairs, augment, cfg.seed)
     if kind == "verifier":
         return _train_verifier(train_pairs, splits, out_dir, cfg, verifier_head, extra)
     splits.save(Path(out_dir) / "splits")
@@ -380,60 +382,6 @@ def train(
         resume_from_checkpoint=resume_from_checkpoint,
         extra_metadata=extra,
     )
-
-
-def _with_extra_pairs(
-    train_pairs: pd.DataFrame, splits: Splits, paths: Sequence[str | Path]
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The train split plus the pairs of ``paths`` (read by :func:`dupq.data.load_pairs`).
-
-    A pair sharing a question with dev or test is left out (and counted): it would leak held-out
-    questions into training and flatter the calibration and the evaluation.
-    """
-    from dupq.data import load_pairs
-    from dupq.text import text_key
-
-    held_out = {
-        text_key(t)
-        for part in (splits.dev, splits.test)
-        for col in ("question1", "question2")
-        for t in part[col].tolist()
-    }
-    frames, info = [], {"files": [], "added": 0, "left_out_overlapping_dev_test": 0}
-    for path in paths:
-        data = load_pairs(path)
-        pairs = data.pairs
-        overlap = pairs["question1"].map(text_key).isin(held_out) | pairs["question2"].map(text_key).isin(
-            held_out
-        )
-        frames.append(pairs[~overlap])
-        info["files"].append({"path": str(path), "sha256": data.sha256, "pairs": int(len(pairs))})
-        info["added"] += int((~overlap).sum())
-        info["left_out_overlapping_dev_test"] += int(overlap.sum())
-    logger.info(
-        "extra pairs: %d added to train, %d left out (share a dev/test question)",
-        info["added"],
-        info["left_out_overlapping_dev_test"],
-    )
-    return pd.concat([train_pairs, *frames], ignore_index=True), info
-
-
-def _augmented(train_pairs: pd.DataFrame, augment: str, seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The train split plus generated near-miss pairs, and what was added (by rule and label)."""
-    from dupq.augment import augment_pairs
-
-    if augment != "near-miss":
-        raise InputError(f"unknown augmentation {augment!r}; the one there is: near-miss", column="augment")
-    out = augment_pairs(train_pairs, seed=seed)
-    added = out[out["augment"] != ""]
-    summary = {
-        "kind": augment,
-        "pairs_added": int(len(added)),
-        "by_rule": {str(k): int(v) for k, v in added["augment"].value_counts().items()},
-        "positives_added": int(added["label"].sum()),
-    }
-    logger.info("near-miss augmentation added %d pairs: %s", len(added), summary["by_rule"])
-    return out.drop(columns=["augment"]), summary
 
 
 def _train_verifier(
@@ -529,14 +477,6 @@ def forgetting_check(
                 FORGETTING_TOLERANCE,
             )
     return out
-
-
-def frame_fingerprint(pairs: pd.DataFrame) -> str:
-    """sha256 over the pair texts and labels, order-sensitive (which data trained this model)."""
-    h = hashlib.sha256()
-    for q1, q2, lab in zip(pairs["question1"], pairs["question2"], pairs["label"], strict=True):
-        h.update(f"{q1}\t{q2}\t{int(lab)}\n".encode())
-    return h.hexdigest()
 
 
 def _dev_loss(metrics: dict[str, float]) -> float | None:

@@ -22,12 +22,27 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from dupq.io import atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+
+class Pairs(NamedTuple):
+    """Pairs ``a < b`` of unique texts with their cosine ``s``, as a stage hands them on (the live ones,
+    the verified ones). A tuple, so ``a, b, s = pairs`` still reads; named, so a stage's signature says
+    what it takes."""
+
+    a: np.ndarray
+    b: np.ndarray
+    s: np.ndarray
+
+    def select(self, keep: np.ndarray) -> Pairs:
+        """The pairs where ``keep`` (bool per pair) is set."""
+        return Pairs(self.a[keep], self.b[keep], self.s[keep])
 
 
 @dataclass
@@ -50,15 +65,15 @@ class CandidatePairs:
         """Whether :meth:`above` gives every pair at ``threshold`` (so no search is needed)."""
         return threshold >= self.floor - 1e-9 and self.cut_above(threshold) == 0
 
-    def above(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def above(self, threshold: float) -> Pairs:
         """The pairs with cosine ``>= threshold`` (which must not be below :attr:`floor`) — when all of
         them qualify, these arrays themselves rather than copies: read them, do not modify them."""
         if threshold < self.floor - 1e-9:
             raise ValueError(f"pairs were searched down to {self.floor}, not {threshold}")
         keep = self.s >= np.float32(threshold)
         if keep.all():  # the arrays themselves (read-only use): copies of 123M pairs are 2.5 GB
-            return self.a.astype(np.int64, copy=False), self.b.astype(np.int64, copy=False), self.s
-        return self.a[keep].astype(np.int64), self.b[keep].astype(np.int64), self.s[keep]
+            return Pairs(self.a.astype(np.int64, copy=False), self.b.astype(np.int64, copy=False), self.s)
+        return Pairs(self.a[keep].astype(np.int64), self.b[keep].astype(np.int64), self.s[keep])
 
 
 class PairCache:

@@ -60,9 +60,10 @@ BORDERLINE = 300
 HIST_BINS = 50
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReportInputs:
-    """What a run hands the report: its texts and results, the candidate pairs, and how it grouped."""
+    """What a run hands the report: its texts and results, the candidate pairs, and how it grouped
+    (keyword-only: ten fields, several of the same type, are easy to pass in the wrong order)."""
 
     scan: Scan
     columns: OutputColumns
