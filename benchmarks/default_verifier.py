@@ -140,9 +140,10 @@ def _dedupe_decision(x: np.ndarray, p: np.ndarray, t: float) -> np.ndarray:
     """What `dupq dedupe` decides with the verifier on: candidates from cosine >= 0.65 (the stock
     0.75 less --verify-below 0.10), accepted on the cosine at >= 0.98, else when P >= ``t``."""
     from dupq.encoder import DEFAULT_THRESHOLD
+    from dupq.verifier.band import VERIFY_ABOVE, VERIFY_BELOW
 
     cos = x[:, 0]
-    return (cos >= 0.98) | ((cos >= DEFAULT_THRESHOLD - 0.10) & (p >= t))
+    return (cos >= VERIFY_ABOVE) | ((cos >= DEFAULT_THRESHOLD - VERIFY_BELOW) & (p >= t))
 
 
 def choose_dedupe_point(dev: dict, prob) -> dict:
@@ -235,7 +236,7 @@ def fit_default(feats: dict, out_dir: Path | None, command: str) -> dict:
         xt, yt = feats[(n, "test")]
         cos = xt[:, 0]
         stock = cos >= DEFAULT_THRESHOLD
-        verified = (cos >= 0.98) | ((cos >= DEFAULT_THRESHOLD - 0.10) & (prob(xt) >= t_dedupe))
+        verified = _dedupe_decision(xt, prob(xt), t_dedupe)
         trade[n] = {
             name: {
                 "recall": round(float(d[yt == 1].mean()), 4),

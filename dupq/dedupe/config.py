@@ -18,6 +18,7 @@ from dupq.dedupe.join import JOIN_RECALL
 from dupq.dedupe.keep import KeepRule, parse_keep
 from dupq.errors import InputError
 from dupq.options import BACKEND, VERIFIER, option, shared
+from dupq.verifier.band import VERIFY_ABOVE, VERIFY_BELOW, check_band
 
 #: Exact (flat) search up to this many unique texts; the cell join above (dupq.dedupe.join; pair recall
 #: against exact search measured in benchmarks/dedupe.py and benchmarks/ray_search.py).
@@ -143,10 +144,12 @@ class Verify:
 
     verifier: Any = shared(VERIFIER)
     verify_below: float = option(
-        0.10, "--verify-below", help="With --verifier: search this far below the threshold."
+        VERIFY_BELOW, "--verify-below", help="With --verifier: search this far below the threshold."
     )
     verify_above: float = option(
-        0.98, "--verify-above", help="With --verifier: pairs at/above this cosine are accepted unverified."
+        VERIFY_ABOVE,
+        "--verify-above",
+        help="With --verifier: pairs at/above this cosine are accepted unverified.",
     )
 
 
@@ -238,12 +241,7 @@ class DedupeConfig(Engine, Report, Grouping, Verify, Search, ModelBackend, Input
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.search_margin <= 1.0:
             raise InputError(f"search_margin must be in [0, 1], got {self.search_margin}")
-        if not 0.0 <= self.verify_below <= 1.0:
-            raise InputError(f"verify_below must be in [0, 1], got {self.verify_below}")
-        if not -1.0 <= self.verify_above <= 1.01:
-            raise InputError(
-                f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {self.verify_above}"
-            )
+        self.verify_below, self.verify_above = check_band(self.verify_below, self.verify_above, max_below=1.0)
         self.keep_rule = parse_keep(self.keep)
         if not 0.0 < self.join_recall <= 1.0:
             raise InputError(f"join_recall must be in (0, 1], got {self.join_recall}")

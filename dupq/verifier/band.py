@@ -26,13 +26,14 @@ def in_band(
     return (c >= threshold - below) & (c < above)
 
 
-def check_band(below: float, above: float) -> tuple[float, float]:
+def check_band(below: float, above: float, *, max_below: float = 2.0) -> tuple[float, float]:
     """``(below, above)`` as floats, or an ``InputError`` naming the bad one. ``below`` up to 2 and
-    ``above`` 1.01 let a caller verify every candidate (any cosine is at least ``threshold - 2``)."""
+    ``above`` 1.01 let a Matcher verify every match (any cosine is at least ``threshold - 2``); a
+    dedupe, which *searches* from the floor, allows ``max_below=1``."""
     from dupq.errors import InputError
 
-    if not 0.0 <= below <= 2.0:
-        raise InputError(f"verify_below must be in [0, 2], got {below}", column="verify_below")
+    if not 0.0 <= below <= max_below:
+        raise InputError(f"verify_below must be in [0, {max_below:g}], got {below}", column="verify_below")
     if not -1.0 <= above <= 1.01:
         raise InputError(
             f"verify_above must be a cosine in [-1, 1] (or 1.01: verify all), got {above}",
