@@ -131,6 +131,7 @@ def score_pairs(
     encoding (3,000 pairs take a minute on a CPU).
     """
     from dupq.matcher import Matcher
+    from dupq.rescore import same_pass
     from dupq.verifier.choose import describe
 
     path = Path(path)
@@ -154,12 +155,17 @@ def score_pairs(
     prob = np.full(len(df), np.nan)
     score = np.full(len(df), np.nan)
     if len(ok):
-        va = matcher.embedder.encode(a, batch_size=batch_size, show_progress=show_progress, desc=q1)
-        vb = matcher.embedder.encode(b, batch_size=batch_size, show_progress=show_progress, desc=q2)
+        tokens = None
+        if same_pass(matcher.verifier, matcher.embedder):  # one transformer pass serves both stages
+            tokens = matcher.verifier.token_vectors(a + b, show_progress=show_progress)
+            va, vb = tokens.sentence[: len(a)], tokens.sentence[len(a) :]
+        else:
+            va = matcher.embedder.encode(a, batch_size=batch_size, show_progress=show_progress, desc=q1)
+            vb = matcher.embedder.encode(b, batch_size=batch_size, show_progress=show_progress, desc=q2)
         sim[ok] = np.clip((va * vb).sum(axis=1), -1.0, 1.0)
         if matcher.verifier is not None:
             v = matcher.verifier
-            p = v.predict(a, b).probability
+            p = v.predict(a, b, tokens=tokens, show_progress=show_progress).probability
             prob[ok], score[ok] = p, p
             thr = v.threshold if threshold is None else float(threshold)
         else:

@@ -112,3 +112,32 @@ def test_score_errors_name_the_file_and_column(tmp_path):
         app, ["score", str(bad), "-o", str(tmp_path / "o.csv"), "--question1", "a", "--question2", "zz"]
     )
     assert res.exit_code == 2 and "zz" in res.output
+
+
+def test_score_with_a_verifier_encodes_each_text_once(tiny_model_dir, pair_file, tmp_path, monkeypatch):
+    """The verifier's token pass gives the pooled vectors too: no separate bi-encoder pass, and the
+    same similarities and probabilities as the two-pass way."""
+    from dupq.embed import Embedder
+    from dupq.verifier import Verifier, train_verifier
+    from tests.test_verifier import _pairs
+
+    vdir = tmp_path / "v"
+    train_verifier(
+        _pairs(80, 0), _pairs(40, 1), vdir, encoder=tiny_model_dir, head="gbdt", show_progress=False
+    )
+    from dupq.text import normalize
+
+    ok = [r for r in ROWS if r[1].strip() and r[2].strip() and normalize(r[1]) != normalize(r[2])]
+    a, b = [r[1] for r in ok], [r[2] for r in ok]
+    emb = Embedder(tiny_model_dir)
+    want_sim = (emb.encode(a) * emb.encode(b)).sum(axis=1)
+    want_p = Verifier.load(vdir).predict(a, b).probability
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a second transformer pass")
+
+    monkeypatch.setattr(Embedder, "encode", no_pass)
+    res = score_pairs(pair_file, model=tiny_model_dir, verifier=vdir)
+    got = res.table[res.table["dupq_status"] == "ok"]
+    assert got["dupq_similarity"].to_numpy() == pytest.approx(want_sim, abs=1e-5)
+    assert got["dupq_probability"].to_numpy() == pytest.approx(want_p, abs=1e-6)
