@@ -187,6 +187,7 @@ def worker(args: argparse.Namespace) -> dict:
             "similar_pairs": s.similar_pairs,
             "texts_encoded": s.texts_encoded,
             "embeddings_reused": s.embeddings_reused,  # > 0: a --keep-embeddings rerun; encode_s is not
+            "verification": getattr(s, "verification", None),  # the verifier stage's counts (default: on)
         }
         np.save(work / "groups-dupq.npy", groups)
         out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the checks below
