@@ -286,6 +286,30 @@ def test_the_matcher_verifies_only_its_band_and_the_cosine_decides_the_rest(trai
         Matcher(tiny_model_dir, device="cpu", verifier=None, verify_below=-0.1)
 
 
+def test_indexed_scoring_of_one_text_list_gives_the_pairwise_answers(trained):
+    """A dedupe's path (pairs as indices into one list, one token pass per text, words read once per
+    text) scores every pair as scoring the pairs one by one does."""
+    _, v = trained
+    df = _pairs(30, 7)
+    texts = list(dict.fromkeys(df.question1.tolist() + df.question2.tolist()))
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(texts), 200), rng.integers(0, len(texts), 200)
+    got = v.predict_indexed(texts, a, b)
+    want = v.predict([texts[i] for i in a], [texts[i] for i in b])
+    assert got.similarity == pytest.approx(want.similarity, abs=1e-5)
+    assert got.probability == pytest.approx(want.probability, abs=1e-5)
+    x = v.features([texts[i] for i in a[:20]], [texts[i] for i in b[:20]])
+    from dupq.verifier.features import pair_features
+
+    tv = v.token_vectors(texts)
+    one = [
+        pair_features(float(tv.sentence[i] @ tv.sentence[j]), tv.tokens[i].astype(np.float32),
+                      tv.tokens[j].astype(np.float32), tv.content[i], tv.content[j], texts[i], texts[j])
+        for i, j in zip(a[:20], b[:20], strict=True)
+    ]  # fmt: skip
+    assert x == pytest.approx(np.stack(one), abs=1e-5)
+
+
 def test_mine_candidates_finds_each_rows_nearest_others():
     from dupq.distill import mine_candidates
 

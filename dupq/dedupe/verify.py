@@ -58,9 +58,12 @@ def verify_pairs(
     keep = by_cos.copy()
     n_dup = 0
     if len(todo):
-        p = verifier.predict(
-            [texts[i] for i in a[todo]], [texts[i] for i in b[todo]], show_progress=show_progress
-        ).probability
+        if hasattr(verifier, "predict_indexed"):  # late interaction: one token pass per text, no copies
+            p = verifier.predict_indexed(texts, a[todo], b[todo], show_progress=show_progress).probability
+        else:
+            p = verifier.predict(
+                [texts[i] for i in a[todo]], [texts[i] for i in b[todo]], show_progress=show_progress
+            ).probability
         ok = p >= threshold
         keep[todo[ok]] = True
         n_dup = int(ok.sum())

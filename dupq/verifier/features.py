@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -114,32 +115,57 @@ def alignment_features(sim: np.ndarray, content_a: np.ndarray, content_b: np.nda
     ]
 
 
-def lexical_features(text_a: str, text_b: str) -> list[float]:
-    """Word-level features: overlap, order (bigrams), numbers, negation, question word, length."""
-    wa, wb = words(text_a), words(text_b)
-    sa, sb = set(wa), set(wb)
-    ca, cb = sa - STOPWORDS, sb - STOPWORDS
-    ba, bb = set(zip(wa, wa[1:], strict=False)), set(zip(wb, wb[1:], strict=False))
-    uni = _jaccard(sa, sb)
-    bi = _jaccard(ba, bb)
-    na, nb = set(_NUMBER.findall(text_a)), set(_NUMBER.findall(text_b))
-    nega, negb = bool(sa & _NEGATIONS), bool(sb & _NEGATIONS)
-    wha = next((w for w in wa if w in _WH), "")
-    whb = next((w for w in wb if w in _WH), "")
-    la, lb = max(len(wa), 1), max(len(wb), 1)
+class TextProfile(NamedTuple):
+    """What the lexical features read of one text, computed once per text (a dedupe scores each text
+    in many pairs): its words, word/content/bigram sets, numbers, negation and question word."""
+
+    n_words: int
+    words: frozenset
+    content: frozenset
+    bigrams: frozenset
+    numbers: frozenset
+    negated: bool
+    wh: str
+
+
+def text_profile(text: str) -> TextProfile:
+    """The :class:`TextProfile` of ``text``."""
+    w = words(text)
+    sw = frozenset(w)
+    return TextProfile(
+        n_words=len(w),
+        words=sw,
+        content=sw - STOPWORDS,
+        bigrams=frozenset(zip(w, w[1:], strict=False)),
+        numbers=frozenset(_NUMBER.findall(text)),
+        negated=bool(sw & _NEGATIONS),
+        wh=next((x for x in w if x in _WH), ""),
+    )
+
+
+def lexical_from_profiles(a: TextProfile, b: TextProfile) -> list[float]:
+    """:func:`lexical_features` of two texts from their profiles."""
+    uni = _jaccard(a.words, b.words)
+    bi = _jaccard(a.bigrams, b.bigrams)
+    la, lb = max(a.n_words, 1), max(b.n_words, 1)
     return [
         uni,
-        _jaccard(ca, cb),
+        _jaccard(a.content, b.content),
         bi,
         bi - uni,
-        float(len(ca ^ cb)),
-        float(na != nb),
-        float(bool(na or nb)),
-        float(nega != negb),
-        float(wha != whb),
+        float(len(a.content ^ b.content)),
+        float(a.numbers != b.numbers),
+        float(bool(a.numbers or b.numbers)),
+        float(a.negated != b.negated),
+        float(a.wh != b.wh),
         min(la, lb) / max(la, lb),
         float(np.log(la + lb)),
     ]
+
+
+def lexical_features(text_a: str, text_b: str) -> list[float]:
+    """Word-level features: overlap, order (bigrams), numbers, negation, question word, length."""
+    return lexical_from_profiles(text_profile(text_a), text_profile(text_b))
 
 
 def pair_features(
@@ -148,12 +174,15 @@ def pair_features(
     tokens_b: np.ndarray,
     content_a: np.ndarray,
     content_b: np.ndarray,
-    text_a: str,
-    text_b: str,
+    text_a: str | TextProfile,
+    text_b: str | TextProfile,
 ) -> np.ndarray:
-    """The :data:`FEATURE_NAMES` vector of one pair, from unit token vectors and the raw texts."""
+    """The :data:`FEATURE_NAMES` vector of one pair, from unit token vectors and the raw texts (or
+    their :class:`TextProfile`, when the caller scores a text in many pairs)."""
     sim = tokens_a @ tokens_b.T if len(tokens_a) and len(tokens_b) else np.zeros((0, 0), np.float32)
-    row = [float(cosine), *alignment_features(sim, content_a, content_b), *lexical_features(text_a, text_b)]
+    pa = text_a if isinstance(text_a, TextProfile) else text_profile(text_a)
+    pb = text_b if isinstance(text_b, TextProfile) else text_profile(text_b)
+    row = [float(cosine), *alignment_features(sim, content_a, content_b), *lexical_from_profiles(pa, pb)]
     return np.asarray(row, dtype=np.float32)
 
 

@@ -25,7 +25,7 @@ from dupq.card import CARD_FILE, ModelCard
 from dupq.encoder import DEFAULT_ALIASES, load_encoder, model_source
 from dupq.errors import InputError, StoreError
 from dupq.verifier.base import CalibratedDecision, VerifierScores
-from dupq.verifier.features import FEATURE_NAMES, pair_features
+from dupq.verifier.features import FEATURE_NAMES, TextProfile, pair_features, text_profile
 from dupq.verifier.guard import Guard
 from dupq.verifier.head import HEAD_FILE, Head
 from dupq.verifier.tokens import TokenVectors, encode_tokens
@@ -215,6 +215,24 @@ class Verifier(CalibratedDecision):
             similarity=x[:, 0] if len(x) else np.zeros(0), probability=p, is_duplicate=p >= self.threshold
         )
 
+    def predict_indexed(
+        self, texts: Sequence[str], a: np.ndarray, b: np.ndarray, *, show_progress: bool = False
+    ) -> VerifierScores:
+        """Score the pairs ``(texts[a[i]], texts[b[i]])`` of one list of texts (a dedupe's candidate
+        pairs): each text of a pair gets one token pass, and no per-pair copy of vectors or text is
+        made — what keeps a dedupe of 500k candidate pairs in memory."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        if len(a) != len(b):
+            raise InputError(f"{len(a)} first indices but {len(b)} second indices")
+        used = np.unique(np.concatenate([a, b]))
+        tv = self.token_vectors([texts[i] for i in used], show_progress=show_progress)
+        ia, ib = np.searchsorted(used, a), np.searchsorted(used, b)
+        x = indexed_feature_matrix(tv, ia, ib, _Picked(texts, used), show_progress=show_progress)
+        p = self.probability_from_features(x) if len(x) else np.zeros(0)
+        return VerifierScores(
+            similarity=x[:, 0] if len(x) else np.zeros(0), probability=p, is_duplicate=p >= self.threshold
+        )
+
     def __repr__(self) -> str:
         return (
             f"Verifier({self.source or 'unsaved'}, head={self.head.kind}, threshold={self.threshold:.3f}, "
@@ -238,22 +256,52 @@ def pair_feature_matrix(
     n = len(q1)
     if n == 0:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
-    tv = tokens or encode_tokens(
-        encoder, q1 + q2, batch_size=batch_size, show_progress=show_progress, runner=runner
-    )
-    rows = [
-        pair_features(
-            float(tv.sentence[i] @ tv.sentence[n + i]),
+    if tokens is not None:
+        return indexed_feature_matrix(tokens, np.arange(n), np.arange(n, 2 * n), q1 + q2)
+    texts = list(dict.fromkeys(q1 + q2))
+    where = {t: i for i, t in enumerate(texts)}
+    tv = encode_tokens(encoder, texts, batch_size=batch_size, show_progress=show_progress, runner=runner)
+    ia = np.fromiter((where[t] for t in q1), dtype=np.int64, count=n)
+    ib = np.fromiter((where[t] for t in q2), dtype=np.int64, count=n)
+    return indexed_feature_matrix(tv, ia, ib, texts, show_progress=show_progress)
+
+
+def indexed_feature_matrix(
+    tv: TokenVectors,
+    ia: np.ndarray,
+    ib: np.ndarray,
+    texts: Sequence[str],
+    *,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Features of the pairs ``(texts[ia[i]], texts[ib[i]])`` whose token vectors are ``tv`` (one
+    entry per text of ``texts``). Nothing is copied per pair but the pair's own similarity matrix, and
+    each text's words are read once: a dedupe scores a text in many pairs."""
+    from tqdm.auto import tqdm
+
+    n = len(ia)
+    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+    profiles: dict[int, TextProfile] = {}
+
+    def profile(i: int) -> TextProfile:
+        p = profiles.get(i)
+        if p is None:
+            p = profiles[i] = text_profile(texts[i])
+        return p
+
+    sent = tv.sentence
+    for k in tqdm(range(n), desc="pair features", unit="pair", disable=not show_progress, mininterval=1.0):
+        i, j = int(ia[k]), int(ib[k])
+        out[k] = pair_features(
+            float(sent[i] @ sent[j]),
             tv.tokens[i].astype(np.float32),
-            tv.tokens[n + i].astype(np.float32),
+            tv.tokens[j].astype(np.float32),
             tv.content[i],
-            tv.content[n + i],
-            q1[i],
-            q2[i],
+            tv.content[j],
+            profile(i),
+            profile(j),
         )
-        for i in range(n)
-    ]
-    return np.stack(rows)
+    return out
 
 
 def encoder_reference(encoder: SentenceTransformer) -> str:
@@ -264,3 +312,16 @@ def encoder_reference(encoder: SentenceTransformer) -> str:
     if src and Path(src).resolve() == default_model_path().resolve():
         return "default"
     return ENCODER_DIR
+
+
+class _Picked(Sequence):
+    """``texts[used[i]]`` as a sequence, without copying the strings."""
+
+    def __init__(self, texts: Sequence[str], used: np.ndarray) -> None:
+        self._texts, self._used = texts, used
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._texts[int(self._used[i])]
