@@ -10,8 +10,10 @@ Steps, each reproducible from the data:
 
 1. every set is split by question components (``dupq.data.split_pairs``: dev 10 %, test 20 %, seed
    42, as ``benchmarks/quora_model.py``), so no test question is seen in fitting or tuning;
-2. the late-interaction features of every pair are computed with the stock encoder (cached under
-   ``benchmarks/.cache/verifier/``);
+2. the late-interaction features of every pair are computed with the stock encoder, once with its
+   torch token pass and once with the int8 ONNX export the ``default`` backend runs on a CPU (cached
+   under ``benchmarks/.cache/verifier/``); every fit and choice below sees both, and the test table
+   reports both;
 3. the head (gradient-boosted trees, *monotone in the cosine*: a higher cosine never lowers
    P(duplicate)) is fit on the train splits of every set but the long forum questions (SemEval),
    which are held out of it so that the guard sees the head on text unlike what it learned from;
@@ -96,14 +98,22 @@ def load_splits(seed: int = 42) -> dict:
     }
 
 
-def features(splits: dict) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """(set, part) -> (features, labels) with the stock encoder in torch, cached as .npz (keyed by the
-    pairs' own texts, so a changed split is recomputed, never mixed up)."""
+#: The token passes the head is fit on: torch (GPU, ``--backend torch``) and the int8 ONNX export that
+#: the ``default`` backend runs on a CPU. Their token vectors differ a little (int8 weights), enough to
+#: move a head fit on one alone by several AP points on the other (PAWS-QQP test AP 0.674 in torch,
+#: 0.620 with int8 features, for a head fit on torch's), so every fit and choice below sees both.
+BACKENDS = ("torch", "onnx-int8")
+
+
+def features(splits: dict, backend: str = "torch") -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(set, part) -> (features, labels) with the stock encoder's token pass on ``backend``, cached as
+    .npz (keyed by backend and the pairs' own texts, so a changed split is recomputed, never mixed up)."""
     from dupq.encoder import load_encoder
     from dupq.verifier.model import pair_feature_matrix
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    out, model = {}, None
+    out, model, runner = {}, None, None
+    prefix = "default" if backend == "torch" else f"default-{backend}"
     for name in SETS:
         for part in ("train", "dev", "test"):
             df = getattr(splits[name], part)
@@ -111,15 +121,24 @@ def features(splits: dict) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray
                 "\x1f".join(f"{a}\x1e{b}\x1e{y}" for a, b, y in zip(df.question1, df.question2, df.label,
                                                                      strict=True)).encode()
             ).hexdigest()[:16]  # fmt: skip
-            path = CACHE / f"default-{name}_{part}-{digest}.npz"
+            path = CACHE / f"{prefix}-{name}_{part}-{digest}.npz"
             if not path.exists():
                 model = model or load_encoder("default", device="cpu")
-                print(f"features: {name} {part} ({len(df)} pairs)", flush=True)
-                x = pair_feature_matrix(model, df.question1, df.question2, show_progress=True)
+                if backend != "torch" and runner is None:
+                    from dupq.backends import make_runner
+
+                    runner = make_runner(model, backend)
+                print(f"features ({backend}): {name} {part} ({len(df)} pairs)", flush=True)
+                x = pair_feature_matrix(model, df.question1, df.question2, show_progress=True, runner=runner)
                 np.savez(path, X=x, y=df.label.to_numpy())
             with np.load(path) as z:
                 out[(name, part)] = (z["X"], z["y"])
     return out
+
+
+def both(feats: dict[str, dict], key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """One split's pairs under every backend's token pass, stacked (what the fit sees)."""
+    return tuple(np.concatenate([feats[b][key][i] for b in BACKENDS]) for i in (0, 1))  # type: ignore[return-value]
 
 
 def _ap_acc(dev_s: np.ndarray, dev_y: np.ndarray, test_s: np.ndarray, test_y: np.ndarray) -> dict:
@@ -192,15 +211,15 @@ def fit_default(feats: dict, out_dir: Path | None, command: str) -> dict:
 
     names = list(SETS)
     head_sets = [n for n in names if n not in GUARD_SETS]
-    x_tr = np.concatenate([feats[(n, "train")][0] for n in head_sets])
-    y_tr = np.concatenate([feats[(n, "train")][1] for n in head_sets])
+    x_tr = np.concatenate([both(feats, (n, "train"))[0] for n in head_sets])
+    y_tr = np.concatenate([both(feats, (n, "train"))[1] for n in head_sets])
     mono = [1 if f == "cosine" else 0 for f in FEATURE_NAMES]
     t0 = time.perf_counter()
     head = fit_head(x_tr, y_tr, "gbdt", monotonic=mono)
     fit_seconds = time.perf_counter() - t0
-    dev = {n: feats[(n, "dev")] for n in names}
+    dev = {n: both(feats, (n, "dev")) for n in names}
     for n in GUARD_SETS:  # never trained on: all its non-test pairs are dev for the guard
-        dev[n] = tuple(np.concatenate([feats[(n, "train")][i], feats[(n, "dev")][i]]) for i in (0, 1))
+        dev[n] = tuple(np.concatenate([both(feats, (n, "train"))[i], dev[n][i]]) for i in (0, 1))
     raw_dev = {n: head.raw_score(dev[n][0]) for n in names}
     guard, guard_record = fit_guard(
         raw_dev,
@@ -219,21 +238,28 @@ def fit_default(feats: dict, out_dir: Path | None, command: str) -> dict:
         z = head.raw_score(x)
         return expit(platt.coef * (guard.apply(z, x) if guarded else z) + platt.intercept)
 
-    results: dict[str, dict] = {"cosine": {}, "head (no guard)": {}, "verifier (shipped)": {}}
-    for n in names:
-        (xd, yd), (xt, yt) = feats[(n, "dev")], feats[(n, "test")]
-        results["cosine"][n] = _ap_acc(xd[:, 0], yd, xt[:, 0], yt)
-        results["head (no guard)"][n] = _ap_acc(prob(xd, False), yd, prob(xt, False), yt)
-        results["verifier (shipped)"][n] = _ap_acc(prob(xd), yd, prob(xt), yt)
+    # Test splits under each token pass: torch rows keep their plain names, the int8 ONNX pass (the
+    # default backend on a CPU) gets its own rows, so the table shows what a default install gets.
+    results: dict[str, dict] = {}
+    for b in BACKENDS:
+        tag = "" if b == "torch" else f", {b}"
+        for system in ("cosine", "head (no guard)", "verifier (shipped)"):
+            results[system + tag] = {}
+        for n in names:
+            (xd, yd), (xt, yt) = feats[b][(n, "dev")], feats[b][(n, "test")]
+            results["cosine" + tag][n] = _ap_acc(xd[:, 0], yd, xt[:, 0], yt)
+            results["head (no guard)" + tag][n] = _ap_acc(prob(xd, False), yd, prob(xt, False), yt)
+            results["verifier (shipped)" + tag][n] = _ap_acc(prob(xd), yd, prob(xt), yt)
     points["dedupe"] = choose_dedupe_point({n: dev[n] for n in DEDUPE_SETS}, prob)
-    # The dedupe trade on every test split: stock `dupq dedupe` (cosine >= 0.75) against the default
-    # (candidates at cosine >= 0.65, accepted at >= 0.98, else the verifier at its dedupe point).
+    # The dedupe trade on every test split, on the default backend's (int8) token pass: the cosine
+    # alone at 0.75 against the default (candidates at cosine >= 0.65, accepted at >= 0.98, else the
+    # verifier at its dedupe point).
     from dupq.encoder import DEFAULT_THRESHOLD
 
     t_dedupe = points["dedupe"]["threshold"]
     trade: dict[str, dict] = {}
     for n in names:
-        xt, yt = feats[(n, "test")]
+        xt, yt = feats[BACKENDS[-1]][(n, "test")]
         cos = xt[:, 0]
         stock = cos >= DEFAULT_THRESHOLD
         verified = _dedupe_decision(xt, prob(xt), t_dedupe)
@@ -262,12 +288,14 @@ def fit_default(feats: dict, out_dir: Path | None, command: str) -> dict:
                 "shared_set": SETS[n][0],
                 "licence": SETS[n][1],
                 "text": SETS[n][2],
-                "pairs": {p: int(len(feats[(n, p)][1])) for p in ("train", "dev", "test")},
+                "pairs": {p: int(len(feats["torch"][(n, p)][1])) for p in ("train", "dev", "test")},
             }
             for n in names
         ],
         "split": "question components, dev 10 %, test 20 %, seed 42 (dupq.data.split_pairs)",
-        "fit": "head: train splits of every set but the guard's long-form sets "
+        "token_passes": list(BACKENDS),
+        "fit": "every split under both token passes (torch and the int8 ONNX export); "
+        "head: train splits of every set but the guard's long-form sets "
         f"({', '.join(GUARD_SETS)}); guard: dev splits (those sets: train + dev), at most "
         f"{GUARD_TOLERANCE} dev AP below the cosine on any set; Platt scaling and operating points: the "
         "pooled dev splits",
@@ -275,7 +303,8 @@ def fit_default(feats: dict, out_dir: Path | None, command: str) -> dict:
     }
     record = {
         "head": {"kind": "gbdt", "monotonic": "cosine +1", "fit_seconds": round(fit_seconds, 2),
-                 "train_pairs": int(len(y_tr)), "trained_on": head_sets},
+                 "train_pairs": int(len(y_tr)) // len(BACKENDS), "token_passes": list(BACKENDS),
+                 "trained_on": head_sets},
         "guard": {**guard.to_dict(), **guard_record},
         "points": {k: points[k] for k in (MATCH_POINT, "dedupe", DEDUPE_POINT, "best_accuracy")},
         "results": results,
@@ -325,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     splits = load_splits()
-    feats = features(splits)
+    feats = {b: features(splits, b) for b in BACKENDS}
     print(f"features ready in {time.perf_counter() - t0:.1f} s", flush=True)
     if args.features_only:
         return 0
