@@ -310,6 +310,38 @@ def test_indexed_scoring_of_one_text_list_gives_the_pairwise_answers(trained):
     assert x == pytest.approx(np.stack(one), abs=1e-5)
 
 
+def test_batched_alignment_features_equal_the_pair_by_pair_ones():
+    """alignment_batch pads many pairs into one array; it must give alignment_features' values for
+    every pair, including empty sides, sides without content tokens and identical tokens."""
+    from dupq.verifier.features import alignment_batch, alignment_features
+
+    rng = np.random.default_rng(1)
+
+    def unit(n: int) -> np.ndarray:
+        x = rng.normal(size=(n, 16)).astype(np.float32)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+
+    ta, tb, ca, cb = [], [], [], []
+    for k in range(300):
+        na, nb = (0 if k % 50 == 0 else int(rng.integers(1, 12))), int(rng.integers(0, 12))
+        a, b = unit(na), unit(nb)
+        if k % 7 == 0 and na and nb:
+            b[: min(na, nb)] = a[: min(na, nb)]  # some tokens matched exactly, in order
+        ta.append(a)
+        tb.append(b)
+        ca.append(rng.random(na) < (0.0 if k % 9 == 0 else 0.6))  # every 9th: no content token
+        cb.append(rng.random(nb) < 0.6)
+    got = alignment_batch(ta, tb, ca, cb)
+
+    def sim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if not (len(a) and len(b)):
+            return np.zeros((0, 0), np.float32)
+        return a.astype(np.float32) @ b.astype(np.float32).T
+
+    want = [alignment_features(sim(a, b), x, y) for a, b, x, y in zip(ta, tb, ca, cb, strict=True)]
+    assert got == pytest.approx(np.asarray(want, dtype=np.float32), abs=1e-5)
+
+
 def test_mine_candidates_finds_each_rows_nearest_others():
     from dupq.distill import mine_candidates
 

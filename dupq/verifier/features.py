@@ -115,6 +115,88 @@ def alignment_features(sim: np.ndarray, content_a: np.ndarray, content_b: np.nda
     ]
 
 
+def alignment_batch(
+    tokens_a: Sequence[np.ndarray],
+    tokens_b: Sequence[np.ndarray],
+    content_a: Sequence[np.ndarray],
+    content_b: Sequence[np.ndarray],
+) -> np.ndarray:
+    """:func:`alignment_features` of many pairs at once, ``(n_pairs, 7)``: the pairs' token vectors are
+    padded into one array and every step is one numpy call for all of them (a dedupe verifies hundreds
+    of thousands of pairs; per pair, numpy's call overhead was most of the cost). Same values as
+    :func:`alignment_features` up to float rounding (tested)."""
+    n = len(tokens_a)
+    out = np.zeros((n, 7), dtype=np.float32)
+    la = np.fromiter((len(t) for t in tokens_a), dtype=np.int64, count=n)
+    lb = np.fromiter((len(t) for t in tokens_b), dtype=np.int64, count=n)
+    empty = (la == 0) | (lb == 0)
+    out[empty] = (0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+    rows = np.flatnonzero(~empty)
+    if not len(rows):
+        return out
+    m, big_a, big_b = len(rows), int(la[rows].max()), int(lb[rows].max())
+    dim = tokens_a[rows[0]].shape[1]
+    a = np.zeros((m, big_a, dim), dtype=np.float32)
+    b = np.zeros((m, big_b, dim), dtype=np.float32)
+    ca = np.zeros((m, big_a), dtype=bool)
+    cb = np.zeros((m, big_b), dtype=bool)
+    for k, r in enumerate(rows):
+        a[k, : la[r]] = tokens_a[r]
+        b[k, : lb[r]] = tokens_b[r]
+        ca[k, : la[r]] = content_a[r]
+        cb[k, : lb[r]] = content_b[r]
+    va = np.arange(big_a) < la[rows, None]
+    vb = np.arange(big_b) < lb[rows, None]
+    ca = np.where(ca.any(axis=1, keepdims=True), ca, va)  # no content token: all tokens count
+    cb = np.where(cb.any(axis=1, keepdims=True), cb, vb)
+    sim = np.matmul(a, b.transpose(0, 2, 1))
+    best_a = np.where(vb[:, None, :], sim, -np.inf).max(axis=2)
+    best_b = np.where(va[:, :, None], sim, -np.inf).max(axis=1)
+    n_a, n_b = ca.sum(axis=1), cb.sum(axis=1)
+    mean_a = np.where(ca, best_a, 0.0).sum(axis=1, dtype=np.float64) / n_a
+    mean_b = np.where(cb, best_b, 0.0).sum(axis=1, dtype=np.float64) / n_b
+    both = np.sort(
+        np.concatenate([np.where(ca, best_a, np.inf), np.where(cb, best_b, np.inf)], axis=1), axis=1
+    )
+    total = n_a + n_b
+    second = np.where(total > 1, both[:, 1 % both.shape[1]], both[:, 0])
+    unmatched = (both < 0.6).sum(axis=1) / total
+    disc_ab, shift_ab = _order_batch(sim, ca, cb)
+    disc_ba, shift_ba = _order_batch(sim.transpose(0, 2, 1), cb, ca)
+    out[rows] = np.stack(
+        [
+            np.minimum(mean_a, mean_b),
+            np.maximum(mean_a, mean_b),
+            both[:, 0],
+            second,
+            unmatched,
+            (disc_ab + disc_ba) / 2,
+            (shift_ab + shift_ba) / 2,
+        ],
+        axis=1,
+    )
+    return out
+
+
+def _order_batch(sim: np.ndarray, c_from: np.ndarray, c_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the order discordance and position shift of the content tokens of one side matched
+    (MaxSim >= 0.5) to the other side's content tokens (:func:`alignment_features`, batched)."""
+    s = np.where(c_to[:, None, :], sim, -np.inf)
+    match = np.take_along_axis(np.cumsum(c_to, axis=1) - 1, s.argmax(axis=2), axis=1)
+    keep = c_from & (s.max(axis=2) >= 0.5)
+    kept = keep.sum(axis=1)
+    size = sim.shape[1]
+    upper = np.triu(np.ones((size, size), dtype=bool), 1)
+    flips = (keep[:, :, None] & keep[:, None, :] & upper & (match[:, None, :] < match[:, :, None])).sum(
+        axis=(1, 2)
+    )
+    disc = np.where(kept >= 2, flips / np.maximum(kept * (kept - 1) / 2, 1), 0.0)
+    src = (np.cumsum(c_from, axis=1) - 1) / np.maximum(c_from.sum(axis=1) - 1, 1)[:, None]
+    dst = match / np.maximum(c_to.sum(axis=1) - 1, 1)[:, None]
+    moved = np.where(keep, np.abs(src - dst), 0.0).sum(axis=1) / np.maximum(kept, 1)
+    return disc, np.where(kept > 0, moved, 1.0)
+
+
 class TextProfile(NamedTuple):
     """What the lexical features read of one text, computed once per text (a dedupe scores each text
     in many pairs): its words, word/content/bigram sets, numbers, negation and question word."""
