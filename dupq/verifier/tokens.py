@@ -41,7 +41,7 @@ def encode_tokens(
     show_progress: bool = False,
     runner: Any = None,
 ) -> TokenVectors:
-    """Run ``model`` once over the unique ``texts`` (sorted by length, so batches pad little).
+    """Run ``model`` once over the unique ``texts`` (sorted by token count, so batches pad little).
 
     ``runner``: an ONNX runner over the same model (``dupq.backends.make_runner(model, "onnx-int8")``)
     whose ``run_tokens`` gives token and pooled vectors in one pass — the verifier's int8 path; by
@@ -58,7 +58,7 @@ def encode_tokens(
     uniq = list(unique)
     tok = model.tokenizer
     special, content_of = _vocab_masks(tok)
-    order = np.argsort([len(t) for t in uniq], kind="stable")
+    order = np.argsort(_token_lengths(tok, uniq), kind="stable")  # by tokens: batches pad little
     toks: list[np.ndarray | None] = [None] * len(uniq)
     masks: list[np.ndarray | None] = [None] * len(uniq)
     sent = np.zeros((len(uniq), embedding_dim(model)), dtype=np.float32)
@@ -90,6 +90,15 @@ def encode_tokens(
         content=[masks[i] for i in inverse],  # type: ignore[misc]
         sentence=sent[inverse],
     )
+
+
+def _token_lengths(tok: Any, texts: list[str]) -> np.ndarray:
+    """Tokens per text, for the sort: by characters the int8 token pass ran at ~620 texts/s where the
+    Embedder, sorting by tokens, ran at ~860 (padding inside a batch is paid in full)."""
+    if len(texts) < 2:
+        return np.zeros(len(texts), dtype=np.int64)
+    enc = tok(texts, add_special_tokens=True, truncation=False, return_attention_mask=False)
+    return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
 
 
 #: Per tokenizer (by id): which token ids are special, which carry content — computed once for the
