@@ -9,7 +9,7 @@ smaller store (the alternative a plain sentence-transformers user has). The shar
 distinct questions; a larger store is topped up from ``benchmarks/dedupe.py``'s corpus (real
 sentences, then halves of two recombined), and the JSON says how many.
 
-    python benchmarks/default_latency.py                    # 100k stored, 300 queries
+    python benchmarks/default_latency.py                    # 100k stored, 1,000 queries
     python benchmarks/default_latency.py --stored 20000 --queries 100
 
 Prints a table and writes ``benchmarks/results/matcher-defaults-latency.json``.
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stored", type=int, default=100_000)
     ap.add_argument("--torch-stored", type=int, default=10_000, help="store size for the torch Matcher")
-    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--queries", type=int, default=1000, help="held-out queries (a p99 needs many)")
     ap.add_argument("-k", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "matcher-defaults-latency.json"))
     args = ap.parse_args(argv)
