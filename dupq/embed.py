@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dupq.backends import make_runner, resolve_backend
-from dupq.encoder import embedding_dim, load_encoder, model_fingerprint, model_source
+from dupq.encoder import embedding_dim, load_encoder, model_fingerprint, model_source, token_counts
 from dupq.runtime import allowed_cpus, cap_torch_threads
 from dupq.vectors import l2_normalize
 
@@ -108,14 +108,7 @@ class Embedder:
 
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Number of tokens of each text, before truncation (used to sort and to report truncation)."""
-        tok = self.model.tokenizer
-        if not texts:
-            return np.zeros(0, dtype=np.int64)
-        if not callable(tok) and hasattr(tok, "encode_batch"):  # a bare `tokenizers` one (static models)
-            enc = tok.encode_batch(list(texts), add_special_tokens=True)
-            return np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(texts))
-        enc = tok(list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False)
-        return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+        return token_counts(self.model.tokenizer, texts)
 
     def encode(
         self,

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -265,3 +266,18 @@ def resolve_threshold(
             DEFAULT_THRESHOLD,
         )
     return DEFAULT_THRESHOLD, f"default for {DEFAULT_MODEL} (measured on MQP)"
+
+
+def token_counts(tok: Any, texts: Sequence[str]) -> Any:
+    """Tokens of each text with special tokens, before truncation (an int64 array): what the Embedder
+    and the verifier's token pass sort by (padding inside a batch is paid in full) and truncation is
+    told by."""
+    import numpy as np
+
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    if not callable(tok) and hasattr(tok, "encode_batch"):  # a bare `tokenizers` one (static models)
+        enc = tok.encode_batch(list(texts), add_special_tokens=True)
+        return np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(texts))
+    enc = tok(list(texts), add_special_tokens=True, truncation=False, return_attention_mask=False)
+    return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))

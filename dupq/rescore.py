@@ -94,7 +94,7 @@ def rescore(
 
 def _by_cosine(verifier: Any, m: Match, sim: float, *, accept: bool) -> Match:
     """``m`` decided on its cosine beside a verifier (outside its band)."""
-    p = verifier.cosine_probability(np.asarray([sim])) if hasattr(verifier, "cosine_probability") else None
+    p = verifier.cosine_probability(np.asarray([sim]))  # None for a verifier without a cosine path
     prob = m.probability if p is None else float(p[0])
     score = m.score if prob is None else prob
     return Match(

@@ -10,7 +10,7 @@ it costs no second transformer pass (``benchmarks/default_latency.py``).
 
 from __future__ import annotations
 
-import numpy as np
+from dupq.errors import InputError
 
 #: How far below the cosine threshold candidates are still verified (dedupe searches from there).
 VERIFY_BELOW = 0.10
@@ -18,20 +18,10 @@ VERIFY_BELOW = 0.10
 VERIFY_ABOVE = 0.98
 
 
-def in_band(
-    cosine: np.ndarray, threshold: float, below: float = VERIFY_BELOW, above: float = VERIFY_ABOVE
-) -> np.ndarray:
-    """Per cosine, whether the verifier decides it (``threshold - below <= cosine < above``)."""
-    c = np.asarray(cosine, dtype=np.float64)
-    return (c >= threshold - below) & (c < above)
-
-
 def check_band(below: float, above: float, *, max_below: float = 2.0) -> tuple[float, float]:
     """``(below, above)`` as floats, or an ``InputError`` naming the bad one. ``below`` up to 2 and
     ``above`` 1.01 let a Matcher verify every match (any cosine is at least ``threshold - 2``); a
     dedupe, which *searches* from the floor, allows ``max_below=1``."""
-    from dupq.errors import InputError
-
     if not 0.0 <= below <= max_below:
         raise InputError(f"verify_below must be in [0, {max_below:g}], got {below}", column="verify_below")
     if not -1.0 <= above <= 1.01:

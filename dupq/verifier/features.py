@@ -256,15 +256,13 @@ def pair_features(
     tokens_b: np.ndarray,
     content_a: np.ndarray,
     content_b: np.ndarray,
-    text_a: str | TextProfile,
-    text_b: str | TextProfile,
+    text_a: str,
+    text_b: str,
 ) -> np.ndarray:
-    """The :data:`FEATURE_NAMES` vector of one pair, from unit token vectors and the raw texts (or
-    their :class:`TextProfile`, when the caller scores a text in many pairs)."""
+    """The :data:`FEATURE_NAMES` vector of one pair, from unit token vectors and the raw texts: the
+    pair-by-pair definition that :func:`dupq.verifier.model.indexed_feature_matrix` computes in batches."""
     sim = tokens_a @ tokens_b.T if len(tokens_a) and len(tokens_b) else np.zeros((0, 0), np.float32)
-    pa = text_a if isinstance(text_a, TextProfile) else text_profile(text_a)
-    pb = text_b if isinstance(text_b, TextProfile) else text_profile(text_b)
-    row = [float(cosine), *alignment_features(sim, content_a, content_b), *lexical_from_profiles(pa, pb)]
+    row = [float(cosine), *alignment_features(sim, content_a, content_b), *lexical_features(text_a, text_b)]
     return np.asarray(row, dtype=np.float32)
 
 

@@ -216,10 +216,7 @@ class Verifier(CalibratedDecision):
         if len(questions1) != len(questions2):
             raise InputError(f"{len(questions1)} first questions but {len(questions2)} second questions")
         x = self.features(questions1, questions2, show_progress=show_progress, tokens=tokens)
-        p = self.probability_from_features(x) if len(x) else np.zeros(0)
-        return VerifierScores(
-            similarity=x[:, 0] if len(x) else np.zeros(0), probability=p, is_duplicate=p >= self.threshold
-        )
+        return self._scores(x)
 
     def predict_indexed(
         self, texts: Sequence[str], a: np.ndarray, b: np.ndarray, *, show_progress: bool = False
@@ -231,9 +228,14 @@ class Verifier(CalibratedDecision):
         if len(a) != len(b):
             raise InputError(f"{len(a)} first indices but {len(b)} second indices")
         used = np.unique(np.concatenate([a, b]))
-        tv = self.token_vectors([texts[i] for i in used], show_progress=show_progress)
+        picked = [texts[i] for i in used]  # references, not copies of the strings
+        tv = self.token_vectors(picked, show_progress=show_progress)
         ia, ib = np.searchsorted(used, a), np.searchsorted(used, b)
-        x = indexed_feature_matrix(tv, ia, ib, _Picked(texts, used), show_progress=show_progress)
+        x = indexed_feature_matrix(tv, ia, ib, picked, show_progress=show_progress)
+        return self._scores(x)
+
+    def _scores(self, x: np.ndarray) -> VerifierScores:
+        """Cosine, P(duplicate) and decision of each feature row."""
         p = self.probability_from_features(x) if len(x) else np.zeros(0)
         return VerifierScores(
             similarity=x[:, 0] if len(x) else np.zeros(0), probability=p, is_duplicate=p >= self.threshold
@@ -330,16 +332,3 @@ def encoder_reference(encoder: SentenceTransformer) -> str:
     if src and Path(src).resolve() == default_model_path().resolve():
         return "default"
     return ENCODER_DIR
-
-
-class _Picked(Sequence):
-    """``texts[used[i]]`` as a sequence, without copying the strings."""
-
-    def __init__(self, texts: Sequence[str], used: np.ndarray) -> None:
-        self._texts, self._used = texts, used
-
-    def __len__(self) -> int:
-        return len(self._used)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return self._texts[int(self._used[i])]
