@@ -33,6 +33,10 @@ from dupq.vectors import l2_normalize
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+#: ``sink(positions, token_vectors, input_ids, attention_mask)`` of one padded batch (token vectors
+#: ``(batch, tokens, dim)``, not normalised; ``positions`` index the texts given to the encode call).
+TokenSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
 #: How many batches are sent to the backend per call (progress granularity).
 _BATCHES_PER_CALL = 8
 #: Texts tokenised per tokenizer call (bounds the transient Python lists of ids).
@@ -77,6 +81,10 @@ class Embedder:
         runner = make_runner(model, self.backend, calibration=self.calibration)
         self._run_batch: Callable[[list[str], int], np.ndarray] = runner
         self._run_ids: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = runner.run_ids
+        #: ``(token vectors, pooled)`` of a padded batch in one pass, where the runner has it.
+        self._run_tokens: Callable[..., tuple[np.ndarray, np.ndarray]] | None = getattr(
+            runner, "run_tokens", None
+        )
         #: False for a runner without padding (a static model's): sorting by length would only cost a
         #: second tokenisation of every text.
         self._length_sorted: bool = getattr(runner, "length_sorted", True)
@@ -121,6 +129,12 @@ class Embedder:
         """Encode ``texts`` into a ``(len(texts), dim)`` float32 array of unit vectors, in input order."""
         return self._encode(texts, batch_size, show_progress, desc, flags=False)[0]
 
+    @property
+    def keeps_tokens(self) -> bool:
+        """Whether :meth:`encode_flagged` can hand each batch's token vectors to a ``token_sink``
+        (a runner with a token output and a plain tokenizer path)."""
+        return self._run_ids is not None and self._run_tokens is not None
+
     def encode_flagged(
         self,
         texts: Sequence[str],
@@ -128,19 +142,32 @@ class Embedder:
         batch_size: int | None = None,
         show_progress: bool = False,
         desc: str = "encoding",
+        token_sink: TokenSink | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`encode`, and per text whether it was truncated (longer than :attr:`max_seq_length`).
 
         Why not :meth:`token_lengths` beside :meth:`encode`: that tokenises every text a second time
         (single-threaded: ~30 s at 1M questions). Here only the texts whose truncated ids fill the
         limit — the few that may be longer — are tokenised again; a static model truncates nothing.
+
+        ``token_sink(positions, token_vectors, input_ids, attention_mask)``: called per batch with the
+        same pass's token vectors (``positions`` index ``texts``; a repeated text comes once), so a
+        verifier needs no second pass (:class:`dupq.dedupe.tokens.TokenSpill`). Where the encode path
+        has no token output (:attr:`keeps_tokens` false, or a tokenizer without ids) it is not called.
         """
-        vectors, flagged = self._encode(texts, batch_size, show_progress, desc, flags=True)
+        vectors, flagged = self._encode(texts, batch_size, show_progress, desc, flags=True, sink=token_sink)
         assert flagged is not None
         return vectors, flagged
 
     def _encode(
-        self, texts: Sequence[str], batch_size: int | None, show_progress: bool, desc: str, *, flags: bool
+        self,
+        texts: Sequence[str],
+        batch_size: int | None,
+        show_progress: bool,
+        desc: str,
+        *,
+        flags: bool,
+        sink: TokenSink | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The one encode loop; truncation is looked at only when ``flags`` asks (a text-path runner
         would otherwise tokenise every text again on each plain :meth:`encode`)."""
@@ -159,7 +186,11 @@ class Embedder:
             tqdm(total=len(unique), desc=desc, unit="q", disable=not show_progress) as bar,
             _eval_mode(self.model),
         ):
-            if tokens is not None:
+            if tokens is not None and sink is not None and self._run_tokens is not None:
+                first = np.empty(len(unique), dtype=np.int64)
+                first[inverse[::-1]] = np.arange(len(texts) - 1, -1, -1)  # each unique text's first position
+                self._encode_tokens(tokens, bs, unique_vecs, bar, lambda idx, *out: sink(first[idx], *out))
+            elif tokens is not None:
                 self._encode_tokens(tokens, bs, unique_vecs, bar)
             elif not self._length_sorted:
                 self._encode_in_order(unique, bs, unique_vecs, bar)
@@ -235,10 +266,15 @@ class Embedder:
 
         return encode
 
-    def _encode_tokens(self, tokens: _Tokens, bs: int, out: np.ndarray, bar) -> None:
-        """Longest first, ``bs`` texts a batch, each padded only to its own longest text."""
+    def _encode_tokens(self, tokens: _Tokens, bs: int, out: np.ndarray, bar, sink: Any = None) -> None:
+        """Longest first, ``bs`` texts a batch, each padded only to its own longest text; with a
+        ``sink``, the batch runs through the token output and its token vectors go there."""
         for idx, ids, mask in _padded_batches(tokens, bs, self.model.tokenizer.pad_token_id or 0):
-            out[idx] = self._run_ids(ids, mask)
+            if sink is None:
+                out[idx] = self._run_ids(ids, mask)
+            else:
+                token_vectors, out[idx] = self._run_tokens(ids, mask)
+                sink(idx, token_vectors, ids, mask)
             bar.update(len(idx))
 
     def _encode_in_order(self, unique: list[str], bs: int, out: np.ndarray, bar) -> None:

@@ -153,3 +153,77 @@ def test_escape_formulas_only_when_asked(tiny_model_dir, tmp_path):
         assert res.exit_code == 0, res.output
         back = pd.read_csv(out, dtype=str, keep_default_na=False)
         assert back["question"].tolist() == want_q and back["note"].tolist() == want_note
+
+
+def _spy_token_passes(monkeypatch) -> list[list[str]]:
+    """Record the texts of every verifier token pass (the second transformer pass a dedupe avoids)."""
+    calls: list[list[str]] = []
+    real = Verifier.token_vectors
+
+    def spy(self, texts, **kwargs):
+        calls.append(list(texts))
+        return real(self, texts, **kwargs)
+
+    monkeypatch.setattr(Verifier, "token_vectors", spy)
+    return calls
+
+
+def _dedupe_with(verifier, model, workdir, **kw):
+    return deduplicate(
+        pd.DataFrame({"question": _texts()}),
+        text_column="question",
+        model=model,
+        threshold=0.95,
+        verifier=verifier,
+        verify_below=0.15,
+        verify_above=1.01,
+        workdir=workdir,
+        show_progress=False,
+        **kw,
+    )
+
+
+def test_the_verifier_reads_the_encode_pass_token_vectors(
+    verifier_dir, tiny_model_dir, tmp_path, monkeypatch
+):
+    """One transformer pass per text: when the verifier runs the dedupe's own model and backend, the
+    encode stage keeps each batch's token vectors in the work directory and the verifier reads them
+    there — no token pass of its own — and decides every pair as its own pass would."""
+    import dupq.dedupe.stages as stages
+
+    v = Verifier.load(verifier_dir, device="cpu")  # its encoder is a copy of the tiny model: same weights
+    calls = _spy_token_passes(monkeypatch)
+    spilled = []
+    real_finish = stages.TokenSpill.finish
+    monkeypatch.setattr(
+        stages.TokenSpill, "finish", lambda self, s: (spilled.append(self.path), real_finish(self, s))[-1]
+    )
+    one = _dedupe_with(v, tiny_model_dir, tmp_path / "one")
+    assert calls == [] and len(spilled) == 1
+    assert not spilled[0].exists()  # removed once verified; the embeddings stay for a rerun
+    assert list((tmp_path / "one").glob("emb-*/vectors.npy"))
+    monkeypatch.setattr(stages, "shares_pass", lambda *a, **k: False)  # the verifier's own pass
+    two = _dedupe_with(v, tiny_model_dir, tmp_path / "two")
+    assert len(calls) == 1
+    first, second = one.summary.verification, two.summary.verification
+    assert first["verified"] == second["verified"] > 0
+    assert first["accepted_by_verifier"] == second["accepted_by_verifier"]
+    assert _partition(one.table["group_id"].tolist()) == _partition(two.table["group_id"].tolist())
+
+
+def test_a_resumed_dedupe_gives_the_texts_it_did_not_encode_a_token_pass(
+    verifier_dir, tiny_model_dir, tmp_path, monkeypatch
+):
+    """Texts whose embeddings an earlier run stored were not encoded now, so they have no kept token
+    vectors: the verifier encodes exactly those of them that are in a candidate pair."""
+    v = Verifier.load(verifier_dir, device="cpu")
+    fresh = _dedupe_with(v, tiny_model_dir, tmp_path / "fresh")
+    _dedupe_with(None, tiny_model_dir, tmp_path / "w")  # fills the store, verifies nothing
+    calls = _spy_token_passes(monkeypatch)
+    resumed = _dedupe_with(v, tiny_model_dir, tmp_path / "w")
+    assert resumed.summary.embeddings_reused == len(_texts())
+    texts = _texts()
+    vecs = Embedder(tiny_model_dir, device="cpu").encode(texts)
+    a, b, _ = similar_pairs(vecs, 0.80)
+    assert len(calls) == 1 and sorted(calls[0]) == sorted({texts[i] for i in np.r_[a, b]})
+    assert _partition(fresh.table["group_id"].tolist()) == _partition(resumed.table["group_id"].tolist())

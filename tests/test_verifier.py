@@ -286,9 +286,13 @@ def test_the_matcher_verifies_only_its_band_and_the_cosine_decides_the_rest(trai
         Matcher(tiny_model_dir, device="cpu", verifier=None, verify_below=-0.1)
 
 
-def test_indexed_scoring_of_one_text_list_gives_the_pairwise_answers(trained):
+@pytest.mark.parametrize("block", [16_384, 7])
+def test_indexed_scoring_of_one_text_list_gives_the_pairwise_answers(trained, block, monkeypatch):
     """A dedupe's path (pairs as indices into one list, one token pass per text, words read once per
-    text) scores every pair as scoring the pairs one by one does."""
+    text, pairs scored a block at a time) scores every pair as scoring the pairs one by one does."""
+    import dupq.verifier.model as model
+
+    monkeypatch.setattr(model, "PAIR_BLOCK", block)
     _, v = trained
     df = _pairs(30, 7)
     texts = list(dict.fromkeys(df.question1.tolist() + df.question2.tolist()))
@@ -385,3 +389,65 @@ def test_int8_onnx_token_pass_agrees_with_torch(trained, tmp_path, monkeypatch):
     p, q = v.predict(test.question1, test.question2), fast.predict(test.question1, test.question2)
     assert (p.is_duplicate == q.is_duplicate).mean() >= 0.9
     assert fast.backend == "onnx-int8" and "onnx-int8" in repr(fast)
+
+
+def test_the_tree_walk_matches_a_per_tree_walk_on_every_row():
+    """The head walks only the (row, tree) walkers not yet at a leaf; a plain per-tree descent,
+    written out here, lands on the same leaves (missing values included)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = _toy()
+    x[::13, 2] = np.nan
+    with threadpool_limits(limits=1):
+        model = HistGradientBoostingClassifier(max_iter=25, max_leaf_nodes=63, random_state=0).fit(x, y)
+    head = Head("gbdt", _export_trees(model, x.shape[1]))
+    arr = head.arrays
+    want = np.full(len(x), float(arr["baseline"][0]))
+    for r, row in enumerate(x):
+        for root in arr["roots"]:
+            node = int(root)
+            while not arr["is_leaf"][node]:
+                v = row[arr["feature"][node]]
+                left = arr["missing_left"][node] if np.isnan(v) else v <= arr["threshold"][node]
+                node = int(arr["left"][node] if left else arr["right"][node])
+            want[r] += arr["value"][node]
+    assert np.allclose(head.raw_score(x), want, atol=1e-12)
+    assert np.allclose(head.raw_score(x[:1]), want[:1], atol=1e-12)  # a Matcher-sized call
+
+
+def test_the_encode_pass_hands_its_token_vectors_to_a_spill(tiny_model_dir, tmp_path):
+    """The Embedder's token sink gets each text's token vectors from the pass that made its pooled
+    vector (a repeated text once, at its first position); the spill gives back what the verifier's
+    own token pass computes, and nothing for a text it never got."""
+    from dupq.dedupe.tokens import TokenSpill
+    from dupq.embed import Embedder
+
+    df = _pairs(12, 3)
+    texts = df.question1.tolist() + df.question1.tolist()[:3]  # three repeats
+    emb = Embedder(tiny_model_dir, device="cpu", batch_size=4)
+    assert emb.keeps_tokens
+    n = len(texts) + 2  # two slots never written
+    spill = TokenSpill(tmp_path, n, emb.dim, emb.model.tokenizer)
+    seen: list[int] = []
+
+    def sink(pos, *batch):
+        seen.extend(pos.tolist())
+        spill.add(pos, *batch)
+
+    vecs, _ = emb.encode_flagged(texts, token_sink=sink)
+    assert sorted(seen) == list(range(len(texts) - 3))  # first positions only
+    assert np.allclose(vecs, emb.encode(texts), atol=1e-6)
+    spill.finish(np.vstack([vecs, np.zeros((2, emb.dim), np.float32)]))
+    ids = np.arange(len(texts) - 3)
+    assert spill.has(ids).all() and not spill.has(np.array([n - 2, n - 1])).any()
+    got = spill.read(ids)
+    from dupq.verifier.tokens import encode_tokens
+
+    want = encode_tokens(emb.model, [texts[i] for i in ids])
+    for i in range(len(ids)):
+        assert got.tokens[i].dtype == np.float32
+        assert np.allclose(got.tokens[i], want.tokens[i].astype(np.float32), atol=2e-3)
+        assert (got.content[i] == want.content[i]).all()
+    assert np.allclose(got.sentence, want.sentence, atol=1e-5)
+    spill.remove()
+    assert not spill.path.exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,12 +42,13 @@ class TorchRunner:
     def __init__(self, model: SentenceTransformer) -> None:
         self.model = model
         self.run_ids = None
-        self.run_tokens = None  # the verifier's torch token pass runs the model itself (verifier.tokens)
+        self.run_tokens = None
         if plain_text_transformer(model):
             self.input_names = model_input_names(model)
             self.run_ids = self._run_ids
+            self.run_tokens = self._run_tokens
 
-    def _run_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, Any]:
         import torch
 
         device = self.model.device
@@ -58,8 +59,15 @@ class TorchRunner:
         if "token_type_ids" in self.input_names:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])
         with torch.inference_mode(), autocast(str(device)):
-            emb = self.model(features)["sentence_embedding"]
-        return emb.float().cpu().numpy()
+            return self.model(features)
+
+    def _run_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self._forward(input_ids, attention_mask)["sentence_embedding"].float().cpu().numpy()
+
+    def _run_tokens(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(token vectors ``(batch, tokens, dim)``, pooled vectors) for one padded batch, one pass."""
+        out = self._forward(input_ids, attention_mask)
+        return out["token_embeddings"].float().cpu().numpy(), out["sentence_embedding"].float().cpu().numpy()
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch

@@ -22,6 +22,7 @@ from dupq.dedupe.scan import Scan, Source
 from dupq.dedupe.search import candidate_pairs, index_kind
 from dupq.dedupe.store import EmbeddingStore, encode, release_memory
 from dupq.dedupe.timing import StageTimer
+from dupq.dedupe.tokens import TokenSpill, shares_pass
 from dupq.dedupe.verify import Verification, verifier_threshold, verify_pairs
 from dupq.encoder import resolve_threshold
 from dupq.verifier.choose import choose_verifier, describe
@@ -60,6 +61,7 @@ class Encoded:
     reused: int
     backend: str  # the one that ran (``auto`` resolved)
     verifier: Any = None  # what decides (dupq.verifier.choose): None, a directory/"default", or loaded
+    tokens: TokenSpill | None = None  # the encode pass's token vectors of the new texts, for the verifier
 
 
 def encode_texts(
@@ -79,19 +81,27 @@ def encode_texts(
     timer.stage("load_model")
     stores = []
     encoded = reused = 0
+    spill = None
     for sc in [new] + ([base] if base is not None else []):
         store = EmbeddingStore.open(
             workdir, sc.digest, fp, embedder.backend, len(sc.texts), embedder.dim, cfg.dtype
         )
         reused += int(store.done.sum())
-        encoded += encode(store, sc.texts, embedder, cfg)
+        if not stores and shares_pass(verifier, embedder, cfg.engine):  # pairs are among the new texts
+            spill = TokenSpill(store.dir, len(sc.texts), embedder.dim, embedder.model.tokenizer)
+        encoded += encode(store, sc.texts, embedder, cfg, spill if not stores else None)
         stores.append(store)
     model_source, backend = embedder.source or "", embedder.backend
     del embedder  # the model and its runtime are not needed past here: give their memory back
     for st in stores:
         st.reopen_readonly()  # unmaps the pages encoding dirtied; later reads map only what they touch
+    if spill is not None:
+        spill.finish(stores[0].vectors)
+        logger.info("kept the encode pass's token vectors for the verifier (%.0f MB)", spill.nbytes / 2**20)
     release_memory()
-    return Encoded(stores, threshold, threshold_source, model_source, fp, encoded, reused, backend, verifier)
+    return Encoded(
+        stores, threshold, threshold_source, model_source, fp, encoded, reused, backend, verifier, spill
+    )
 
 
 @dataclass
@@ -201,16 +211,21 @@ def verify(pairs: Pairs, texts: list[str], enc: Encoded, cfg: DedupeConfig) -> V
         backend = enc.backend if enc.backend in ONNX_BACKENDS else "torch"
         verifier = Verifier.load(verifier, device=cfg.device, backend=backend)
     v_thr = verifier_threshold(verifier)
-    result = verify_pairs(
-        pairs.a,
-        pairs.b,
-        pairs.s,
-        texts,
-        verifier,
-        threshold=v_thr,
-        verify_above=cfg.verify_above,
-        show_progress=cfg.show_progress,
-    )
+    try:
+        result = verify_pairs(
+            pairs.a,
+            pairs.b,
+            pairs.s,
+            texts,
+            verifier,
+            threshold=v_thr,
+            verify_above=cfg.verify_above,
+            show_progress=cfg.show_progress,
+            tokens=enc.tokens,
+        )
+    finally:
+        if enc.tokens is not None:
+            enc.tokens.remove()
     keep = result.keep
     info = {
         "decided_by": describe(verifier),

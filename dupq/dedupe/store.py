@@ -30,6 +30,7 @@ PIECE = 2048
 
 if TYPE_CHECKING:
     from dupq.dedupe.config import DedupeConfig
+    from dupq.dedupe.tokens import TokenSpill
     from dupq.embed import Embedder
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,13 @@ def release_memory() -> None:
 
 
 def _encode_shard(
-    store: EmbeddingStore, texts: list[str], uids: np.ndarray, embedder: Embedder, cfg: DedupeConfig, bar: Any
+    store: EmbeddingStore,
+    texts: list[str],
+    uids: np.ndarray,
+    embedder: Embedder,
+    cfg: DedupeConfig,
+    bar: Any,
+    spill: TokenSpill | None,
 ) -> int:
     """Encode one shard's pending texts in pieces; mark them done every :data:`SAVE_EVERY_SECONDS`
     and at the end (a shard of 16k texts can take minutes on a CPU)."""
@@ -228,7 +235,8 @@ def _encode_shard(
     for p in range(0, len(uids), PIECE):
         sel = uids[p : p + PIECE]
         piece = [texts[i] for i in sel]
-        vectors, too_long = embedder.encode_flagged(piece, batch_size=cfg.batch_size)
+        sink = None if spill is None else (lambda pos, *batch, sel=sel: spill.add(sel[pos], *batch))
+        vectors, too_long = embedder.encode_flagged(piece, batch_size=cfg.batch_size, token_sink=sink)
         store.vectors[sel] = vectors.astype(store.vectors.dtype)
         unsaved.append((sel, too_long))
         bar.update(len(sel))
@@ -238,8 +246,16 @@ def _encode_shard(
     return len(uids)
 
 
-def encode(store: EmbeddingStore, texts: list[str], embedder: Embedder, cfg: DedupeConfig) -> int:
-    """Encode the texts of ``store`` that are not done yet; return how many were encoded."""
+def encode(
+    store: EmbeddingStore,
+    texts: list[str],
+    embedder: Embedder,
+    cfg: DedupeConfig,
+    spill: TokenSpill | None = None,
+) -> int:
+    """Encode the texts of ``store`` that are not done yet; return how many were encoded.
+
+    ``spill``: where the same pass's token vectors go, for the verifier (:mod:`dupq.dedupe.tokens`)."""
     chunk = cfg.chunk_size
     pending = store.pending_shards(chunk)
     if not pending:
@@ -264,6 +280,6 @@ def encode(store: EmbeddingStore, texts: list[str], embedder: Embedder, cfg: Ded
     ) as bar:
         for start, stop in pending:
             encoded += _encode_shard(
-                store, texts, start + np.flatnonzero(~store.done[start:stop]), embedder, cfg, bar
+                store, texts, start + np.flatnonzero(~store.done[start:stop]), embedder, cfg, bar, spill
             )
     return encoded

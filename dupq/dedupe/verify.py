@@ -16,6 +16,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from dupq.verifier import Verifier
+    from dupq.verifier.tokens import TokenSource
 
 
 @dataclass
@@ -46,11 +47,13 @@ def verify_pairs(
     threshold: float,
     verify_above: float,
     show_progress: bool = False,
+    tokens: TokenSource | None = None,
 ) -> Verification:
     """Decide candidate pairs ``(texts[a[i]], texts[b[i]])`` with cosine ``cosine[i]``.
 
     Pairs with ``cosine >= verify_above`` are kept without verifying; the others are kept when the
-    verifier's P(duplicate) reaches ``threshold``.
+    verifier's P(duplicate) reaches ``threshold``. ``tokens``: the texts' token vectors from the
+    encode pass (:mod:`dupq.dedupe.tokens`), for a late-interaction verifier.
     """
     cosine = np.asarray(cosine)
     by_cos = cosine >= verify_above
@@ -59,7 +62,9 @@ def verify_pairs(
     n_dup = 0
     if len(todo):
         if hasattr(verifier, "predict_indexed"):  # late interaction: one token pass per text, no copies
-            p = verifier.predict_indexed(texts, a[todo], b[todo], show_progress=show_progress).probability
+            p = verifier.predict_indexed(
+                texts, a[todo], b[todo], tokens=tokens, show_progress=show_progress
+            ).probability
         else:
             p = verifier.predict(
                 [texts[i] for i in a[todo]], [texts[i] for i in b[todo]], show_progress=show_progress

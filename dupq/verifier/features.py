@@ -61,9 +61,11 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
-def _jaccard(a: set, b: set) -> float:
-    union = a | b
-    return len(a & b) / len(union) if union else 1.0
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    # the union's size from the intersection's: no third set built (a dedupe calls this millions of times)
+    inter = len(a & b)
+    union = len(a) + len(b) - inter
+    return inter / union if union else 1.0
 
 
 def _discordance(match: np.ndarray) -> float:
@@ -218,7 +220,9 @@ def text_profile(text: str) -> TextProfile:
         n_words=len(w),
         words=sw,
         content=sw - STOPWORDS,
-        bigrams=frozenset(zip(w, w[1:], strict=False)),
+        # joined, not tuples: a str caches its hash, a tuple hashes its items again at every set operation
+        # (words hold no whitespace, so the space keeps every bigram distinct)
+        bigrams=frozenset(f"{x} {y}" for x, y in zip(w, w[1:], strict=False)),
         numbers=frozenset(_NUMBER.findall(text)),
         negated=bool(sw & _NEGATIONS),
         wh=next((x for x in w if x in _WH), ""),

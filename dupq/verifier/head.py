@@ -24,8 +24,9 @@ HEAD_FILE = "head.npz"
 HEAD_KINDS = ("gbdt", "mlp")
 
 
-#: Feature rows per block of the tree walk (bounds its memory to ~40 MB whatever the number of pairs).
-GBDT_BLOCK = 4096
+#: Feature rows per block of the tree walk (bounds its memory to a few MB whatever the number of pairs;
+#: 1,024 measured fastest here: the walk's gathers stay in cache).
+GBDT_BLOCK = 1024
 
 
 @dataclass
@@ -57,21 +58,29 @@ class Head:
         return expit(self.raw_score(x))
 
     def _gbdt(self, x: np.ndarray) -> np.ndarray:
-        """Every tree at once: a ``(rows, trees)`` array of current nodes walked down level by level
-        (one numpy step per level, not per tree and level: the Matcher scores 5 pairs a query, where
-        the per-tree loop spent ~25 ms in numpy call overhead for 300 trees)."""
+        """Every tree at once, as one flat array of ``(row, tree)`` walkers, each step moving only the
+        walkers not yet at a leaf (one numpy step per level for all trees: the Matcher scores 5 pairs a
+        query, where a per-tree loop spent ~25 ms in numpy call overhead for 300 trees). The trees
+        are up to ~20 levels deep but most walks end within a few, so stepping only the live walkers
+        is ~4x faster on a dedupe's pairs than stepping all of them to the deepest level."""
         a = self.arrays
         roots = a["roots"]
-        node = np.broadcast_to(roots, (len(x), len(roots))).copy()
-        rows = np.arange(len(x))[:, None]
-        for _ in range(int(a["max_depth"][0]) + 1):
-            leaf = a["is_leaf"][node]
-            if leaf.all():
-                break
-            v = x[rows, a["feature"][node]]
-            go_left = np.where(np.isnan(v), a["missing_left"][node], v <= a["threshold"][node])
-            node = np.where(leaf, node, np.where(go_left, a["left"][node], a["right"][node]))
-        return float(a["baseline"][0]) + a["value"][node].sum(axis=1)
+        n, n_features = x.shape
+        node = np.tile(roots, n)
+        base = np.repeat(np.arange(n, dtype=np.int64) * n_features, len(roots))
+        flat = np.ascontiguousarray(x).ravel()
+        has_nan = bool(np.isnan(flat).any())
+        live = np.flatnonzero(~a["is_leaf"][node])
+        while len(live):
+            at = node[live]
+            v = flat[base[live] + a["feature"][at]]
+            go_left = v <= a["threshold"][at]
+            if has_nan:
+                go_left = np.where(np.isnan(v), a["missing_left"][at], go_left)
+            at = np.where(go_left, a["left"][at], a["right"][at])
+            node[live] = at
+            live = live[~a["is_leaf"][at]]
+        return float(a["baseline"][0]) + a["value"][node].reshape(n, len(roots)).sum(axis=1)
 
     def _mlp(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays

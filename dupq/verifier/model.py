@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from dupq.card import CARD_FILE, ModelCard
 from dupq.encoder import DEFAULT_ALIASES, load_encoder, model_source
@@ -34,7 +35,7 @@ from dupq.verifier.features import (
 )
 from dupq.verifier.guard import Guard
 from dupq.verifier.head import HEAD_FILE, Head
-from dupq.verifier.tokens import TokenVectors, encode_tokens
+from dupq.verifier.tokens import MemoryTokens, TokenSource, TokenVectors, encode_tokens
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 VERIFIER_TYPE = "late-interaction"
+#: Candidate pairs a dedupe scores per block (:meth:`Verifier.predict_indexed`): the block's texts'
+#: token vectors, as float32, are what it holds — at most 2 x 16,384 texts, ~1 GB at 20 tokens.
+PAIR_BLOCK = 16_384
 ENCODER_DIR = "encoder"
 #: The name that loads the verifier shipped inside the package (``dupq/verifiers/default``).
 DEFAULT_VERIFIER = "default"
@@ -219,20 +223,53 @@ class Verifier(CalibratedDecision):
         return self._scores(x)
 
     def predict_indexed(
-        self, texts: Sequence[str], a: np.ndarray, b: np.ndarray, *, show_progress: bool = False
+        self,
+        texts: Sequence[str],
+        a: np.ndarray,
+        b: np.ndarray,
+        *,
+        tokens: TokenSource | None = None,
+        show_progress: bool = False,
     ) -> VerifierScores:
         """Score the pairs ``(texts[a[i]], texts[b[i]])`` of one list of texts (a dedupe's candidate
-        pairs): each text of a pair gets one token pass, and no per-pair copy of vectors or text is
-        made — what keeps a dedupe of 500k candidate pairs in memory."""
+        pairs) with no per-pair copy of vectors or text.
+
+        ``tokens``: the texts' token vectors by index where the caller has them already (a dedupe's
+        encode pass keeps them, :class:`dupq.dedupe.tokens.TokenSpill`); the texts it lacks — and all
+        texts without one — get one token pass here. Pairs are scored :data:`PAIR_BLOCK` at a time,
+        sorted by their first text, and each block reads only its own texts' vectors: memory is
+        bounded by the block, not by the number of pairs.
+        """
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         if len(a) != len(b):
             raise InputError(f"{len(a)} first indices but {len(b)} second indices")
         used = np.unique(np.concatenate([a, b]))
-        picked = [texts[i] for i in used]  # references, not copies of the strings
-        tv = self.token_vectors(picked, show_progress=show_progress)
-        ia, ib = np.searchsorted(used, a), np.searchsorted(used, b)
-        x = indexed_feature_matrix(tv, ia, ib, picked, show_progress=show_progress)
-        return self._scores(x)
+        missing = used if tokens is None else used[~tokens.has(used)]
+        own = None
+        if len(missing):
+            picked = [texts[i] for i in missing.tolist()]  # references, not copies of the strings
+            own = MemoryTokens(self.token_vectors(picked, show_progress=show_progress), missing)
+        source: TokenSource = own if tokens is None else _Either(tokens, own)  # type: ignore[assignment]
+        similarity = np.zeros(len(a), dtype=np.float64)
+        probability = np.zeros(len(a), dtype=np.float64)
+        order = np.lexsort((b, a))
+        with tqdm(
+            total=len(a), desc="verifying", unit="pair", disable=not show_progress, mininterval=1.0
+        ) as bar:
+            for start in range(0, len(a), PAIR_BLOCK):
+                sel = order[start : start + PAIR_BLOCK]
+                ba, bb = a[sel], b[sel]
+                ids = np.unique(np.concatenate([ba, bb]))
+                tv = source.read(ids)
+                x = indexed_feature_matrix(
+                    tv, np.searchsorted(ids, ba), np.searchsorted(ids, bb), [texts[i] for i in ids.tolist()]
+                )
+                scores = self._scores(x)
+                similarity[sel], probability[sel] = scores.similarity, scores.probability
+                bar.update(len(sel))
+        return VerifierScores(
+            similarity=similarity, probability=probability, is_duplicate=probability >= self.threshold
+        )
 
     def _scores(self, x: np.ndarray) -> VerifierScores:
         """Cosine, P(duplicate) and decision of each feature row."""
@@ -291,8 +328,6 @@ def indexed_feature_matrix(
     entry per text of ``texts``). The alignment features are computed for a batch of pairs at a time
     (:func:`dupq.verifier.features.alignment_batch`), and each text's words are read once: a dedupe
     scores a text in many pairs. Same values as :func:`pair_features` pair by pair (tested)."""
-    from tqdm.auto import tqdm
-
     ia, ib = np.asarray(ia, dtype=np.int64), np.asarray(ib, dtype=np.int64)
     n = len(ia)
     out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
@@ -322,6 +357,33 @@ def indexed_feature_matrix(
             out[idx, 8:] = lexical
             bar.update(len(idx))
     return out
+
+
+class _Either:
+    """A :class:`TokenSource` reading from ``first`` what it has, else from ``second``."""
+
+    def __init__(self, first: TokenSource, second: TokenSource | None) -> None:
+        self.first, self.second = first, second
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        got = self.first.has(ids)
+        return got if self.second is None else got | self.second.has(ids)
+
+    def read(self, ids: np.ndarray) -> TokenVectors:
+        here = self.first.has(ids)
+        if self.second is None or here.all():
+            return self.first.read(ids)
+        if not here.any():
+            return self.second.read(ids)
+        one, two = self.first.read(ids[here]), self.second.read(ids[~here])
+        tokens: list[np.ndarray] = [np.empty(0)] * len(ids)
+        content: list[np.ndarray] = [np.empty(0)] * len(ids)
+        sentence = np.empty((len(ids), one.sentence.shape[1]), dtype=np.float32)
+        for where, tv in ((np.flatnonzero(here), one), (np.flatnonzero(~here), two)):
+            for k, i in enumerate(where.tolist()):
+                tokens[i], content[i] = tv.tokens[k], tv.content[k]
+            sentence[where] = tv.sentence
+        return TokenVectors(tokens, content, sentence)
 
 
 def encoder_reference(encoder: SentenceTransformer) -> str:

@@ -7,9 +7,9 @@ encoder pass per *question*, not per pair — and a question seen in many pairs 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,6 +31,53 @@ class TokenVectors:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+class TokenSource(Protocol):
+    """Token vectors of the texts of one list, by index: what :meth:`Verifier.predict_indexed` reads
+    a block of pairs at a time. A dedupe's source is the encode pass's own output kept in the work
+    directory (:class:`dupq.dedupe.tokens.TokenSpill`), so the verifier runs no second pass."""
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each of ``ids`` has token vectors here."""
+        ...
+
+    def read(self, ids: np.ndarray) -> TokenVectors:
+        """The token vectors of ``ids`` (sorted, unique, all :meth:`has`), tokens as float32."""
+        ...
+
+
+class MemoryTokens:
+    """A :class:`TokenSource` over :class:`TokenVectors` held in memory, ``tv`` being those of ``ids``
+    (sorted). Tokens are handed out as float32: numpy casts float16 slowly, and a text in many pairs
+    of a block is cast once here rather than once per pair."""
+
+    def __init__(self, tv: TokenVectors, ids: np.ndarray) -> None:
+        self.tv, self.ids = tv, np.asarray(ids, dtype=np.int64)
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
+        return self.ids[pos] == ids if len(self.ids) else np.zeros(len(ids), dtype=bool)
+
+    def read(self, ids: np.ndarray) -> TokenVectors:
+        pos = np.searchsorted(self.ids, ids).tolist()
+        return TokenVectors(
+            tokens=[self.tv.tokens[i].astype(np.float32) for i in pos],
+            content=[self.tv.content[i] for i in pos],
+            sentence=self.tv.sentence[pos],
+        )
+
+
+def unit_token_rows(
+    emb: np.ndarray, ids: np.ndarray, attn: np.ndarray, special: np.ndarray, content_of: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per row of one padded batch: its unit token vectors as float16 (padding and special tokens
+    dropped) and their content mask — what the verifier keeps of a text, however it was encoded."""
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+    keep_all = attn.astype(bool) & ~special[ids]
+    for row in range(len(emb)):
+        keep = keep_all[row]
+        yield emb[row][keep].astype(np.float16), content_of[ids[row][keep]]
 
 
 def encode_tokens(
@@ -57,7 +104,7 @@ def encode_tokens(
     )
     uniq = list(unique)
     tok = model.tokenizer
-    special, content_of = _vocab_masks(tok)
+    special, content_of = vocab_masks(tok)
     # by tokens, not characters: batches pad little (int8 token pass ~620 -> ~670 texts/s here)
     lengths = token_counts(tok, uniq) if len(uniq) > 1 else np.zeros(len(uniq), dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
@@ -77,12 +124,10 @@ def encode_tokens(
             for start in range(0, len(uniq), batch_size):
                 idx = order[start : start + batch_size]
                 emb, sv, ids, attn = _batch(model, [uniq[i] for i in idx], runner)
-                keep_all = attn & ~special[ids]
-                for row, i in enumerate(idx):
-                    keep = keep_all[row]
-                    toks[i] = emb[row][keep].astype(np.float16)
-                    masks[i] = content_of[ids[row][keep]]
-                    sent[i] = sv[row]
+                rows = unit_token_rows(emb, ids, attn, special, content_of)
+                for i, (t, m) in zip(idx.tolist(), rows, strict=True):
+                    toks[i], masks[i] = t, m
+                sent[idx] = sv
                 bar.update(len(idx))
     finally:
         if was_training:
@@ -99,7 +144,7 @@ def encode_tokens(
 _VOCAB_MASKS: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}
 
 
-def _vocab_masks(tok: Any) -> tuple[np.ndarray, np.ndarray]:
+def vocab_masks(tok: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(special, content)``: boolean arrays over token ids (:func:`content_mask` of each token)."""
     hit = _VOCAB_MASKS.get(id(tok))
     if hit is not None and hit[0] is tok:
@@ -115,7 +160,8 @@ def _vocab_masks(tok: Any) -> tuple[np.ndarray, np.ndarray]:
 def _batch(
     model: SentenceTransformer, texts: list[str], runner: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One batch: unit token vectors, unit sentence vectors, token ids, attention mask (numpy)."""
+    """One batch: token vectors (not normalised: :func:`unit_token_rows` does it), unit sentence
+    vectors, token ids, attention mask (numpy)."""
     import torch
 
     from dupq.vectors import l2_normalize
@@ -125,11 +171,10 @@ def _batch(
 
         enc = tokenize_np(model, texts)
         emb, sv = runner.run_tokens(enc["input_ids"], enc["attention_mask"])
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
         return emb, l2_normalize(sv), enc["input_ids"], enc["attention_mask"].astype(bool)
     feats = _preprocess(model, texts)
     out = model(feats)
-    emb = torch.nn.functional.normalize(out["token_embeddings"].float(), dim=-1).cpu().numpy()
+    emb = out["token_embeddings"].float().cpu().numpy()
     sv = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu().numpy()
     ids = feats["input_ids"].cpu().numpy()
     return emb, sv, ids, feats["attention_mask"].cpu().numpy().astype(bool)
