@@ -10,7 +10,9 @@ MRPC paraphrase pairs — take up to half of the corpus; the rest is padding wit
 Measured per system, each in its own subprocess (so peak RSS is that system's own):
 
 * **dupq**: ``deduplicate(corpus.csv, out=deduped.csv)`` end to end (read → exact pass → encode →
-  index/search → group → write), with its own stage times;
+  index/search → group → write), with its own stage times — its defaults, the shipped verifier on;
+* **dupq-cosine**: the same with ``verifier=None`` (the cosine decides: ``--no-verifier``), the
+  alternative to the default, in the same invocation;
 * **st-encode**: ``SentenceTransformer.encode`` of the corpus (what ``paraphrase_mining`` does first),
   shared by the three baselines below — their *mining* stage is timed on these embeddings and their
   end-to-end time is encode + mining (exactly what ``util.paraphrase_mining(model, sentences)`` runs);
@@ -30,6 +32,7 @@ the recall of its HNSW pairs against exact search on the same vectors is measure
     python benchmarks/dedupe.py --sizes 100000 --systems dupq paraphrase_mining --backend onnx-int8 \
         --share-encoding-above 10000000 --pm-on-dupq-vectors            # + PM on dupq's own vectors
     python benchmarks/dedupe.py --sizes 1000000 --systems dupq --backend onnx-int8   # dupq alone at scale
+    python benchmarks/dedupe.py --sizes 100000 --systems dupq dupq-cosine --backend default  # verifier on/off
     python benchmarks/dedupe.py --mining-only 300000 --systems dupq paraphrase_mining
     python benchmarks/dedupe.py --calibrate [--backend onnx-int8]       # the default threshold
 
@@ -63,7 +66,9 @@ from dupq.vectors import l2_normalize  # noqa: E402
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results" / "dedupe-10k-all-systems.json"
 CACHE = REPO / "benchmarks" / ".cache" / "dedupe"
-SYSTEMS = ("dupq", "paraphrase_mining", "community_detection", "semhash", "semhash-static")
+#: ``dupq-cosine``: dupq with ``verifier=None`` (the cosine decides) — the alternative to its default,
+#: run side by side in the same invocation.
+SYSTEMS = ("dupq", "dupq-cosine", "paraphrase_mining", "community_detection", "semhash", "semhash-static")
 
 
 def _tsv(path: Path) -> pd.DataFrame:
@@ -154,14 +159,16 @@ def worker(args: argparse.Namespace) -> dict:
         return pd.read_csv(work / "corpus.csv", dtype=str, keep_default_na=False)["question"].tolist()
 
     t0 = time.perf_counter()
-    if args.worker == "dupq":
+    if args.worker in ("dupq", "dupq-cosine"):
         from dupq.dedupe import deduplicate
 
+        name = args.worker
         res = deduplicate(
             work / "corpus.csv",
             text_column="question",
-            out=work / "deduped.csv",
-            workdir=Path(args.dupq_workdir) if args.dupq_workdir else work / "dupq-work",
+            out=work / f"deduped-{name}.csv",
+            workdir=Path(args.dupq_workdir) if args.dupq_workdir else work / f"{name}-work",
+            verifier="auto" if name == "dupq" else None,
             threshold=args.threshold,
             batch_size=args.batch_size,
             backend=args.backend,
@@ -170,7 +177,7 @@ def worker(args: argparse.Namespace) -> dict:
             model=args.model,
         )
         total = time.perf_counter() - t0
-        df = pd.read_csv(work / "deduped.csv", dtype=str, keep_default_na=False)
+        df = pd.read_csv(work / f"deduped-{name}.csv", dtype=str, keep_default_na=False)
         gid = pd.to_numeric(df["group_id"], errors="coerce")
         groups = np.where(gid.isna(), -1 - np.arange(len(df)), gid.fillna(0)).astype(np.int64)
         s = res.summary
@@ -189,21 +196,21 @@ def worker(args: argparse.Namespace) -> dict:
             "embeddings_reused": s.embeddings_reused,  # > 0: a --keep-embeddings rerun; encode_s is not
             "verification": getattr(s, "verification", None),  # the verifier stage's counts (default: on)
         }
-        np.save(work / "groups-dupq.npy", groups)
+        np.save(work / f"groups-{name}.npy", groups)
         out["peak_rss_mb"] = _peak_mb()  # the dedupe run's own peak, before the checks below
-        if s.rows <= args.exact_check_max:
+        if name == "dupq" and s.rows <= args.exact_check_max:
             # dupq's pairs above the threshold (what --pairs writes), for pair-level recall; and the
             # recall of the approximate index's pairs against exact search (exact is O(n^2): skipped
             # above --exact-check-max, where it would take longer than the run itself)
             from dupq.dedupe import similar_pairs
 
-            store = next(Path(args.dupq_workdir or work / "dupq-work").glob("emb-*"))
+            store = next(Path(args.dupq_workdir or work / f"{name}-work").glob("emb-*"))
             vecs = np.load(store / "vectors.npy", mmap_mode="r")
             t1 = time.perf_counter()
             a, b, _ = similar_pairs(vecs, res.summary.threshold, index=s.index, ef_search=args.ef_search)
             approx_s = time.perf_counter() - t1
             np.save(work / "pairs-dupq-pairs.npy", np.stack([a, b], axis=1))
-        if s.index != "flat" and s.rows <= args.exact_check_max:
+        if name == "dupq" and s.index != "flat" and s.rows <= args.exact_check_max:
             t1 = time.perf_counter()
             ea, eb, _ = similar_pairs(vecs, res.summary.threshold, index="flat")
             exact_s = time.perf_counter() - t1
@@ -573,6 +580,26 @@ def main() -> None:
                 run["systems"]["dupq"] = r
                 shown = {k: v for k, v in r.items() if not k.startswith("quality")}
                 print("dupq", json.dumps(shown), flush=True)
+            if "dupq-cosine" in args.systems:  # the same dedupe, the cosine deciding (--no-verifier)
+                r = run_worker(
+                    "dupq-cosine",
+                    work,
+                    threshold,
+                    args.batch_size,
+                    extra=[
+                        "--backend",
+                        args.backend,
+                        "--exact-check-max",
+                        "0",
+                        "--dupq-workdir",
+                        str(work / "dupq-cosine-work"),
+                        *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
+                        *(["--model", str(args.model)] if args.model else []),
+                    ],
+                )
+                r["quality"] = quality_of("dupq-cosine", work, pairs)
+                run["systems"]["dupq-cosine"] = r
+                print("dupq-cosine", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
             if "semhash-static" in args.systems:
                 if not args.static_model:
                     raise SystemExit("--systems semhash-static needs --static-model DIR")
@@ -586,7 +613,7 @@ def main() -> None:
                 print(
                     "semhash-static", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True
                 )
-            baselines = [s for s in args.systems if s not in ("dupq", "semhash-static")]
+            baselines = [s for s in args.systems if s not in ("dupq", "dupq-cosine", "semhash-static")]
             if baselines:
                 shared = size > args.share_encoding_above and "dupq" in run["systems"]
                 if shared:
@@ -800,6 +827,13 @@ def print_table(results: dict) -> None:
         if "index_pair_recall_vs_exact" in d:
             recall = d["index_pair_recall_vs_exact"]
             print(f"{'':>8} dupq {d['index']} pair recall vs exact search: {recall:.4f}")
+        c = run["systems"].get("dupq-cosine", {})
+        if d.get("total_s") and c.get("total_s"):
+            print(
+                f"{'':>8} verifier on / off (dupq / dupq-cosine): "
+                f"{d['total_s'] / c['total_s']:.2f}x the time, "
+                f"{(d.get('peak_rss_mb') or 0) / max(c.get('peak_rss_mb') or 1, 1):.2f}x the peak memory"
+            )
 
 
 if __name__ == "__main__":
