@@ -286,13 +286,15 @@ def test_the_matcher_verifies_only_its_band_and_the_cosine_decides_the_rest(trai
         Matcher(tiny_model_dir, device="cpu", verifier=None, verify_below=-0.1)
 
 
-@pytest.mark.parametrize("block", [16_384, 7])
-def test_indexed_scoring_of_one_text_list_gives_the_pairwise_answers(trained, block, monkeypatch):
+@pytest.mark.parametrize(("block", "threads"), [(16_384, "1"), (7, "1"), (7, "3")])
+def test_indexed_scoring_of_one_text_list_gives_the_pairwise_answers(trained, block, threads, monkeypatch):
     """A dedupe's path (pairs as indices into one list, one token pass per text, words read once per
-    text, pairs scored a block at a time) scores every pair as scoring the pairs one by one does."""
+    text, pairs scored a block at a time, blocks in threads) scores every pair as scoring the pairs one
+    by one does."""
     import dupq.verifier.model as model
 
     monkeypatch.setattr(model, "PAIR_BLOCK", block)
+    monkeypatch.setenv("DUPQ_VERIFY_THREADS", threads)
     _, v = trained
     df = _pairs(30, 7)
     texts = list(dict.fromkeys(df.question1.tolist() + df.question2.tolist()))
