@@ -61,20 +61,35 @@ def load_average() -> list[float] | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
-def machine() -> dict[str, Any]:
-    """CPU model and flags, core count, platform, load average, and the git commit measured."""
-    c = cpu()
+def _commit_now() -> tuple[str | None, bool | None]:
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return {
+    return _git("rev-parse", "HEAD"), (bool(status) if status is not None else None)
+
+
+#: The commit when the script started (this module is imported first): what a long run measures, even
+#: if HEAD moves while it runs (a 1M dedupe takes most of an hour).
+_AT_START = _commit_now()
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and flags, core count, platform, load average, and the git commit measured (the one
+    checked out when the script started; ``commit_at_end`` as well when HEAD moved during the run)."""
+    c = cpu()
+    commit, dirty = _AT_START
+    out = {
         "cpu": c["model"],
         "flags": c["flags"],
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "load_avg": load_average(),
-        "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
+        "commit": commit,
+        "dirty": dirty,
     }
+    end = _commit_now()
+    if end != _AT_START:
+        out["commit_at_end"], out["dirty_at_end"] = end
+    return out
 
 
 def provenance(
