@@ -227,3 +227,22 @@ def test_a_resumed_dedupe_gives_the_texts_it_did_not_encode_a_token_pass(
     a, b, _ = similar_pairs(vecs, 0.80)
     assert len(calls) == 1 and sorted(calls[0]) == sorted({texts[i] for i in np.r_[a, b]})
     assert _partition(fresh.table["group_id"].tolist()) == _partition(resumed.table["group_id"].tolist())
+
+
+def test_a_dedupe_stopped_after_encoding_keeps_its_embeddings_not_its_token_vectors(
+    verifier_dir, tiny_model_dir, tmp_path, monkeypatch
+):
+    """The kept token vectors serve only the run that wrote them (a rerun encodes nothing, so has none):
+    a run stopped after encoding leaves its embeddings to resume from and deletes the token file."""
+    import dupq.dedupe.pipeline as pipeline
+    from dupq.dedupe.tokens import SPILL_FILE
+
+    def stop(*args, **kwargs):
+        assert list((tmp_path / "w").glob(f"emb-*/{SPILL_FILE}"))  # written by the encode pass
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "search_candidates", stop)
+    with pytest.raises(KeyboardInterrupt):
+        _dedupe_with(Verifier.load(verifier_dir, device="cpu"), tiny_model_dir, tmp_path / "w")
+    assert list((tmp_path / "w").glob("emb-*/vectors.npy"))
+    assert not list((tmp_path / "w").glob(f"emb-*/{SPILL_FILE}"))

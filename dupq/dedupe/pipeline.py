@@ -39,6 +39,7 @@ from dupq.dedupe.stages import (
     verify,
 )
 from dupq.dedupe.timing import StageTimer, peak_rss_mb
+from dupq.dedupe.tokens import SPILL_FILE
 from dupq.dedupe.write import (
     OutputColumns,
     check_no_result_columns,
@@ -158,6 +159,8 @@ def run(data: str | Path | pd.DataFrame, cfg: DedupeConfig) -> DedupeResult:
     try:
         result = _pipeline(data, cfg, workdir, timer)
     except BaseException:
+        for spilled in workdir.glob(f"emb-*/{SPILL_FILE}"):  # a rerun re-encodes what it needs tokens of
+            spilled.unlink(missing_ok=True)
         has_embeddings = any(workdir.glob("emb-*/done.npy"))
         if cleanup and (cfg.out is None or not has_embeddings):
             shutil.rmtree(workdir, ignore_errors=True)  # nothing worth resuming from
