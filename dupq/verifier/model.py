@@ -268,16 +268,22 @@ class Verifier(CalibratedDecision):
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         if len(a) != len(b):
             raise InputError(f"{len(a)} first indices but {len(b)} second indices")
-        used = np.unique(np.concatenate([a, b]))
+        # the texts in a pair, by a mask over the texts (not a unique() of 2 x pairs: at 1M texts the
+        # candidate pairs are ~40M, and their concatenation and its sort were 1.2 GB at once)
+        in_pair = np.zeros(len(texts), dtype=bool)
+        in_pair[a] = True
+        in_pair[b] = True
+        used = np.flatnonzero(in_pair)
+        del in_pair
         missing = used if tokens is None else used[~tokens.has(used)]
         own = None
         if len(missing):
             picked = [texts[i] for i in missing.tolist()]  # references, not copies of the strings
             own = MemoryTokens(self.token_vectors(picked, show_progress=show_progress), missing)
         source: TokenSource = own if tokens is None else _Either(tokens, own)  # type: ignore[assignment]
-        similarity = np.zeros(len(a), dtype=np.float64)
+        similarity = np.zeros(len(a), dtype=np.float32)  # the cosine: float32 like the vectors
         probability = np.zeros(len(a), dtype=np.float64)
-        order = np.lexsort((b, a))
+        order = np.argsort(a, kind="stable")  # a block's pairs share their first texts
         blocks = [order[start : start + PAIR_BLOCK] for start in range(0, len(a), PAIR_BLOCK)]
 
         def score(sel: np.ndarray) -> tuple[np.ndarray, VerifierScores]:
