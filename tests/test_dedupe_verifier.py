@@ -246,3 +246,26 @@ def test_a_dedupe_stopped_after_encoding_keeps_its_embeddings_not_its_token_vect
         _dedupe_with(Verifier.load(verifier_dir, device="cpu"), tiny_model_dir, tmp_path / "w")
     assert list((tmp_path / "w").glob("emb-*/vectors.npy"))
     assert not list((tmp_path / "w").glob(f"emb-*/{SPILL_FILE}"))
+
+
+@pytest.mark.parametrize("share_verified", [0.8, 0.3])
+def test_verify_pairs_decides_alike_whether_it_scores_all_pairs_or_only_those_below(
+    verifier_dir, tiny_model_dir, share_verified
+):
+    """With most pairs below ``verify_above`` every pair is scored in place (no copies of 40M pairs'
+    indices) and the cosine still decides those at or above it; with few, only those are scored.
+    Both give the decisions made by hand: the cosine above, the verifier below."""
+    from dupq.dedupe.verify import verify_pairs
+
+    texts = _texts()
+    vecs = Embedder(tiny_model_dir, device="cpu").encode(texts)
+    a, b, s = similar_pairs(vecs, 0.80)
+    above = float(np.quantile(s, share_verified))
+    v = Verifier.load(verifier_dir, device="cpu")
+    t = verifier_threshold(v)
+    got = verify_pairs(a, b, s, texts, v, threshold=t, verify_above=above)
+    p = v.predict([texts[i] for i in a], [texts[i] for i in b]).probability
+    want = (s >= above) | (p >= t)
+    assert (got.keep == want).all()
+    assert got.by_cosine == int((s >= above).sum()) and got.verified == int((s < above).sum())
+    assert got.verified_duplicate == int(((p >= t) & (s < above)).sum())

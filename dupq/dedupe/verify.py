@@ -57,10 +57,19 @@ def verify_pairs(
     """
     cosine = np.asarray(cosine)
     by_cos = cosine >= verify_above
-    todo = np.flatnonzero(~by_cos)
+    n_todo = int(len(by_cos) - by_cos.sum())
     keep = by_cos.copy()
     n_dup = 0
-    if len(todo):
+    if n_todo and hasattr(verifier, "predict_indexed") and n_todo >= len(by_cos) // 2:
+        # late interaction, and most pairs to verify: score them all in place — the few at or above
+        # verify_above cost little, where copies of the pairs to verify (indices, both sides) were
+        # ~1 GB at a million texts' 40M candidate pairs — and let the cosine decide those few
+        ok = verifier.predict_indexed(texts, a, b, tokens=tokens, show_progress=show_progress).probability
+        ok = (ok >= threshold) & ~by_cos
+        keep |= ok
+        n_dup = int(ok.sum())
+    elif n_todo:
+        todo = np.flatnonzero(~by_cos)
         if hasattr(verifier, "predict_indexed"):  # late interaction: one token pass per text, no copies
             p = verifier.predict_indexed(
                 texts, a[todo], b[todo], tokens=tokens, show_progress=show_progress
@@ -72,4 +81,4 @@ def verify_pairs(
         ok = p >= threshold
         keep[todo[ok]] = True
         n_dup = int(ok.sum())
-    return Verification(keep, int(by_cos.sum()), len(todo), n_dup, threshold)
+    return Verification(keep, int(by_cos.sum()), n_todo, n_dup, threshold)
