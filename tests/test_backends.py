@@ -325,4 +325,11 @@ def test_every_backend_name_has_one_factory_and_runners_keep_the_protocol(tiny_m
 
     assert set(FACTORIES) == set(BACKENDS) and set(BACKENDS) < set(BACKEND_CHOICES)
     runner = make_runner(tiny_model, "torch")
-    assert isinstance(runner, Runner) and runner.run_tokens is None
+    assert isinstance(runner, Runner)
+    # the torch runner's token output (a dedupe keeps it for the verifier): one pass gives both, the
+    # pooled vectors being run_ids' own
+    enc = tiny_model.tokenizer(["how do i sort a list", "sort a list"], padding=True, return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    tokens, pooled = runner.run_tokens(ids, mask)
+    assert tokens.shape[:2] == ids.shape and tokens.shape[2] == pooled.shape[1]
+    np.testing.assert_allclose(pooled, runner.run_ids(ids, mask), atol=1e-6)
