@@ -563,16 +563,7 @@ def main() -> None:
                     work,
                     threshold,
                     args.batch_size,
-                    extra=[
-                        "--backend",
-                        args.backend,
-                        "--exact-check-max",
-                        str(args.exact_check_max),
-                        "--dupq-workdir",
-                        str(dupq_workdir),
-                        *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
-                        *(["--model", str(args.model)] if args.model else []),
-                    ],
+                    _dupq_args(args, args.exact_check_max, dupq_workdir),
                 )
                 r["model"] = args.model or "all-MiniLM-L6-v2 (embedded default)"
                 r["quality"] = quality_of("dupq", work, pairs)
@@ -581,22 +572,8 @@ def main() -> None:
                 shown = {k: v for k, v in r.items() if not k.startswith("quality")}
                 print("dupq", json.dumps(shown), flush=True)
             if "dupq-cosine" in args.systems:  # the same dedupe, the cosine deciding (--no-verifier)
-                r = run_worker(
-                    "dupq-cosine",
-                    work,
-                    threshold,
-                    args.batch_size,
-                    extra=[
-                        "--backend",
-                        args.backend,
-                        "--exact-check-max",
-                        "0",
-                        "--dupq-workdir",
-                        str(work / "dupq-cosine-work"),
-                        *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
-                        *(["--model", str(args.model)] if args.model else []),
-                    ],
-                )
+                extra = _dupq_args(args, 0, work / "dupq-cosine-work")
+                r = run_worker("dupq-cosine", work, threshold, args.batch_size, extra)
                 r["quality"] = quality_of("dupq-cosine", work, pairs)
                 run["systems"]["dupq-cosine"] = r
                 print("dupq-cosine", json.dumps({k: v for k, v in r.items() if k != "quality"}), flush=True)
@@ -651,6 +628,20 @@ def main() -> None:
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print_table(results)
     print_mining_table(results)
+
+
+def _dupq_args(args: argparse.Namespace, exact_check_max: int, workdir: Path) -> list[str]:
+    """The worker flags both dupq systems (defaults, ``dupq-cosine``) share."""
+    return [
+        "--backend",
+        args.backend,
+        "--exact-check-max",
+        str(exact_check_max),
+        "--dupq-workdir",
+        str(workdir),
+        *(["--ef-search", str(args.ef_search)] if args.ef_search else []),
+        *(["--model", str(args.model)] if args.model else []),
+    ]
 
 
 def save_dupq_vectors(dupq_workdir: Path, dest: Path) -> None:
