@@ -36,19 +36,24 @@ def _partition(labels) -> set[frozenset[int]]:
     return {frozenset(s) for s in groups.values()}
 
 
-def test_the_verifier_decides_every_candidate_pair(verifier_dir, tiny_model_dir, tmp_path):
-    texts = _texts()
-    res = deduplicate(
-        pd.DataFrame({"question": texts}),
+def _dedupe_with(verifier, model, workdir, verify_above: float = 1.01):
+    """dedupe of :func:`_texts` at 0.95, candidates from 0.80; by default the verifier decides every pair."""
+    return deduplicate(
+        pd.DataFrame({"question": _texts()}),
         text_column="question",
-        model=tiny_model_dir,
+        model=model,
         threshold=0.95,
-        verifier=verifier_dir,
+        verifier=verifier,
         verify_below=0.15,
-        verify_above=1.01,  # verify every candidate
-        workdir=tmp_path / "w",
+        verify_above=verify_above,
+        workdir=workdir,
         show_progress=False,
     )
+
+
+def test_the_verifier_decides_every_candidate_pair(verifier_dir, tiny_model_dir, tmp_path):
+    texts = _texts()
+    res = _dedupe_with(verifier_dir, tiny_model_dir, tmp_path / "w")  # the verifier decides every candidate
     # the same decision made by hand: candidates at 0.80, kept where the verifier says duplicate
     vecs = Embedder(tiny_model_dir, device="cpu").encode(texts)
     a, b, s = similar_pairs(vecs, 0.80)
@@ -72,17 +77,7 @@ def test_the_verifier_decides_every_candidate_pair(verifier_dir, tiny_model_dir,
 
 def test_pairs_above_verify_above_skip_the_verifier(verifier_dir, tiny_model_dir, tmp_path):
     texts = _texts()
-    res = deduplicate(
-        pd.DataFrame({"question": texts}),
-        text_column="question",
-        model=tiny_model_dir,
-        threshold=0.95,
-        verifier=verifier_dir,
-        verify_below=0.15,
-        verify_above=0.9,
-        workdir=tmp_path / "w",
-        show_progress=False,
-    )
+    res = _dedupe_with(verifier_dir, tiny_model_dir, tmp_path / "w", verify_above=0.9)
     vecs = Embedder(tiny_model_dir, device="cpu").encode(texts)
     _, _, s = similar_pairs(vecs, 0.80)
     info = res.summary.verification
@@ -166,21 +161,6 @@ def _spy_token_passes(monkeypatch) -> list[list[str]]:
 
     monkeypatch.setattr(Verifier, "token_vectors", spy)
     return calls
-
-
-def _dedupe_with(verifier, model, workdir, **kw):
-    return deduplicate(
-        pd.DataFrame({"question": _texts()}),
-        text_column="question",
-        model=model,
-        threshold=0.95,
-        verifier=verifier,
-        verify_below=0.15,
-        verify_above=1.01,
-        workdir=workdir,
-        show_progress=False,
-        **kw,
-    )
 
 
 def test_the_verifier_reads_the_encode_pass_token_vectors(
