@@ -22,7 +22,7 @@ from dupq.dedupe.scan import Scan, Source
 from dupq.dedupe.search import candidate_pairs, index_kind
 from dupq.dedupe.store import EmbeddingStore, encode, release_memory
 from dupq.dedupe.timing import StageTimer
-from dupq.dedupe.tokens import TokenSpill, shares_pass
+from dupq.dedupe.tokens import TokenSpill, shares_pass, token_pass_backend
 from dupq.dedupe.verify import Verification, verifier_threshold, verify_pairs
 from dupq.encoder import resolve_threshold
 from dupq.verifier.choose import choose_verifier, describe
@@ -202,14 +202,12 @@ class Verified:
 
 def verify(pairs: Pairs, texts: list[str], enc: Encoded, cfg: DedupeConfig) -> Verified:
     """The verifier decides the candidate pairs below ``verify_above``; keep the ones it accepts."""
-    from dupq.backends import ONNX_BACKENDS
     from dupq.verifier import Verifier
 
     threshold, verifier = enc.threshold, enc.verifier
     if isinstance(verifier, (str, Path)):
         # the token pass on the encode stage's fast runtime where it has one (ONNX), else torch
-        backend = enc.backend if enc.backend in ONNX_BACKENDS else "torch"
-        verifier = Verifier.load(verifier, device=cfg.device, backend=backend)
+        verifier = Verifier.load(verifier, device=cfg.device, backend=token_pass_backend(enc.backend))
     v_thr = verifier_threshold(verifier)
     try:
         result = verify_pairs(

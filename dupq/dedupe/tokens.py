@@ -108,6 +108,14 @@ class TokenSpill:
         return TokenVectors(tokens, content, sentence)
 
 
+def token_pass_backend(encode_backend: str) -> str:
+    """The backend a dedupe's verifier runs its token pass on: the encode stage's when it is ONNX
+    (the fast runtime that has a token output), else torch."""
+    from dupq.backends import ONNX_BACKENDS
+
+    return encode_backend if encode_backend in ONNX_BACKENDS else "torch"
+
+
 def shares_pass(verifier: Any, embedder: Any, engine: str) -> bool:
     """Whether ``verifier`` (as :func:`dupq.verifier.choose.choose_verifier` gives it: a directory,
     ``"default"`` or a loaded one) would run the very pass the encode stage runs: a late-interaction
@@ -115,10 +123,7 @@ def shares_pass(verifier: Any, embedder: Any, engine: str) -> bool:
     pass keeps its token vectors. The Ray engine encodes in other processes: it keeps none."""
     if verifier is None or engine == "ray" or not getattr(embedder, "keeps_tokens", False):
         return False
-    from dupq.backends import ONNX_BACKENDS
-
-    # the verify stage runs the token pass on the encode stage's backend when it is ONNX, else torch
-    if embedder.backend not in (*ONNX_BACKENDS, "torch"):
+    if token_pass_backend(embedder.backend) != embedder.backend:
         return False
     if not isinstance(verifier, (str, Path)):
         from dupq.rescore import same_pass
